@@ -1,0 +1,78 @@
+"""``carve zoo list|info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    zoo = sub.add_parser("zoo", help="list and inspect zoo models")
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    p = zsub.add_parser("list", help="models with family, params and MACs at 224 px")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over model names")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights, and show them")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+    p = zsub.add_parser("info", help="spec, params, MACs and feature maps of one model")
+    p.add_argument("name", help="registry name, spec file (.json/.yaml) or carve weights file")
+    p.add_argument("--size", type=int, default=224, help="input size for MACs (default 224)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def zoo_table(pattern: str = "*", pretrained: bool = False) -> list[dict]:
+    from carve.zoo import create_model, get_entry, list_models, profile
+
+    rows = []
+    for name in list_models(pattern, pretrained=pretrained):
+        entry = get_entry(name)
+        prof = profile(create_model(name))
+        row = dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
+                   macs_m=round(prof.macs / 1e6, 1))
+        if pretrained:
+            row["weights"] = [dict(tag=w.tag, top1=w.top1) for w in entry.weights]
+        rows.append(row)
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = zoo_table(args.pattern, args.pretrained)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'model':26s} {'family':20s} {'params (M)':>10s} {'MACs (M)':>9s}"
+    print(header + ("  published weights (ImageNet top-1)" if args.pretrained else ""))
+    for r in rows:
+        line = f"{r['name']:26s} {r['family']:20s} {r['params_m']:10.2f} {r['macs_m']:9.1f}"
+        if args.pretrained:
+            line += "  " + ", ".join(f"{w['tag']} ({w['top1'] if w['top1'] is not None else '?'})" for w in r["weights"])
+        print(line)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from carve.zoo import create_model, profile
+
+    model = create_model(args.name)
+    prof = profile(model, args.size)
+    info = dict(name=model.spec.name, family=model.spec.family, hash=model.spec.hash(), params=prof.params,
+                macs=prof.macs, activations=prof.activations, input_size=args.size,
+                feature_info=list(model.feature_info), spec=model.spec.to_dict())
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['name']} ({info['family']}), spec hash {info['hash']}")
+    print(f"params {prof.params:,}  MACs {prof.macs / 1e6:.1f} M  activations {prof.activations / 1e6:.2f} M "
+          f"at {args.size} px")
+    print("feature maps: " + ", ".join(f"{f['module']} ({f['num_chs']} ch, /{f['reduction']})"
+                                       for f in info["feature_info"]))
+    print("blocks:")
+    cin = model.spec.stem.channels
+    for si, stage in enumerate(model.spec.stages):
+        for bi, b in enumerate(stage.blocks):
+            extra = f" mid {b.mid_channels}" if b.mid_channels else ""
+            extra += f" se {b.se.channels}" if b.se else ""
+            print(f"  [{si}.{bi}] {b.kind:7s} {cin:4d} -> {b.out_channels:4d} k{b.kernel} s{b.stride} {b.act}{extra}")
+            cin = b.out_channels
+    return 0

@@ -1,0 +1,21 @@
+"""The backbone zoo: architecture spec, blocks, families, registry and weights."""
+
+from .factory import create_model, pretrained_cfg, resolve_spec
+from .model import CarveFeatures, CarveNet, FeatureInfo, feature_points
+from .profile import Profile, count_params, profile
+from .registry import ModelEntry, PublishedWeights, get_entry, list_models
+from .spec import (ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec,
+                   for_small_images, load_spec, make_divisible, parse_spec, validate)
+from .timm_compat import register_with_timm
+from .weights import (PretrainedUnavailable, WeightsError, convert_weights, load_state_dict_strict,
+                      read_weights_file, save_weights)
+
+register_with_timm()
+
+__all__ = [
+    "ArchSpec", "BlockSpec", "CarveFeatures", "CarveNet", "FeatureInfo", "HeadSpec", "ModelEntry", "NormSpec",
+    "Profile", "PretrainedUnavailable", "PublishedWeights", "SESpec", "SpecError", "StageSpec", "StemSpec",
+    "WeightsError", "convert_weights", "count_params", "create_model", "feature_points", "for_small_images",
+    "get_entry", "list_models", "load_spec", "load_state_dict_strict", "make_divisible", "parse_spec",
+    "pretrained_cfg", "profile", "read_weights_file", "resolve_spec", "save_weights", "validate",
+]

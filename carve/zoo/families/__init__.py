@@ -1,0 +1,1 @@
+"""Model families: each module turns a family's design rules into explicit ArchSpecs."""

@@ -1,0 +1,31 @@
+"""Shorthands the family modules use to write block tables compactly."""
+
+from __future__ import annotations
+
+from ..spec import BlockSpec, SESpec, StageSpec, make_divisible
+
+
+def width_tag(width: float) -> str:
+    """0.75 -> '075', 1.0 -> '100', 1.5 -> '150' (timm-style name suffix)."""
+    return f"{round(width * 100):03d}"
+
+
+def expand(cin: int, ratio: float, divisor: int = 8) -> int:
+    """Expanded (mid) width of an inverted residual, as timm computes it."""
+    return cin if ratio == 1 else make_divisible(cin * ratio, divisor)
+
+
+def se(channels: int, act: str = "relu", gate: str = "sigmoid", norm: bool = False) -> SESpec:
+    return SESpec(channels=max(1, channels), act=act, gate=gate, norm=norm)
+
+
+def stage(*blocks: BlockSpec) -> StageSpec:
+    return StageSpec(tuple(blocks))
+
+
+def repeat(n: int, first: BlockSpec, rest: BlockSpec | None = None) -> list[BlockSpec]:
+    """``first`` followed by ``n - 1`` copies of ``rest`` (default: ``first`` at stride 1)."""
+    from dataclasses import replace
+
+    rest = rest or replace(first, stride=1)
+    return [first] + [rest] * (n - 1)

@@ -1,0 +1,51 @@
+"""Params, MACs and activations of a model at a given input size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Profile:
+    """``macs`` counts convolution and matmul multiply-adds (as papers and torchvision publish);
+    ``activations`` counts the output elements of every convolution and linear layer."""
+
+    params: int
+    macs: int
+    activations: int
+    input_size: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def profile(model: nn.Module, input_size: int = 224, in_channels: int = 3) -> Profile:
+    """Profile ``model`` on one image of ``input_size`` px (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, in_channels, input_size, input_size)
+    acts = [0]
+
+    def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+        acts[0] += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return Profile(params=count_params(model), macs=counter.get_total_flops() // 2, activations=acts[0],
+                   input_size=input_size)

@@ -1,0 +1,177 @@
+"""The model registry: timm-style names mapped to spec builders, peers and published weights."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+from .families.carve import carve
+from .families.efficientnet import efficientnet_b0
+from .families.mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3
+from .families.rexnet import rexnet
+from .families.shufflenet import shufflenet_v2
+from .spec import ArchSpec, NormSpec
+
+TIMM_BN = NormSpec(eps=1e-5, momentum=0.1)
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """A peer's published ImageNet weights for a zoo model.
+
+    ``tag`` is what users pass as ``pretrained=``; ``peer_model`` names the peer's builder (a
+    torchvision function or a timm ``name.tag``); ``top1`` is the peer's published ImageNet-1k
+    top-1; ``norm`` overrides the spec's BN settings to match the peer that trained them.
+    """
+
+    tag: str
+    source: str
+    peer_model: str
+    top1: float | None
+    norm: NormSpec | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """Params and MACs at 224 px as published, with where the figure comes from."""
+
+    params_m: float
+    macs_m: float
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    build: Callable[[], ArchSpec]
+    torchvision: str | None = None
+    timm: str | None = None
+    weights: tuple[PublishedWeights, ...] = ()
+    published: Published | None = None
+    peer_norm: dict[str, NormSpec] = field(default_factory=dict)
+
+    def spec(self) -> ArchSpec:
+        return self.build()
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _tv(tag: str, fn: str, top1: float, norm: NormSpec | None = None) -> PublishedWeights:
+    return PublishedWeights(f"torchvision:{tag}", "torchvision", fn, top1, norm)
+
+
+def _timm(name_tag: str, top1: float | None, norm: NormSpec | None = None) -> PublishedWeights:
+    return PublishedWeights(f"timm:{name_tag.split('.', 1)[1]}", "timm", name_tag, top1, norm)
+
+
+def _register_all() -> None:
+    v1_pub = {0.25: (0.47, 41, "MobileNets paper, Table 14 (0.5M, 41M)"),
+              0.5: (1.32, 149, "MobileNets paper, Table 14 (1.3M, 149M)"),
+              0.75: (2.59, 325, "MobileNets paper, Table 14 (2.6M, 325M)"),
+              1.0: (4.23, 569, "MobileNets paper, Table 14 (4.2M, 569M); timm mobilenetv1_100 4.23M")}
+    for w in (0.25, 0.5, 0.75, 1.0):
+        tag = f"{round(w * 100):03d}"
+        weights = (_timm("mobilenetv1_100.ra4_e3600_r224_in1k", None),) if w == 1.0 else ()
+        register(ModelEntry(f"mobilenet_v1_{tag}", "mobilenet_v1", partial(mobilenet_v1, w),
+                            timm="mobilenetv1_100" if w == 1.0 else None, weights=weights,
+                            published=Published(*v1_pub[w])))
+    v2_pub = {0.35: (1.68, 59.2, "timm mobilenetv2_035 1.68M; MobileNetV2 paper Table 6: 59M MACs (rounded)"),
+              0.5: (1.97, 97.1, "MobileNetV2 paper (1.95M, 97M); timm mobilenetv2_050 1.97M"),
+              0.75: (2.64, 209, "MobileNetV2 paper Table 6 (2.61M, 209M)"),
+              1.0: (3.50, 300.8, "torchvision MobileNet_V2_Weights meta (3,504,872 params, 0.301 GMACs)"),
+              1.4: (6.11, 582, "timm mobilenetv2_140 6.11M; MobileNetV2 paper Table 6 582M MACs")}
+    v2_weights = {
+        0.5: (_timm("mobilenetv2_050.lamb_in1k", 65.94),),
+        1.0: (_tv("IMAGENET1K_V1", "mobilenet_v2", 71.878), _tv("IMAGENET1K_V2", "mobilenet_v2", 72.154),
+              _timm("mobilenetv2_100.ra_in1k", 72.97)),
+        1.4: (_timm("mobilenetv2_140.ra_in1k", 76.52),),
+    }
+    for w in (0.35, 0.5, 0.75, 1.0, 1.4):
+        tag = f"{round(w * 100):03d}"
+        register(ModelEntry(f"mobilenet_v2_{tag}", "mobilenet_v2", partial(mobilenet_v2, w),
+                            torchvision="mobilenet_v2" if w == 1.0 else None, timm=f"mobilenetv2_{tag}",
+                            weights=v2_weights.get(w, ()), published=Published(*v2_pub[w])))
+    v3_pub = {("large", 1.0): (5.48, 216.6, "torchvision MobileNet_V3_Large_Weights meta (5,483,032, 0.217 G)"),
+              ("large", 0.75): (3.99, 155, "timm mobilenetv3_large_075 3.99M; MobileNetV3 paper Table 3 155M MACs"),
+              ("small", 1.0): (2.54, 56.5, "torchvision MobileNet_V3_Small_Weights meta (2,542,856, 0.057 G)"),
+              ("small", 0.75): (2.04, 44, "timm mobilenetv3_small_075 2.04M; MobileNetV3 paper Table 4 44M MACs")}
+    v3_weights = {
+        ("large", 1.0): (_tv("IMAGENET1K_V1", "mobilenet_v3_large", 74.042),
+                         _tv("IMAGENET1K_V2", "mobilenet_v3_large", 75.274),
+                         _timm("mobilenetv3_large_100.ra_in1k", 75.77, TIMM_BN),
+                         _timm("mobilenetv3_large_100.miil_in21k_ft_in1k", 77.92, TIMM_BN)),
+        ("small", 1.0): (_tv("IMAGENET1K_V1", "mobilenet_v3_small", 67.668),
+                         _timm("mobilenetv3_small_100.lamb_in1k", 67.66, TIMM_BN)),
+        ("small", 0.75): (_timm("mobilenetv3_small_075.lamb_in1k", 65.24, TIMM_BN),),
+    }
+    for size in ("small", "large"):
+        for w in (0.75, 1.0):
+            tag = f"{round(w * 100):03d}"
+            register(ModelEntry(f"mobilenet_v3_{size}_{tag}", f"mobilenet_v3_{size}", partial(mobilenet_v3, size, w),
+                                torchvision=f"mobilenet_v3_{size}" if w == 1.0 else None,
+                                timm=f"mobilenetv3_{size}_{tag}", weights=v3_weights.get((size, w), ()),
+                                published=Published(*v3_pub[(size, w)]), peer_norm={"timm": TIMM_BN}))
+    sn_pub = {0.5: (1.37, 40.9, "torchvision ShuffleNet_V2_X0_5_Weights meta (1,366,792, 0.04 G); paper 41M"),
+              1.0: (2.28, 144.9, "torchvision ShuffleNet_V2_X1_0_Weights meta (2,278,604, 0.145 G); paper 146M"),
+              1.5: (3.50, 296, "torchvision ShuffleNet_V2_X1_5_Weights meta (3,503,624, 0.296 G); paper 299M"),
+              2.0: (7.39, 583, "torchvision ShuffleNet_V2_X2_0_Weights meta (7,393,996, 0.583 G); paper 591M")}
+    sn_top1 = {0.5: 60.552, 1.0: 69.362, 1.5: 72.996, 2.0: 76.23}
+    for w in (0.5, 1.0, 1.5, 2.0):
+        tag = f"{round(w * 100):03d}"
+        tv = f"shufflenet_v2_x{str(w).replace('.', '_')}"
+        register(ModelEntry(f"shufflenet_v2_{tag}", "shufflenet_v2", partial(shufflenet_v2, w), torchvision=tv,
+                            weights=(_tv("IMAGENET1K_V1", tv, sn_top1[w]),), published=Published(*sn_pub[w])))
+    register(ModelEntry("efficientnet_b0", "efficientnet", efficientnet_b0, torchvision="efficientnet_b0",
+                        timm="efficientnet_b0",
+                        weights=(_tv("IMAGENET1K_V1", "efficientnet_b0", 77.692),
+                                 _timm("efficientnet_b0.ra_in1k", 77.69)),
+                        published=Published(5.29, 385.9, "torchvision EfficientNet_B0_Weights meta (5,288,548, 0.386 G)")))
+    rx_pub = {1.0: (4.80, 400, "ReXNet paper Table 3 (4.8M, 0.40B); timm rexnet_100 4.80M"),
+              1.3: (7.56, 660, "ReXNet paper Table 3 (7.6M, 0.66B); timm rexnet_130 7.56M"),
+              1.5: (9.73, 880, "ReXNet paper Table 3 (9.7M, 0.86B); timm rexnet_150 9.73M"),
+              2.0: (16.37, 1500, "ReXNet paper Table 3 (16.5M, 1.5B); timm rexnet_200 16.37M")}
+    rx_top1 = {1.0: 77.86, 1.3: 79.49, 1.5: 80.31, 2.0: 81.63}
+    for w in (1.0, 1.3, 1.5, 2.0):
+        tag = f"{round(w * 100):03d}"
+        register(ModelEntry(f"rexnet_{tag}", "rexnet", partial(rexnet, w), timm=f"rexnet_{tag}",
+                            weights=(_timm(f"rexnet_{tag}.nav_in1k", rx_top1[w]),), published=Published(*rx_pub[w])))
+    for w in (0.75, 1.0, 1.25):
+        tag = f"{round(w * 100):03d}"
+        register(ModelEntry(f"carve_{tag}", "carve", partial(carve, w)))
+
+
+_register_all()
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Registry entry by name; an unknown name raises with the closest matches."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; see list_models() ({len(_REGISTRY)} models)"
+        raise KeyError(f"unknown model {name!r}{hint}") from None
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching a glob pattern (only those with published weights if asked)."""
+    names = sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    if pretrained:
+        names = [n for n in names if _REGISTRY[n].weights]
+    return names
+
+
+def entries() -> list[ModelEntry]:
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
