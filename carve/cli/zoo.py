@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="registry name, spec file (.json/.yaml) or carve weights file")
     p.add_argument("--size", type=int, default=224, help="input size for MACs (default 224)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--table", action="store_true",
+                   help="also print fvcore's per-module table (its totals add BN and elementwise ops)")
     p.set_defaults(func=cmd_info)
 
 
@@ -88,4 +90,23 @@ def cmd_info(args: argparse.Namespace) -> int:
             extra += f" se {b.se.channels}" if b.se else ""
             print(f"  [{si}.{bi}] {b.kind:7s} {cin:4d} -> {b.out_channels:4d} k{b.kernel} s{b.stride} {b.act}{extra}")
             cin = b.out_channels
+    if args.table:
+        print(fvcore_table(model, args.size))
     return 0
+
+
+def fvcore_table(model: "torch.nn.Module", size: int, max_depth: int = 2) -> str:
+    """fvcore's per-module parameter and FLOP table (FLOPs there include BN and elementwise ops)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore scripts and traces with TorchScript, which torch deprecates
+        from fvcore.nn import FlopCountAnalysis, flop_count_table
+
+        analysis = FlopCountAnalysis(model.eval(), torch.zeros(1, model.spec.in_channels, size, size))
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        table = flop_count_table(analysis, max_depth=max_depth)
+    return "fvcore per-module table (its FLOPs add BN and elementwise ops; not the MAC figure):\n" + table

@@ -43,3 +43,9 @@ def test_info_unknown_model_fails_with_suggestions(capsys):
     assert main(["zoo", "info", "rexnet_10"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'rexnet_10'" in err and "rexnet_100" in err
+
+
+def test_info_fvcore_table(capsys):
+    assert main(["zoo", "info", "mobilenet_v3_small_075", "--size", "96", "--table"]) == 0
+    out = capsys.readouterr().out
+    assert "fvcore per-module table" in out and "| blocks.1 " in out and "| classifier " in out
