@@ -99,7 +99,7 @@ class LatencyTable:
         absent = [p.key for p in parts if p.key not in self.entries]
         if absent:
             raise KeyError(f"latency table lacks {len(absent)} of {len(parts)} parts of {spec.name!r} at "
-                           f"{input_size} px (first: {absent[0]}); extend it with build_table(..., table=table)")
+                           f"{input_size} px (first: {absent[0]}); extend it with build_table([spec], table=table) or `carve latency predict --extend`")
         params_m = sum(self.params.get(p.key, 0) for p in parts) / 1e6
         return sum(self.entries[p.key] for p in parts), len(parts), params_m
 
