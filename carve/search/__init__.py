@@ -1,6 +1,7 @@
 """Hardware-aware architecture search: spaces, objectives, the Optuna and Ray engines, export.
 
-Import-light: optuna and ray are imported inside the functions that need them.
+Import-light: optuna and ray load only inside the functions that need them; the latency engine
+lives in ``carve.search.latency``.
 """
 
 from .export import export
