@@ -106,13 +106,9 @@ def freeze_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def apply_freeze(backbone: DetectionBackbone, policy: str | int = "none", frozen_bn: bool = False) -> int:
-    """Freeze by policy: ``none``, ``stem``, ``all`` or N (stem and the first N stages).
-
-    Frozen parts get FrozenBatchNorm2d; ``frozen_bn`` freezes the statistics of the whole
-    backbone too (as torchvision's Faster R-CNN does). Returns the number of frozen parameters.
-    """
-    parts = backbone.stage_modules()
+def freeze_stages(parts: Sequence[nn.Module], policy: str | int = "none") -> int:
+    """Freeze by policy over ``parts`` (stem first, then stages): ``none``, ``stem``, ``all`` or N
+    (stem and the first N stages). Frozen parts get FrozenBatchNorm2d. Returns frozen parameters."""
     if policy in ("none", 0, "0"):
         n = 0
     elif policy == "stem":
@@ -132,6 +128,31 @@ def apply_freeze(backbone: DetectionBackbone, policy: str | int = "none", frozen
         for p in part.parameters():
             p.requires_grad_(False)
             frozen += p.numel()
+    return frozen
+
+
+def apply_freeze(backbone: DetectionBackbone, policy: str | int = "none", frozen_bn: bool = False) -> int:
+    """:func:`freeze_stages` on the adapter; ``frozen_bn`` also freezes the statistics of the whole
+    backbone (as torchvision's Faster R-CNN does). Returns the number of frozen parameters."""
+    frozen = freeze_stages(backbone.stage_modules(), policy)
     if frozen_bn:
         freeze_bn(backbone)
     return frozen
+
+
+def thaw_bn(module: nn.Module, momentum: float = 0.1) -> nn.Module:
+    """Turn FrozenBatchNorm2d back into BatchNorm2d with the same statistics (for saving plain weights)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, FrozenBatchNorm2d):
+            bn = nn.BatchNorm2d(child.weight.numel(), eps=child.eps, momentum=momentum)
+            with torch.no_grad():
+                bn.weight.copy_(child.weight)
+                bn.bias.copy_(child.bias)
+                bn.running_mean.copy_(child.running_mean)
+                bn.running_var.copy_(child.running_var)
+            setattr(module, name, bn.to(child.weight.device))
+        else:
+            thaw_bn(child, momentum)
+    return module

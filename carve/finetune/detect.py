@@ -174,8 +174,14 @@ def _train_loader(dataset: DetectionDataset, config: DetectConfig, epoch: int) -
     from torch.utils.data import DataLoader
 
     gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen, drop_last=False,
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen,
+                      drop_last=_drop_last(len(dataset), config.batch_size),
                       num_workers=config.workers, collate_fn=collate)
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    # a one-image batch breaks BatchNorm on SSD's 1x1 extra maps; drop it when it is the remainder
+    return n > batch_size and n % batch_size == 1
 
 
 def _to_device(images: list, targets: list, device: torch.device) -> tuple[list, list]:
@@ -269,7 +275,8 @@ def detect(config: DetectConfig) -> DetectResult:
     prefix, adapter = find_backbone(model)
     spec = adapter.spec
 
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    n, bs = len(train_set), config.batch_size
+    steps_per_epoch = n // bs if _drop_last(n, bs) else math.ceil(n / bs)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -345,3 +352,30 @@ def detect(config: DetectConfig) -> DetectResult:
                         history=history, num_train=len(train_set), num_val=len(val_set),
                         data_stats=train_set.stats.as_dict(), wall_s=time.perf_counter() - wall,
                         images_per_s=images_seen / max(seconds, 1e-9), model=model)
+
+
+def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_format: str = "auto",
+                        subset: str = "val", out_dir: str | Path | None = None, batch_size: int = 8,
+                        examples: int = 6, example_score: float = 0.3, progress: bool = True) -> dict[str, Any]:
+    """COCO mAP of a detect checkpoint. ``data`` defaults to the run's data; ``subset``: ``val``
+    (the run's validation split, re-derived from its config) or ``all`` (every image). Writes
+    ``detections.json``, ``metrics.json`` and ``examples.png`` to ``out_dir`` (default: next to the
+    checkpoint, in ``eval/``). Returns the metrics with the file paths under ``files``."""
+    if subset not in ("val", "all"):
+        raise ValueError(f"subset: expected val or all, got {subset!r}")
+    model, meta = load_detector(path)
+    cfg = DetectConfig.from_dict(meta["config"])
+    if data is not None:
+        cfg.data, cfg.data_format, cfg.val_data = str(data), data_format, None
+    dataset = open_dataset(cfg.data, cfg.data_format, cfg.split) if subset == "all" else load_splits(cfg)[1]
+    if dataset.cat_ids != list(meta["cat_ids"]):
+        raise ValueError(f"{cfg.data}: categories {dataset.cat_ids[:5]}... differ from the checkpoint's "
+                         f"{list(meta['cat_ids'])[:5]}... ({path})")
+    out = Path(out_dir) if out_dir is not None else Path(path).parent / "eval"
+    metrics, predictions = evaluate_detector(model, dataset, batch_size, out, progress=progress)
+    files = dict(results_json=str(out / "detections.json"), metrics_json=str(out / "metrics.json"))
+    if examples:
+        from .visualise import draw_examples
+
+        files["examples_png"] = str(draw_examples(dataset, predictions, out / "examples.png", examples, example_score))
+    return dict(metrics, files=files, images=len(dataset))

@@ -1,12 +1,14 @@
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-import carve.finetune.detect as detect_mod
 from carve.finetune.detect import DetectConfig, detect, load_detector
 
+# the package exports the function ``detect``, which shadows the module of the same name
+detect_mod = importlib.import_module("carve.finetune.detect")
 IDS = [9, 25, 30, 34]
 
 
