@@ -41,13 +41,16 @@ class ZooSection:
 
 @dataclass
 class SearchSection:
-    space: str | None
+    space: str
     trials: int
     epochs: int
     train_per_class: int | None
     val_per_class: int | None
     img_size: int
+    small_input: int
     batch_size: int
+    lr: float
+    budget_factor: float
     study: str
 
 
@@ -57,10 +60,12 @@ class TrainSection:
     train_per_class: int | None
     val_per_class: int | None
     img_size: int
+    small_input: int
     batch_size: int
     lr: float
     weight_decay: float
     aug: str
+    workers: int
 
 
 @dataclass
@@ -88,6 +93,7 @@ class ReportSection:
 class RunConfig:
     name: str
     seed: int
+    threads: int | None
     data: DataSection
     zoo: ZooSection
     search: SearchSection
@@ -106,6 +112,8 @@ class RunConfig:
         """Hash of one section plus the data paths and seed (what a step's result depends on)."""
         data = self.to_dict()
         payload = {"section": data.get(section), "data": data["data"], "seed": data["seed"]}
+        if section != "zoo":  # later steps depend on the zoo step's budget and runtime
+            payload["zoo"] = data["zoo"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def data_path(self, key: str) -> Path:
@@ -206,8 +214,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"zoo.runtime: expected one of {', '.join(ZOO_RUNTIMES)}, got {cfg.zoo.runtime!r}")
     _positive(cfg.zoo.budget_ms, "zoo.budget_ms", allow_none=True)
     _positive(cfg.zoo.threads, "zoo.threads", allow_none=True)
+    _positive(cfg.threads, "threads", allow_none=True)
     for where, value in [("zoo.input_size", cfg.zoo.input_size), ("zoo.runs", cfg.zoo.runs),
-                         ("search.trials", cfg.search.trials), ("search.epochs", cfg.search.epochs),
+                         ("search.trials", cfg.search.trials), ("search.budget_factor", cfg.search.budget_factor), ("search.epochs", cfg.search.epochs),
                          ("search.img_size", cfg.search.img_size), ("search.batch_size", cfg.search.batch_size),
                          ("train.epochs", cfg.train.epochs), ("train.img_size", cfg.train.img_size),
                          ("train.batch_size", cfg.train.batch_size), ("train.lr", cfg.train.lr),

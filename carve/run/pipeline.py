@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 from .config import ConfigError, RunConfig, dump_config
 from .state import STEPS, RunState, write_atomic
@@ -43,6 +46,21 @@ def run_pipeline(cfg: RunConfig, out: str | Path | None = None, steps: list[str]
     outcome = RunOutcome(root=state.root)
     write_atomic(state.root / "config.yaml", dump_config(cfg))
     selected = list(steps) if steps is not None else list(STEPS)
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        _run_steps(cfg, state, selected, outcome, log)
+    finally:
+        torch.set_num_threads(old_threads)
+    outcome.wall_s = time.perf_counter() - t_start
+    status = "finished" if outcome.ok else f"finished with {len(outcome.failed)} step(s) not done"
+    log(f"{status} in {outcome.wall_s:.1f} s; run folder {state.root}")
+    return outcome
+
+
+def _run_steps(cfg: RunConfig, state: RunState, selected: list[str], outcome: RunOutcome,
+               log: Callable[[str], None]) -> None:
     for i, step in enumerate(selected, 1):
         head = f"step {i}/{len(selected)} {step}"
         section_hash = cfg.section_hash(step)
@@ -70,11 +88,13 @@ def run_pipeline(cfg: RunConfig, out: str | Path | None = None, steps: list[str]
             outcome.failed[step] = str(exc)
             state.write_failure(step, str(exc))
             continue
+        except Exception as exc:  # recorded in the run folder and the report; later steps go on
+            message = f"{type(exc).__name__}: {exc}"
+            log(f"{head}: FAILED: {message}")
+            outcome.failed[step] = message
+            state.write_failure(step, message, traceback.format_exc())
+            continue
         wall = time.perf_counter() - t0
         state.mark_done(step, summary, section_hash, wall)
         outcome.ran.append(step)
         log(f"{head}: done in {wall:.1f} s")
-    outcome.wall_s = time.perf_counter() - t_start
-    status = "finished" if outcome.ok else f"finished with {len(outcome.failed)} step(s) not done"
-    log(f"{status} in {outcome.wall_s:.1f} s; run folder {state.root}")
-    return outcome

@@ -77,8 +77,8 @@ class RunState:
         write_json(self.marker(step), {"step": step, "config_hash": config_hash, "wall_s": round(wall_s, 2),
                                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary})
 
-    def write_failure(self, step: str, message: str) -> None:
-        write_json(self.root / step / "failed.json", {"step": step, "error": message,
+    def write_failure(self, step: str, message: str, trace: str | None = None) -> None:
+        write_json(self.root / step / "failed.json", {"step": step, "error": message, "traceback": trace,
                                                         "when": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def failure(self, step: str) -> str | None:

@@ -99,13 +99,17 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
 def run_search(cfg: RunConfig, state: RunState) -> dict:
     """Multi-objective search (accuracy, latency) under the zoo step's budget on CIFAR-10."""
     require("search")
-    raise StageMissing("step 'search' is not wired to carve.search.run_search yet")
+    from .stage_steps import run_search_step
+
+    return run_search_step(cfg, state)
 
 
 def run_train(cfg: RunConfig, state: RunState) -> dict:
     """Train the best found model and the strongest hand-designed model under the budget."""
     require("train")
-    raise StageMissing("step 'train' is not wired to carve.train.fit yet")
+    from .stage_steps import run_train_step
+
+    return run_train_step(cfg, state)
 
 
 def run_finetune(cfg: RunConfig, state: RunState) -> dict:
