@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module defines ``register(subparsers)``; heavy imports stay inside the command functions.
-COMMAND_MODULES = ["zoo", "run"]
+COMMAND_MODULES = ["zoo", "train", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
