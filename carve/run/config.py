@@ -36,7 +36,7 @@ class ZooSection:
     input_size: int
     runtime: str
     threads: int | None
-    runs: int
+    protocol: str
 
 
 @dataclass
@@ -215,7 +215,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     _positive(cfg.zoo.budget_ms, "zoo.budget_ms", allow_none=True)
     _positive(cfg.zoo.threads, "zoo.threads", allow_none=True)
     _positive(cfg.threads, "threads", allow_none=True)
-    for where, value in [("zoo.input_size", cfg.zoo.input_size), ("zoo.runs", cfg.zoo.runs),
+    if cfg.zoo.protocol not in ("full", "quick"):
+        raise ConfigError(f"zoo.protocol: expected full or quick, got {cfg.zoo.protocol!r}")
+    for where, value in [("zoo.input_size", cfg.zoo.input_size),
                          ("search.trials", cfg.search.trials), ("search.budget_factor", cfg.search.budget_factor), ("search.epochs", cfg.search.epochs),
                          ("search.img_size", cfg.search.img_size), ("search.batch_size", cfg.search.batch_size),
                          ("train.epochs", cfg.train.epochs), ("train.img_size", cfg.train.img_size),

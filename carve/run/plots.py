@@ -57,11 +57,19 @@ def pareto_chart(trials: list[dict], pareto_ids: set[int], zoo_rows: list[dict],
         ax.scatter(ref["latency_ms"], ref["accuracy"], marker="*", s=140, color="#d62728", zorder=4)
         ax.annotate(ref["name"], (ref["latency_ms"], ref["accuracy"]), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
+    points = xs + [r["latency_ms"] for r in references or []]
+    right = max(points + [budget_ms]) * 1.1 if budget_ms <= 2 * max(points) else max(points) * 1.3
     for r in zoo_rows:
+        if r["latency_ms"] > right:
+            continue
         ax.axvline(r["latency_ms"], color="#2ca02c", alpha=0.25, linewidth=0.8)
         ax.annotate(r["name"], (r["latency_ms"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
                     fontsize=6, color="#2ca02c")
-    ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.2f} ms")
+    if budget_ms <= right:
+        ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.2f} ms")
+    else:
+        ax.plot([], [], color="red", linestyle="--", label=f"budget {budget_ms:.0f} ms (off the chart)")
+    ax.set_xlim(0, right)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel(accuracy_label)
     ax.set_title("Search: accuracy vs latency (green lines: zoo models' latency)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                          img_size=t.img_size, small_input=t.small_input, train_per_class=t.train_per_class or 0,
                          val_per_class=t.val_per_class or 0, seed=cfg.seed, workers=t.workers,
                          resume=(out / role / "last.pt").is_file())
-        print(f"[carve run] train: {role} ({spec.name})", flush=True)
+        print(f"[carve run] train: {role} ({spec.name})", file=sys.stderr, flush=True)
         res = fit(tc)
         prof = profile(create_model(spec.with_num_classes(10)), zoo["input_size"])
         histories[f"{role}: {spec.name}"] = res.history
@@ -123,10 +124,10 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                             images_per_s=round(res.images_per_s, 1), epochs=t.epochs)
     # both deployable models timed in one process, interleaved, like the zoo step
     deploy = {role: create_model(spec.with_num_classes(10)).eval() for role, spec in candidates.items()}
-    timings, engine = measure_many(deploy, zoo["input_size"], zoo["runtime"], cfg.zoo.runs, cfg.zoo.threads)
+    timings, engine = measure_many(deploy, zoo["input_size"], zoo["runtime"], cfg.zoo.protocol, cfg.zoo.threads)
     for role, timing in timings.items():
         models[role]["latency_ms"] = round(timing.median_ms, 3)
-    ratio = timings["hand_designed"].median_ms / timings["found"].median_ms
+    ratio = 1.0 / timings["hand_designed"].ratio  # compare() reports ratios to the first (found) model
     write_json(out / "histories.json", histories)
     plots.curves_chart(histories, out / "curves.png")
     winner = "found" if models["found"]["top1"] >= models["hand_designed"]["top1"] else "hand_designed"

@@ -7,6 +7,7 @@ their summaries, so any step can be re-run alone on a finished run folder.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable
 
 from tqdm import tqdm
@@ -76,9 +77,9 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
         models[name] = model
         rows.append(dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
                          macs_m=round(prof.macs / 1e6, 1), imagenet_top1=best_published_top1(entry)))
-    with tqdm(total=cfg.zoo.runs, desc="zoo: latency", unit="round") as bar:
-        timings, engine = measure_many(models, cfg.zoo.input_size, cfg.zoo.runtime, cfg.zoo.runs,
-                                       cfg.zoo.threads, bar)
+    print(f"[carve run] zoo: timing {len(models)} models interleaved ({cfg.zoo.runtime}, {cfg.zoo.input_size} px)",
+          file=sys.stderr, flush=True)
+    timings, engine = measure_many(models, cfg.zoo.input_size, cfg.zoo.runtime, cfg.zoo.protocol, cfg.zoo.threads)
     for r in rows:
         t = timings[r["name"]]
         r.update(latency_ms=round(t.median_ms, 3), p10_ms=round(t.p10_ms, 3), p90_ms=round(t.p90_ms, 3))

@@ -41,7 +41,7 @@ def test_finished_steps_are_skipped_and_config_changes_refused(tmp_path, monkeyp
     second = run_pipeline(cfg, tmp_path, ["zoo"], log=lambda m: None)
     assert calls == ["zoo"] and first.ran == ["zoo"] and second.skipped == ["zoo"]
     assert json.loads((tmp_path / "zoo" / "done.json").read_text())["summary"] == {"n": 1}
-    changed = load_config(tiny=True, overrides={"zoo": {"runs": 7}})
+    changed = load_config(tiny=True, overrides={"zoo": {"input_size": 64}})
     with pytest.raises(ValueError, match="zoo: the config section 'zoo'"):
         run_pipeline(changed, tmp_path, ["zoo"], log=lambda m: None)
 
