@@ -73,7 +73,8 @@ class FinetuneSection:
     epochs: int
     img_size: int
     batch_size: int
-    max_images: int | None
+    lr: float
+    max_steps: int | None
 
 
 @dataclass
@@ -223,14 +224,14 @@ def validate(cfg: RunConfig) -> RunConfig:
                          ("train.epochs", cfg.train.epochs), ("train.img_size", cfg.train.img_size),
                          ("train.batch_size", cfg.train.batch_size), ("train.lr", cfg.train.lr),
                          ("finetune.epochs", cfg.finetune.epochs), ("finetune.img_size", cfg.finetune.img_size),
-                         ("finetune.batch_size", cfg.finetune.batch_size),
+                         ("finetune.batch_size", cfg.finetune.batch_size), ("finetune.lr", cfg.finetune.lr),
                          ("compress.calib_images", cfg.compress.calib_images)]:
         _positive(value, where)
     for where, value in [("search.train_per_class", cfg.search.train_per_class),
                          ("search.val_per_class", cfg.search.val_per_class),
                          ("train.train_per_class", cfg.train.train_per_class),
                          ("train.val_per_class", cfg.train.val_per_class),
-                         ("finetune.max_images", cfg.finetune.max_images)]:
+                         ("finetune.max_steps", cfg.finetune.max_steps)]:
         _positive(value, where, allow_none=True)
     if cfg.train.aug not in AUGS:
         raise ConfigError(f"train.aug: expected one of {', '.join(AUGS)}, got {cfg.train.aug!r}")

@@ -72,6 +72,22 @@ def train_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[B
             *_img(state, s.get("chart"), "Validation top-1 and training loss per epoch for both models.")]
 
 
+def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    m = s["models"]
+    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
+    rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", pct(m[r]["AP"]), pct(m[r]["AP50"]), pct(m[r]["AP75"]),
+             m[r]["num_train"], m[r]["num_val"], m[r]["wall_s"]] for r in ("found", "hand_designed")]
+    budget = f"{s['epochs']} epoch(s)" + (f", at most {s['max_steps']} steps" if s.get("max_steps") else "")
+    blocks: list[Block] = [
+        Para(f"Both CIFAR-10 backbones transferred to SSDLite detection on coco128 at {s['img_size']} px with the same "
+             f"short budget ({budget}); COCO box mAP on the held-out images (pycocotools)."),
+        Table(["backbone", "AP (%)", "AP50 (%)", "AP75 (%)", "train images", "val images", "time (s)"], rows)]
+    for r in ("found", "hand_designed"):
+        blocks += _img(state, m[r].get("examples"), f"Detections on validation images, {r.replace('_', '-')} "
+                                                    f"backbone {m[r]['name']} (boxes above the score threshold).")
+    return blocks
+
+
 def generic_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
     scalars = [[k, v] for k, v in s.items() if isinstance(v, (int, float, str)) or v is None]
     return [Table(["field", "value"], scalars)]
@@ -81,6 +97,6 @@ SECTIONS: dict[str, tuple[str, Callable[[dict, RunState, RunConfig, Path], list[
     "zoo": ("1. Zoo: the hand-designed models on this machine", zoo_section),
     "search": ("2. Search: multi-objective search under the budget", search_section),
     "train": ("3. Train: found vs hand-designed on CIFAR-10", train_section),
-    "finetune": ("4. Finetune: SSDLite detection on coco128", generic_section),
+    "finetune": ("4. Finetune: SSDLite detection on coco128", finetune_section),
     "compress": ("5. Compress: fold, prune, quantize the winner", generic_section),
 }

@@ -116,11 +116,13 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                          resume=(out / role / "last.pt").is_file())
         print(f"[carve run] train: {role} ({spec.name})", file=sys.stderr, flush=True)
         res = fit(tc)
+        deploy_spec = spec.with_num_classes(10).save(out / role / "deploy_spec.json")
         prof = profile(create_model(spec.with_num_classes(10)), zoo["input_size"])
         histories[f"{role}: {spec.name}"] = res.history
         models[role] = dict(name=spec.name, top1=round(float(res.final_top1), 2), best_top1=round(float(res.best_top1), 2),
                             params_m=round(prof.params / 1e6, 3), macs_m=round(prof.macs / 1e6, 1),
-                            checkpoint=rel(state, res.best_path or res.last_path), wall_s=round(res.wall_s, 1),
+                            checkpoint=rel(state, res.best_path or res.last_path), spec=rel(state, deploy_spec),
+                            wall_s=round(res.wall_s, 1),
                             images_per_s=round(res.images_per_s, 1), epochs=t.epochs)
     # both deployable models timed in one process, interleaved, like the zoo step
     deploy = {role: create_model(spec.with_num_classes(10)).eval() for role, spec in candidates.items()}

@@ -116,13 +116,17 @@ def run_train(cfg: RunConfig, state: RunState) -> dict:
 def run_finetune(cfg: RunConfig, state: RunState) -> dict:
     """Transfer both trained backbones to SSDLite detection on coco128 and evaluate mAP."""
     require("finetune")
-    raise StageMissing("step 'finetune' is not wired to carve.finetune.detect yet")
+    from .late_steps import run_finetune_step
+
+    return run_finetune_step(cfg, state)
 
 
 def run_compress(cfg: RunConfig, state: RunState) -> dict:
     """Fold, prune and quantize the winner; export ONNX; measure."""
     require("compress")
-    raise StageMissing("step 'compress' is not wired to carve.compress.pipeline yet")
+    from .late_steps import run_compress_step
+
+    return run_compress_step(cfg, state)
 
 
 def run_report(cfg: RunConfig, state: RunState) -> dict:
