@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img-size", type=int, default=32, help="proxy-training image size")
     p.add_argument("--small-input", type=int, default=2, help="strides removed for proxy training on small images")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=0.4, help="for 256 images per step (scaled to --batch-size)")
     p.add_argument("--latency-budget", type=parse_ms, default=None, help="e.g. 12ms")
     p.add_argument("--macs-budget", type=parse_count, default=None, help="e.g. 300M")
     p.add_argument("--params-budget", type=parse_count, default=None, help="e.g. 5M")
