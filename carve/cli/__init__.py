@@ -7,11 +7,7 @@ import importlib
 import sys
 
 # Each module defines ``register(subparsers)``; heavy imports stay inside the command functions.
-<<<<<<< HEAD
-COMMAND_MODULES = ["zoo", "search"]
-=======
-COMMAND_MODULES = ["zoo", "train"]
->>>>>>> main
+COMMAND_MODULES = ["zoo", "search", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
