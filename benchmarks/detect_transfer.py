@@ -50,7 +50,7 @@ def pretrain(name: str, args: argparse.Namespace) -> Path:
     cfg = TrainConfig(model=name, data=args.cifar, out_dir=str(out), epochs=1, max_steps=args.pretrain_steps,
                       batch_size=64, lr=0.4, base_batch_size=256, warmup_epochs=0.02, img_size=args.pretrain_size,
                       aug="weak", cutmix_alpha=0.0, mixup_alpha=0.0, val_per_class=args.pretrain_val_per_class,
-                      workers=1, seed=0, progress=False, tensorboard=False)
+                      workers=0, seed=0, progress=False, tensorboard=False)
     res = fit(cfg)
     _write(out / "summary.json", dict(model=name, top1=res.final_top1, steps=args.pretrain_steps,
                                       img_size=args.pretrain_size, wall_s=res.wall_s, images_per_s=res.images_per_s))
@@ -187,15 +187,15 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detect_transfer"))
     p.add_argument("--cifar", default="../shared/data/cifar10")
     p.add_argument("--coco", default="../shared/data/coco128")
-    p.add_argument("--pretrain-steps", type=int, default=100)
+    p.add_argument("--pretrain-steps", type=int, default=30)
     p.add_argument("--pretrain-size", type=int, default=64)
     p.add_argument("--pretrain-val-per-class", type=int, default=50)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--img-size", type=int, default=320)
     p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--overfit-model", default="carve_100")
-    p.add_argument("--overfit-epochs", type=int, default=80)
-    p.add_argument("--overfit-size", type=int, default=224)
+    p.add_argument("--overfit-epochs", type=int, default=50)
+    p.add_argument("--overfit-size", type=int, default=192)
     p.add_argument("--overfit-lr", type=float, default=0.05)
     p.add_argument("--latency-s", type=float, default=3.0, help="timing budget per model")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
