@@ -30,8 +30,15 @@ def _fold_children(module: nn.Module) -> int:
         count += _fold_children(child)
     for conv_name in ("conv", "fc1"):
         conv, bn = getattr(module, conv_name, None), getattr(module, "bn", None)
+        if isinstance(conv, nn.Sequential) and len(conv) and isinstance(conv[-1], nn.Conv2d):
+            conv, target = conv[-1], conv  # a factorised conv: fold into its output layer
+        else:
+            target = None
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, conv_name, fuse_conv_bn(conv, bn))
+            if target is None:
+                setattr(module, conv_name, fuse_conv_bn(conv, bn))
+            else:
+                target[-1] = fuse_conv_bn(conv, bn)
             module.bn = nn.Identity()
             count += 1
     return count

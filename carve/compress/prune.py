@@ -313,7 +313,7 @@ def prune(model: nn.Module, spec: ArchSpec | None = None, ratio: float | None = 
 
 
 @torch.no_grad()
-def conv_macs(model: nn.Module, input_size: int = 224) -> int:
+def conv_macs(model: nn.Module, input_size: int = 224, in_channels: int | None = None) -> int:
     """Convolution and linear multiply-adds of one image (hooks; cheaper than ``profile`` in a search)."""
     total = [0]
 
@@ -325,7 +325,10 @@ def conv_macs(model: nn.Module, input_size: int = 224) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
-        model.eval()(torch.zeros(1, model.spec.in_channels, input_size, input_size))
+        cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
+        was = model.training
+        model.eval()(torch.zeros(1, cin, input_size, input_size))
+        model.train(was)
     finally:
         for h in handles:
             h.remove()
