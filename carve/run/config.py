@@ -247,16 +247,16 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def load_config(path: str | Path | None = None, tiny: bool = False,
                 overrides: dict | None = None) -> RunConfig:
-    """The embedded defaults, merged with the YAML file at ``path`` (if any), then the ``tiny``
-    section (if asked), then ``overrides``; validated with errors naming the field."""
+    """The embedded defaults, then their ``tiny`` section (if asked), then the YAML file at
+    ``path`` (if any), then ``overrides``; validated with errors naming the field."""
     data = _read_yaml(DEFAULT_YAML)
+    if tiny:
+        data = deep_merge(data, data.get("tiny") or {})
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"--config: {path} does not exist")
         data = deep_merge(data, _read_yaml(path))
-    if tiny:
-        data = deep_merge(data, data.get("tiny") or {})
     if overrides:
         data = deep_merge(data, overrides)
     return validate(_build(RunConfig, data, ""))
