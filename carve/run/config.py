@@ -81,7 +81,9 @@ class FinetuneSection:
 class CompressSection:
     steps: list[str]
     prune_ratio: float
+    finetune_epochs: int
     calib_images: int
+    runtime: str
     onnx: bool
 
 
@@ -238,6 +240,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for i, step in enumerate(cfg.compress.steps):
         if step not in COMPRESS_STEPS:
             raise ConfigError(f"compress.steps[{i}]: expected one of {', '.join(COMPRESS_STEPS)}, got {step!r}")
+    if cfg.compress.runtime not in ("onnxruntime", "torch"):
+        raise ConfigError(f"compress.runtime: expected onnxruntime or torch, got {cfg.compress.runtime!r}")
+    if cfg.compress.finetune_epochs < 0:
+        raise ConfigError(f"compress.finetune_epochs: expected 0 or more, got {cfg.compress.finetune_epochs!r}")
     if not 0.0 <= cfg.compress.prune_ratio < 1.0:
         raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {cfg.compress.prune_ratio!r}")
     if not cfg.name or "/" in cfg.name:
