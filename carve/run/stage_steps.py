@@ -143,7 +143,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
     timings, engine = measure_many(deploy, zoo["input_size"], zoo["runtime"], cfg.zoo.protocol, cfg.zoo.threads)
     for role, timing in timings.items():
         models[role]["latency_ms"] = round(timing.median_ms, 3)
-    ratio = 1.0 / timings["hand_designed"].ratio  # compare() reports ratios to the first (found) model
+    ratio = timings["hand_designed"].ratio  # hand-designed latency / found latency = the found model's speed-up
     write_json(out / "histories.json", histories)
     plots.curves_chart(histories, out / "curves.png")
     winner = "found" if models["found"]["top1"] >= models["hand_designed"]["top1"] else "hand_designed"
