@@ -84,7 +84,8 @@ def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> lis
         Table(["backbone", "AP (%)", "AP50 (%)", "AP75 (%)", "train images", "val images", "time (s)"], rows)]
     for r in ("found", "hand_designed"):
         blocks += _img(state, m[r].get("examples"), f"Detections on validation images, {r.replace('_', '-')} "
-                                                    f"backbone {m[r]['name']} (boxes above the score threshold).")
+                                                    f"backbone {m[r]['name']}: true boxes green, predicted boxes "
+                                                    f"above the score threshold red.")
     return blocks
 
 
