@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", action="store_true",
                    help="also print fvcore's per-module table (its totals add BN and elementwise ops)")
     p.set_defaults(func=cmd_info)
+    register_bench(zsub)
 
 
 def zoo_table(pattern: str = "*", pretrained: bool = False) -> list[dict]:
@@ -110,3 +111,28 @@ def fvcore_table(model: "torch.nn.Module", size: int, max_depth: int = 2) -> str
         analysis.uncalled_modules_warnings(False)
         table = flop_count_table(analysis, max_depth=max_depth)
     return "fvcore per-module table (its FLOPs add BN and elementwise ops; not the MAC figure):\n" + table
+
+
+def register_bench(zsub: argparse._SubParsersAction) -> None:
+    p = zsub.add_parser("bench", help="batch latency of zoo models, optionally beside their torchvision/timm twins")
+    p.add_argument("names", nargs="*", default=["*"], help="registry names or globs (default: the whole zoo)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
+    p.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"], default="eager")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores available)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: thread CPU time, blind to other processes (with --threads 1 on shared machines)")
+    p.add_argument("--vs-peers", action="store_true", help="time each twin interleaved with ours, report ours/twin")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from carve.search.latency import Protocol
+    from carve.search.latency.zoo_bench import bench_zoo, format_rows
+
+    rows = bench_zoo(args.names, device=args.device, batch=args.batch, input_size=args.size, runtime=args.runtime,
+                     threads=args.threads, vs_peers=args.vs_peers, protocol=Protocol(clock=args.clock))
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0

@@ -1,0 +1,104 @@
+"""``carve train ...`` and ``carve eval ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from carve.train.config import AMP_MODES, AUG_PRESETS, TrainConfig
+
+    p = sub.add_parser("train", help="train a zoo model on an image folder (runs under torchrun for DDP)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig()
+    p.add_argument("model", help="zoo name, spec file (.json/.yaml) or carve weights file")
+    p.add_argument("--config", help="JSON file with TrainConfig fields (command-line flags override it)")
+    choices = {"aug": AUG_PRESETS, "amp": AMP_MODES}
+    for f in fields(TrainConfig):
+        if f.name in ("model", "extra"):
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool) and f.name not in ("resume", "pretrained"):
+            p.add_argument(flag, type=_bool, nargs="?", const=True, default=None, help=f"(default {default})")
+        elif f.name in ("resume", "pretrained", "teacher"):
+            p.add_argument(flag, default=None, help=f"true, or a path/tag (default {default})")
+        else:
+            kind = float if isinstance(default, float) or default is None else type(default)
+            p.add_argument(flag, type=kind, choices=choices.get(f.name), default=None, help=f"(default {default})")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="top-1/top-5 of a model or weights file on an image folder's val/test split")
+    e.add_argument("model", help="carve weights file (.safetensors / checkpoint .pt) or zoo name")
+    e.add_argument("--data", default="../shared/data/cifar10", help="image-folder root with val/ or test/")
+    e.add_argument("--img-size", type=int, default=32)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--per-class", type=int, default=0, help="first N images per class (0 = all)")
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--small-input", type=int, default=0, help="strides removed (zoo names only)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+
+def _flag_value(name: str, text: str | None):
+    if text is None:
+        return None
+    if name in ("resume", "pretrained") and text.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return _bool(text)
+    return text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from carve.train import TrainConfig, fit
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = {}
+    if args.config:
+        with open(args.config) as f:
+            data = json.load(f)
+    data["model"] = args.model
+    for f in fields(TrainConfig):
+        if f.name in ("model", "extra"):
+            continue
+        value = getattr(args, f.name)
+        if f.name in ("resume", "pretrained", "teacher"):
+            value = _flag_value(f.name, value)
+        if value is not None:
+            data[f.name] = value
+    result = fit(TrainConfig.from_dict(data))
+    if result.out_dir is not None and result.model is not None:
+        print(f"best top-1 {result.best_top1:.2f}  final top-1 {result.final_top1:.2f}  "
+              f"{result.images_per_s:.0f} img/s  {result.wall_s:.0f} s")
+        print(f"weights: {result.best_path}  checkpoint: {result.last_path}  curves: {result.out_dir}/curve.png")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from carve.train import evaluate, find_split
+    from carve.train.data import SafeImageFolder
+    from carve.zoo import create_model
+
+    classes = SafeImageFolder(find_split(args.data, ["val", "test"])).classes
+    kwargs = {} if args.model.endswith((".safetensors", ".pt", ".pth")) else dict(
+        num_classes=len(classes), small_input=args.small_input)
+    model = create_model(args.model, **kwargs)
+    metrics = evaluate(model, args.data, img_size=args.img_size, batch_size=args.batch_size,
+                       per_class=args.per_class, workers=args.workers)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.model}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  "
+              f"loss {metrics['loss']:.4f}  ({metrics['n']} images)")
+    return 0
