@@ -142,8 +142,8 @@ def _register_all() -> None:
                         weights=(_tv("IMAGENET1K_V1", "efficientnet_b0", 77.692),
                                  _timm("efficientnet_b0.ra_in1k", 77.69),
                                  _timm("efficientnet_b0.ra4_e3600_r224_in1k", None)),
-                        published=Published(5.289, 386, "torchvision EfficientNet_B0_Weights meta (5,288,548, 0.386 G); "
-                                             "paper Table 2: 5.3M, 0.39B")))
+                        published=Published(5.289, 386, "torchvision EfficientNet_B0_Weights meta "
+                                             "(5,288,548, 0.386 G); paper Table 2: 5.3M, 0.39B")))
     rx_pub = {1.0: (4.8, 400, "ReXNet paper / clovaai/rexnet README (4.8M, 0.40B)"),
               1.3: (7.6, 660, "ReXNet paper / clovaai/rexnet README (7.6M, 0.66B)"),
               1.5: (9.7, 860, "ReXNet paper / clovaai/rexnet README (9.7M, 0.86B)"),
