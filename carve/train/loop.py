@@ -130,12 +130,29 @@ def _checkpoint_state(ctx: dict[str, Any], optimizer: Any, scheduler: Any, epoch
                 ema=ema.module.state_dict() if ema is not None else None,
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=ctx["scaler"].state_dict(),
                 rng=ddp.gather_objects(capture_rng()), epoch=epoch, step=ctx["step"], best_top1=best_top1,
-                history=history, spec=spec.to_dict(), config=config.to_dict())
+                history=history, spec=spec.to_dict() if spec is not None else None, config=config.to_dict())
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The zoo model of ``config`` (or the ``nn.Module`` given, checked to predict ``num_classes``)."""
+    from carve.zoo import create_model
+
+    if isinstance(config.model, nn.Module):
+        if config.small_input or config.pretrained:
+            raise ValueError("TrainConfig.small_input/pretrained: apply to zoo models only; edit the module yourself")
+        with torch.no_grad():
+            classes = config.model.eval()(torch.zeros(1, 3, config.img_size, config.img_size)).shape[-1]
+        if classes != num_classes:
+            raise ValueError(f"TrainConfig.model: the module predicts {classes} classes, the data has {num_classes}")
+        return config.model
+    return create_model(config.model, pretrained=config.pretrained, num_classes=num_classes,
+                        small_input=config.small_input, drop_rate=config.drop_rate,
+                        drop_path_rate=config.drop_path_rate)
 
 
 def fit(config: TrainConfig) -> FitResult:
     """Train ``config.model`` on ``config.data``; write checkpoints, curves and weights to ``out_dir``."""
-    from carve.zoo import create_model, save_weights
+    from carve.zoo import save_weights
 
     wall_start = time.perf_counter()
     dist = ddp.setup(config.device)
@@ -153,10 +170,9 @@ def fit(config: TrainConfig) -> FitResult:
     num_classes = num_classes_of(train_dl)
 
     # Model (same initial weights on every rank: seeded identically)
-    model = create_model(config.model, pretrained=config.pretrained, num_classes=num_classes,
-                         small_input=config.small_input, drop_rate=config.drop_rate,
-                         drop_path_rate=config.drop_path_rate)
-    spec = model.spec
+    model = build_model(config, num_classes)
+    spec = getattr(model, "spec", None)
+    name = spec.name if spec is not None else type(model).__name__
     if config.sync_bn and dist.enabled:
         model = ddp.convert_sync_batchnorm(model, device)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
@@ -216,7 +232,7 @@ def fit(config: TrainConfig) -> FitResult:
     curves = CurveLogger(out_dir, config.tensorboard, resume_epoch=start_epoch if config.resume else 0) if main else None
     if main:
         log.info("%s: %d classes, %d train / %d val images, effective batch %d (%d x %d processes), lr %.4g "
-                 "(%.4g per %d images), %d steps", spec.name, num_classes, len(train_dl.dataset),
+                 "(%.4g per %d images), %d steps", name, num_classes, len(train_dl.dataset),
                  len(val_dl.dataset) * dist.world_size, global_batch, config.batch_size, dist.world_size, lr,
                  config.lr, config.base_batch_size, total_steps)
 
@@ -254,7 +270,7 @@ def fit(config: TrainConfig) -> FitResult:
                 save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
                                                             data=str(config.data)), spec=spec)
             curves.log(row)
-            curves.plot(spec.name)
+            curves.plot(name)
             log.info("epoch %d/%d: loss %.4f top-1 %s lr %.4g %.0f img/s", epoch + 1, epochs, row["train_loss"],
                      f"{row['top1']:.2f}" if "top1" in row else "-", row["lr"], row["images_per_s"])
         ddp.barrier()
