@@ -43,6 +43,7 @@ class FitResult:
     out_dir: Path | None = None
     images_per_s: float = 0.0
     wall_s: float = 0.0
+    images_per_cpu_s: float = 0.0
     final_ema_top1: float | None = None
     skipped_images: int = 0
     effective_batch_size: int = 0
@@ -71,14 +72,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, loader: Any, mixer: BatchMixer, ctx: dict[str, Any], epoch: int) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss, images seen and seconds. ``ctx`` carries the
+    """One pass over ``loader``; returns mean loss, images seen, wall and process-CPU seconds. ``ctx`` carries the
     device, AMP, scaler, EMA, teacher, clip, step counters and progress settings."""
     from tqdm import tqdm
 
     model.train()
     device, dtype, scaler, ema, teacher = ctx["device"], ctx["amp"], ctx["scaler"], ctx["ema"], ctx["teacher"]
     memory_format = torch.channels_last if ctx["channels_last"] else torch.contiguous_format
-    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+    loss_sum, seen, start, cpu_start = 0.0, 0, time.perf_counter(), time.process_time()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not ctx["progress"], leave=False, unit="batch")
     for images, targets, skipped in bar:
         ctx["skips"].add(skipped)
@@ -118,9 +119,9 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         if ctx["step"] >= ctx["total_steps"]:
             break
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     loss_sum, seen_all = ddp.all_reduce_sum([loss_sum, float(seen)], device)
-    return dict(train_loss=loss_sum / max(seen_all, 1), images=seen_all, seconds=seconds)
+    return dict(train_loss=loss_sum / max(seen_all, 1), images=seen_all, seconds=seconds, cpu_seconds=cpu_seconds)
 
 
 def _checkpoint_state(ctx: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int, best_top1: float,
@@ -236,13 +237,14 @@ def fit(config: TrainConfig) -> FitResult:
                  len(val_dl.dataset) * dist.world_size, global_batch, config.batch_size, dist.world_size, lr,
                  config.lr, config.base_batch_size, total_steps)
 
-    train_images = train_seconds = 0.0
+    train_images = train_seconds = train_cpu_seconds = 0.0
     metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, epochs):
         set_epoch(train_dl, epoch, config.seed)
         stats = train_one_epoch(train_model, criterion, optimizer, scheduler, train_dl, mixer, ctx, epoch)
         train_images += stats["images"]
         train_seconds += stats["seconds"]
+        train_cpu_seconds += stats["cpu_seconds"]
         last_epoch = epoch + 1 == epochs
         row: dict[str, Any] = dict(epoch=epoch + 1, step=ctx["step"], lr=optimizer.param_groups[0]["lr"],
                                    train_loss=stats["train_loss"], epoch_s=stats["seconds"],
@@ -275,6 +277,8 @@ def fit(config: TrainConfig) -> FitResult:
                      f"{row['top1']:.2f}" if "top1" in row else "-", row["lr"], row["images_per_s"])
         ddp.barrier()
 
+    if not metrics:  # resumed a finished run: nothing trained, still report where it stands
+        metrics = evaluate(unwrapped, val_dl, device=device, amp_dtype=dtype, channels_last=config.channels_last)
     if main:
         final = dict(top1=metrics.get("top1"), top5=metrics.get("top5"), epochs=epochs, data=str(config.data))
         save_weights(unwrapped, out_dir / "final.safetensors", final, spec=spec)
@@ -284,5 +288,6 @@ def fit(config: TrainConfig) -> FitResult:
                      history=history, best_path=best_weights if best_weights.exists() else None,
                      last_path=last_path, out_dir=out_dir,
                      images_per_s=train_images / max(train_seconds, 1e-9),
-                     wall_s=time.perf_counter() - wall_start, final_ema_top1=ema_top1,
+                     wall_s=time.perf_counter() - wall_start,
+                     images_per_cpu_s=train_images / max(train_cpu_seconds, 1e-9), final_ema_top1=ema_top1,
                      skipped_images=ctx["skips"].count, effective_batch_size=global_batch, lr=lr)
