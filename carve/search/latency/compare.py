@@ -1,0 +1,80 @@
+"""``compare``: several models timed interleaved in one process, reported as ratios to the first."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .fingerprint import device_fingerprint, physical_cores
+from .measure import LatencyResult
+from .protocol import Protocol, is_stable, summarize, warm_up
+from .runtime import make_runner, model_key, resolve_model, torch_threads
+
+
+@dataclass
+class Comparison:
+    """Interleaved results, in input order; ``ratios[i]`` is median i / median 0."""
+
+    names: list[str]
+    results: list[LatencyResult]
+    ratios: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(names=self.names, ratios=self.ratios, results=[r.to_dict() for r in self.results])
+
+    def table(self) -> str:
+        width = max(8, *(len(n) for n in self.names))
+        lines = [f"{'model':{width}s} {'median ms':>10s} {'p10':>8s} {'p90':>8s} {'runs':>6s} {'outl':>5s} {'ratio':>7s}"]
+        for n, r, q in zip(self.names, self.results, self.ratios):
+            lines.append(f"{n:{width}s} {r.median_ms:10.3f} {r.p10_ms:8.3f} {r.p90_ms:8.3f} {r.runs:6d} "
+                         f"{r.outliers:5d} {q:7.3f}")
+        return "\n".join(lines)
+
+
+def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, device: str = "cpu",
+            batch: int = 1, input_size: int = 224, threads: int | None = None, runtime: str = "eager",
+            channels_last: bool = False, protocol: Protocol | None = None, block: int | None = None) -> Comparison:
+    """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
+
+    ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime, whose sessions disturb
+    each other through thread spinning when interleaved call by call. Absolute times drift on
+    shared machines; the ratios are the figure to trust.
+    """
+    if not models_or_specs:
+        raise ValueError("models_or_specs: expected at least one model")
+    protocol = protocol or Protocol()
+    threads = threads or physical_cores()
+    block = block or (20 if runtime == "onnxruntime" else 1)
+    models = [resolve_model(m) for m in models_or_specs]
+    if names is None:
+        names = [getattr(getattr(m, "spec", None), "name", None) or type(m).__name__ for m in models]
+    if len(names) != len(models):
+        raise ValueError(f"names: expected {len(models)} names, got {len(names)}")
+    fp = device_fingerprint(device, threads)
+    samples: list[list[float]] = [[] for _ in models]
+    with torch_threads(threads), torch.inference_mode():
+        runners = [make_runner(m, runtime, device, batch, input_size, threads, channels_last, clock=protocol.clock)
+                   for m in models]
+        warm = [warm_up(r.timed, protocol) for r in runners]
+        start = time.perf_counter()
+        budget = protocol.max_time_s * len(models)
+        while True:
+            for r, s in zip(runners, samples):
+                s.extend(r.timed() for _ in range(block))
+            n = len(samples[0])
+            if n >= protocol.max_runs or time.perf_counter() - start > budget and n >= protocol.min_runs:
+                break
+            if all(is_stable(s, protocol) for s in samples):
+                break
+    results = []
+    for m, r, s, (w, first) in zip(models, runners, samples, warm):
+        st = summarize(s)
+        cond = dict(r.conditions, model_key=model_key(m), interleaved=True, block=block, protocol=protocol.as_dict())
+        results.append(LatencyResult(st.median_ms, st.p10_ms, st.p90_ms, st.runs, st.outliers, cond, fp,
+                                     mean_ms=st.mean_ms, outlier_ms=st.outlier_ms, warmup_runs=w,
+                                     first_call_ms=first, ci_rel=st.ci_rel))
+    base = results[0].median_ms
+    return Comparison(list(names), results, [r.median_ms / base for r in results])

@@ -1,0 +1,86 @@
+"""ONNX export of a model and an ONNX Runtime session with a fixed thread count."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
+                opset: int | None = None, in_channels: int | None = None) -> Path:
+    """Export ``model`` (eval mode) for a fixed ``batch x C x size x size`` input; written atomically.
+
+    Uses the dynamo exporter (torch's default) and falls back to the legacy TorchScript exporter
+    when it fails. Returns the path of the ``.onnx`` file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if in_channels is None:
+        spec = getattr(model, "spec", None)
+        in_channels = getattr(spec, "in_channels", 3)
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(batch, in_channels, input_size, input_size)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+    kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
+    try:
+        try:
+            _quiet_export(model, x, tmp, dynamo=True, **kwargs)
+        except Exception as first:  # the dynamo exporter can't trace every model; try the legacy one
+            try:
+                _quiet_export(model, x, tmp, dynamo=False, **kwargs)
+            except Exception as second:
+                raise RuntimeError(f"ONNX export to {path} failed: dynamo exporter: {first}; "
+                                   f"legacy exporter: {second}") from second
+        os.replace(tmp, path)
+    finally:
+        model.train(was_training)
+        if tmp.exists():
+            tmp.unlink()
+        data = tmp.with_name(tmp.name + ".data")
+        if data.exists():
+            data.unlink()
+    return path
+
+
+def _quiet_export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, **kwargs: Any) -> None:
+    """torch.onnx.export without its progress chatter on stdout/stderr."""
+    sink = io.StringIO()
+    level = logging.getLogger("torch.onnx").level
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                if dynamo:
+                    torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=False, **kwargs)
+                else:
+                    torch.onnx.export(model, (x,), str(path), dynamo=False, **kwargs)
+    finally:
+        logging.getLogger("torch.onnx").setLevel(level)
+
+
+def onnx_session(path: str | Path, threads: int) -> Any:
+    """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads (1 inter-op)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path}")
+    if threads < 1:
+        raise ValueError(f"threads: must be >= 1, got {threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
