@@ -97,8 +97,12 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                     teacher_logits = teacher(images)
                 loss = criterion(logits, soft_targets, teacher_logits)
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {ctx['step'] + 1}; stopped. "
+        finite = math.isfinite(loss_value)
+        if ctx.get("distributed"):  # every rank stops together instead of hanging in the gradient all-reduce
+            finite = ddp.all_reduce_sum([0.0 if finite else 1.0], device)[0] == 0
+        if not finite:
+            what = "non-finite on another process" if math.isfinite(loss_value) else loss_value
+            raise NonFiniteLoss(f"loss became {what} at epoch {epoch + 1}, step {ctx['step'] + 1}; stopped. "
                                 f"The last good checkpoint is kept: {ctx['last_path']} (lower lr, enable "
                                 f"grad_clip, or check the data)")
         optimizer.zero_grad(set_to_none=True)
@@ -209,7 +213,7 @@ def fit(config: TrainConfig) -> FitResult:
     ctx: dict[str, Any] = dict(device=device, amp=dtype, scaler=scaler, ema=ema, teacher=teacher,
                                grad_clip=config.grad_clip, channels_last=config.channels_last, step=0,
                                total_steps=total_steps, unwrapped=unwrapped, skips=SkipCounter(),
-                               progress=config.progress and main, last_path=last_path)
+                               progress=config.progress and main, last_path=last_path, distributed=dist.enabled)
 
     # Resume
     start_epoch, best_top1, history = 0, -1.0, []
