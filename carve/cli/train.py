@@ -77,8 +77,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             value = _flag_value(f.name, value)
         if value is not None:
             data[f.name] = value
+    import os
+
+    from carve.train.ddp import cleanup
+
     result = fit(TrainConfig.from_dict(data))
-    if result.out_dir is not None and result.model is not None:
+    cleanup()
+    if os.environ.get("RANK", "0") == "0":
         print(f"best top-1 {result.best_top1:.2f}  final top-1 {result.final_top1:.2f}  "
               f"{result.images_per_s:.0f} img/s  {result.wall_s:.0f} s")
         print(f"weights: {result.best_path}  checkpoint: {result.last_path}  curves: {result.out_dir}/curve.png")

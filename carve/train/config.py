@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ AMP_MODES = ("none", "bf16", "fp16", "auto")
 class TrainConfig:
     """A classification training run (defaults: the lightweight-model recipe, CIFAR-10 at 32 px).
 
-    ``model`` is a zoo name, spec file/dict or carve weights file; ``data`` an image-folder root
+    ``model`` is a zoo name, spec file/dict, carve weights file or an ``nn.Module`` (e.g. a peer's); ``data`` an image-folder root
     with ``train/`` and ``val/`` (or ``test/``). ``small_input`` removes that many early strides
     (``carve.zoo.for_small_images``). ``lr`` is for ``base_batch_size`` images per step and is
     scaled linearly with the effective (global) batch size. ``max_steps`` caps the optimizer steps
@@ -102,9 +102,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (a spec given as an object is stored as its dict)."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["extra"] = dict(self.extra)
         if hasattr(self.model, "to_dict"):
             data["model"] = self.model.to_dict()
+        elif not isinstance(self.model, (str, Path, dict)):
+            data["model"] = f"<{type(self.model).__name__} module>"
+        if not isinstance(self.teacher, (str, Path, type(None))):
+            data["teacher"] = f"<{type(self.teacher).__name__} module>"
         for key in ("data", "out_dir", "teacher", "resume", "pretrained"):
             if isinstance(data[key], Path):
                 data[key] = str(data[key])

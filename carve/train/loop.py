@@ -43,6 +43,7 @@ class FitResult:
     out_dir: Path | None = None
     images_per_s: float = 0.0
     wall_s: float = 0.0
+    images_per_cpu_s: float = 0.0
     final_ema_top1: float | None = None
     skipped_images: int = 0
     effective_batch_size: int = 0
@@ -71,14 +72,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, loader: Any, mixer: BatchMixer, ctx: dict[str, Any], epoch: int) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss, images seen and seconds. ``ctx`` carries the
+    """One pass over ``loader``; returns mean loss, images seen, wall and process-CPU seconds. ``ctx`` carries the
     device, AMP, scaler, EMA, teacher, clip, step counters and progress settings."""
     from tqdm import tqdm
 
     model.train()
     device, dtype, scaler, ema, teacher = ctx["device"], ctx["amp"], ctx["scaler"], ctx["ema"], ctx["teacher"]
     memory_format = torch.channels_last if ctx["channels_last"] else torch.contiguous_format
-    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+    loss_sum, seen, start, cpu_start = 0.0, 0, time.perf_counter(), time.process_time()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not ctx["progress"], leave=False, unit="batch")
     for images, targets, skipped in bar:
         ctx["skips"].add(skipped)
@@ -96,8 +97,12 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                     teacher_logits = teacher(images)
                 loss = criterion(logits, soft_targets, teacher_logits)
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {ctx['step'] + 1}; stopped. "
+        finite = math.isfinite(loss_value)
+        if ctx.get("distributed"):  # every rank stops together instead of hanging in the gradient all-reduce
+            finite = ddp.all_reduce_sum([0.0 if finite else 1.0], device)[0] == 0
+        if not finite:
+            what = "non-finite on another process" if math.isfinite(loss_value) else loss_value
+            raise NonFiniteLoss(f"loss became {what} at epoch {epoch + 1}, step {ctx['step'] + 1}; stopped. "
                                 f"The last good checkpoint is kept: {ctx['last_path']} (lower lr, enable "
                                 f"grad_clip, or check the data)")
         optimizer.zero_grad(set_to_none=True)
@@ -118,9 +123,9 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         if ctx["step"] >= ctx["total_steps"]:
             break
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     loss_sum, seen_all = ddp.all_reduce_sum([loss_sum, float(seen)], device)
-    return dict(train_loss=loss_sum / max(seen_all, 1), images=seen_all, seconds=seconds)
+    return dict(train_loss=loss_sum / max(seen_all, 1), images=seen_all, seconds=seconds, cpu_seconds=cpu_seconds)
 
 
 def _checkpoint_state(ctx: dict[str, Any], optimizer: Any, scheduler: Any, epoch: int, best_top1: float,
@@ -130,12 +135,29 @@ def _checkpoint_state(ctx: dict[str, Any], optimizer: Any, scheduler: Any, epoch
                 ema=ema.module.state_dict() if ema is not None else None,
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=ctx["scaler"].state_dict(),
                 rng=ddp.gather_objects(capture_rng()), epoch=epoch, step=ctx["step"], best_top1=best_top1,
-                history=history, spec=spec.to_dict(), config=config.to_dict())
+                history=history, spec=spec.to_dict() if spec is not None else None, config=config.to_dict())
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The zoo model of ``config`` (or the ``nn.Module`` given, checked to predict ``num_classes``)."""
+    from carve.zoo import create_model
+
+    if isinstance(config.model, nn.Module):
+        if config.small_input or config.pretrained:
+            raise ValueError("TrainConfig.small_input/pretrained: apply to zoo models only; edit the module yourself")
+        with torch.no_grad():
+            classes = config.model.eval()(torch.zeros(1, 3, config.img_size, config.img_size)).shape[-1]
+        if classes != num_classes:
+            raise ValueError(f"TrainConfig.model: the module predicts {classes} classes, the data has {num_classes}")
+        return config.model
+    return create_model(config.model, pretrained=config.pretrained, num_classes=num_classes,
+                        small_input=config.small_input, drop_rate=config.drop_rate,
+                        drop_path_rate=config.drop_path_rate)
 
 
 def fit(config: TrainConfig) -> FitResult:
     """Train ``config.model`` on ``config.data``; write checkpoints, curves and weights to ``out_dir``."""
-    from carve.zoo import create_model, save_weights
+    from carve.zoo import save_weights
 
     wall_start = time.perf_counter()
     dist = ddp.setup(config.device)
@@ -153,10 +175,9 @@ def fit(config: TrainConfig) -> FitResult:
     num_classes = num_classes_of(train_dl)
 
     # Model (same initial weights on every rank: seeded identically)
-    model = create_model(config.model, pretrained=config.pretrained, num_classes=num_classes,
-                         small_input=config.small_input, drop_rate=config.drop_rate,
-                         drop_path_rate=config.drop_path_rate)
-    spec = model.spec
+    model = build_model(config, num_classes)
+    spec = getattr(model, "spec", None)
+    name = spec.name if spec is not None else type(model).__name__
     if config.sync_bn and dist.enabled:
         model = ddp.convert_sync_batchnorm(model, device)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
@@ -192,7 +213,7 @@ def fit(config: TrainConfig) -> FitResult:
     ctx: dict[str, Any] = dict(device=device, amp=dtype, scaler=scaler, ema=ema, teacher=teacher,
                                grad_clip=config.grad_clip, channels_last=config.channels_last, step=0,
                                total_steps=total_steps, unwrapped=unwrapped, skips=SkipCounter(),
-                               progress=config.progress and main, last_path=last_path)
+                               progress=config.progress and main, last_path=last_path, distributed=dist.enabled)
 
     # Resume
     start_epoch, best_top1, history = 0, -1.0, []
@@ -216,17 +237,18 @@ def fit(config: TrainConfig) -> FitResult:
     curves = CurveLogger(out_dir, config.tensorboard, resume_epoch=start_epoch if config.resume else 0) if main else None
     if main:
         log.info("%s: %d classes, %d train / %d val images, effective batch %d (%d x %d processes), lr %.4g "
-                 "(%.4g per %d images), %d steps", spec.name, num_classes, len(train_dl.dataset),
+                 "(%.4g per %d images), %d steps", name, num_classes, len(train_dl.dataset),
                  len(val_dl.dataset) * dist.world_size, global_batch, config.batch_size, dist.world_size, lr,
                  config.lr, config.base_batch_size, total_steps)
 
-    train_images = train_seconds = 0.0
+    train_images = train_seconds = train_cpu_seconds = 0.0
     metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, epochs):
         set_epoch(train_dl, epoch, config.seed)
         stats = train_one_epoch(train_model, criterion, optimizer, scheduler, train_dl, mixer, ctx, epoch)
         train_images += stats["images"]
         train_seconds += stats["seconds"]
+        train_cpu_seconds += stats["cpu_seconds"]
         last_epoch = epoch + 1 == epochs
         row: dict[str, Any] = dict(epoch=epoch + 1, step=ctx["step"], lr=optimizer.param_groups[0]["lr"],
                                    train_loss=stats["train_loss"], epoch_s=stats["seconds"],
@@ -254,11 +276,13 @@ def fit(config: TrainConfig) -> FitResult:
                 save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
                                                             data=str(config.data)), spec=spec)
             curves.log(row)
-            curves.plot(spec.name)
+            curves.plot(name)
             log.info("epoch %d/%d: loss %.4f top-1 %s lr %.4g %.0f img/s", epoch + 1, epochs, row["train_loss"],
                      f"{row['top1']:.2f}" if "top1" in row else "-", row["lr"], row["images_per_s"])
         ddp.barrier()
 
+    if not metrics:  # resumed a finished run: nothing trained, still report where it stands
+        metrics = evaluate(unwrapped, val_dl, device=device, amp_dtype=dtype, channels_last=config.channels_last)
     if main:
         final = dict(top1=metrics.get("top1"), top5=metrics.get("top5"), epochs=epochs, data=str(config.data))
         save_weights(unwrapped, out_dir / "final.safetensors", final, spec=spec)
@@ -268,5 +292,6 @@ def fit(config: TrainConfig) -> FitResult:
                      history=history, best_path=best_weights if best_weights.exists() else None,
                      last_path=last_path, out_dir=out_dir,
                      images_per_s=train_images / max(train_seconds, 1e-9),
-                     wall_s=time.perf_counter() - wall_start, final_ema_top1=ema_top1,
+                     wall_s=time.perf_counter() - wall_start,
+                     images_per_cpu_s=train_images / max(train_cpu_seconds, 1e-9), final_ema_top1=ema_top1,
                      skipped_images=ctx["skips"].count, effective_batch_size=global_batch, lr=lr)

@@ -43,3 +43,17 @@ def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
     for a, b in zip(single.history, two["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-3
         assert abs(a["top1"] - b["top1"]) <= 2 * 100 / 64 + 1e-9  # at most two of 64 images flip
+
+
+def test_nan_on_one_rank_stops_every_rank(tiny_data, tmp_path):
+    cfg = dict(model=TINY_SPEC, data=str(tiny_data), out_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
+               workers=0, progress=False, tensorboard=False, aug="none", cutmix_alpha=0.0, train_per_class=24)
+    cfg_path = tmp_path / "nan.json"
+    cfg_path.write_text(json.dumps(cfg))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CARVE_TEST_NAN_RANK="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(ROOT / "tests" / "train" / "ddp_worker.py"), str(cfg_path), str(tmp_path / "out.pt")],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "loss became nan at epoch 1, step 3" in proc.stderr
+    assert "loss became non-finite on another process at epoch 1, step 3" in proc.stderr
