@@ -1,0 +1,13 @@
+"""Detection and classification transfer of zoo backbones (torchvision detectors, carve.train recipe)."""
+
+from .classify import ClassifyConfig, ClassifyResult, classify
+from .dataset import AnnotationError, DetectionDataset, ImageRecord, open_dataset
+from .detect import DetectConfig, DetectResult, detect, evaluate_checkpoint, load_detector
+from .evaluate import coco_metrics, evaluate_detector
+from .heads import HEADS, build_detector
+
+__all__ = [
+    "AnnotationError", "ClassifyConfig", "ClassifyResult", "DetectConfig", "DetectResult", "DetectionDataset", "HEADS",
+    "ImageRecord", "build_detector", "classify", "coco_metrics", "detect", "evaluate_checkpoint", "evaluate_detector",
+    "load_detector", "open_dataset",
+]

@@ -1,0 +1,381 @@
+"""``detect(DetectConfig) -> DetectResult``: finetune a detector with a zoo backbone, evaluate, report.
+
+The recipe pieces (SGD Nesterov with per-prefix LR, warm-up + cosine per step, atomic
+checkpoints, RNG capture, AMP dtype, curves) come from ``carve.train``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .dataset import DetectionDataset, collate, open_dataset
+from .evaluate import evaluate_detector, format_metrics, write_json_atomic
+from .heads import HEADS, build_detector
+
+log = logging.getLogger("carve.finetune")
+
+CHECKPOINT_FORMAT = "carve-detect-1"
+
+
+@dataclass
+class DetectConfig:
+    """A detection finetuning run.
+
+    ``backbone``: zoo name, spec file or carve weights file; ``pretrained``: as ``create_model``
+    (False, True, a peer tag or a weights file). ``data``: COCO JSON / COCO root / YOLO root
+    (``open_dataset``). Validation: ``val_data`` if given, else ``val_fraction`` of the images split
+    off by image id with ``split_seed``; ``train_ids``/``val_ids`` pin the split (e.g. the same ids for
+    an overfitting check). ``freeze``: none, stem, all or N stages; ``backbone_lr_mult`` scales the
+    backbone's LR; ``augment``: full (SSD: photometric, zoom-out, IoU crop, flip; others: flip),
+    flip or none. ``amp``: none, bf16, fp16 or auto. ``resume``: True (out_dir/last.pt) or a path.
+    """
+
+    backbone: Any = "carve_100"
+    head: str = "ssdlite"
+    data: str = "../shared/data/coco128"
+    out_dir: str = "runs/detect"
+    data_format: str = "auto"
+    split: str | None = None
+    val_data: str | None = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    train_ids: list[int] | None = None
+    val_ids: list[int] | None = None
+    pretrained: Any = False
+    img_size: int = 320
+    epochs: int = 20
+    max_steps: int = 0
+    batch_size: int = 8
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    warmup_epochs: float = 1.0
+    backbone_lr_mult: float = 1.0
+    freeze: Any = "none"
+    frozen_bn: bool = False
+    augment: str = "full"
+    amp: str = "none"
+    grad_clip: float = 0.0
+    fpn_channels: int = 256
+    expansion_tap: bool = True
+    seed: int = 0
+    workers: int = 0
+    resume: Any = False
+    eval_every: int = 1
+    device: str = "cpu"
+    progress: bool = True
+    tensorboard: bool = True
+    examples: int = 6
+    example_score: float = 0.3
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(f"DetectConfig.{name}: expected {expected}, got {getattr(self, name)!r}")
+
+        need(self.head in HEADS, "head", f"one of {list(HEADS)}")
+        need(self.epochs >= 1, "epochs", "an integer >= 1")
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(self.lr > 0, "lr", "a positive number")
+        need(self.img_size >= 32, "img_size", "an integer >= 32")
+        need(self.backbone_lr_mult >= 0, "backbone_lr_mult", "a number >= 0")
+        need(self.augment in ("full", "flip", "none"), "augment", "full, flip or none")
+        need(self.amp in ("none", "bf16", "fp16", "auto"), "amp", "none, bf16, fp16 or auto")
+        need(0 < self.val_fraction < 1, "val_fraction", "a number in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["backbone"] = d["backbone"] if isinstance(d["backbone"], (str, dict)) else str(d["backbone"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"DetectConfig: unknown fields {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class DetectResult:
+    """What a run produced: final validation metrics (AP, AP50, ... per_class) and its files."""
+
+    metrics: dict[str, Any]
+    out_dir: Path
+    checkpoint: Path
+    best_checkpoint: Path | None
+    examples_png: Path | None
+    results_json: Path
+    metrics_json: Path
+    history: list[dict] = field(default_factory=list)
+    num_train: int = 0
+    num_val: int = 0
+    data_stats: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    images_per_s: float = 0.0
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+def load_splits(config: DetectConfig) -> tuple[DetectionDataset, DetectionDataset]:
+    """Train and validation datasets as the config describes."""
+    full = open_dataset(config.data, config.data_format, config.split)
+    if config.train_ids is not None or config.val_ids is not None:
+        if config.train_ids is None or config.val_ids is None:
+            raise ValueError("DetectConfig: give both train_ids and val_ids, or neither")
+        return full.subset(list(config.train_ids)), full.subset(list(config.val_ids))
+    if config.val_data is not None:
+        val = open_dataset(config.val_data, config.data_format)
+        if val.cat_ids != full.cat_ids:
+            raise ValueError(f"{config.val_data}: categories differ from {config.data}")
+        return full, val
+    return full.split(config.val_fraction, config.split_seed)
+
+
+def find_backbone(model: nn.Module) -> tuple[str, Any]:
+    """(name, module) of the zoo backbone adapter inside a detector."""
+    from .backbone import DetectionBackbone
+
+    for name, module in model.named_modules():
+        if isinstance(module, DetectionBackbone):
+            return name, module
+    raise ValueError("no DetectionBackbone inside the model")
+
+
+def detector_from_meta(meta: dict[str, Any], pretrained: Any = False) -> nn.Module:
+    """Rebuild the detector a checkpoint describes (weights not loaded)."""
+    cfg = meta["config"]
+    return build_detector(cfg["head"], meta["spec"], len(meta["cat_ids"]), cfg["img_size"], pretrained=pretrained,
+                          freeze=cfg["freeze"], frozen_bn=cfg["frozen_bn"], expansion_tap=cfg["expansion_tap"],
+                          fpn_channels=cfg["fpn_channels"])
+
+
+def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained detector and its metadata (config, spec, categories) from a detect checkpoint."""
+    from carve.train import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a carve detection checkpoint (format {state.get('format')!r})")
+    model = detector_from_meta(state)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def _train_loader(dataset: DetectionDataset, config: DetectConfig, epoch: int) -> Any:
+    from torch.utils.data import DataLoader
+
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen,
+                      drop_last=_drop_last(len(dataset), config.batch_size),
+                      num_workers=config.workers, collate_fn=collate)
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    # a one-image batch breaks BatchNorm on SSD's 1x1 extra maps; drop it when it is the remainder
+    return n > batch_size and n % batch_size == 1
+
+
+def _to_device(images: list, targets: list, device: torch.device) -> tuple[list, list]:
+    images = [im.as_subclass(torch.Tensor).to(device) for im in images]
+    targets = [dict(boxes=t["boxes"].as_subclass(torch.Tensor).to(device), labels=t["labels"].to(device))
+               for t in targets]
+    return images, targets
+
+
+def train_epoch(model: nn.Module, loader: Any, optimizer: Any, scheduler: Any, ctx: dict[str, Any],
+                epoch: int) -> dict[str, float]:
+    """One pass; returns mean total loss, mean of each loss term, images and seconds."""
+    from tqdm import tqdm
+
+    from carve.train.evaluate import autocast
+
+    model.train()
+    sums: dict[str, float] = {}
+    seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not ctx["progress"], leave=False, unit="batch")
+    for images, targets in bar:
+        images, targets = _to_device(images, targets, ctx["device"])
+        with autocast(ctx["device"], ctx["amp"]):
+            losses = model(images, targets)
+        loss = sum(losses.values())
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise RuntimeError(f"detection loss became {value} at epoch {epoch + 1}, step {ctx['step'] + 1}; the "
+                               f"last good checkpoint is {ctx['last_path']} (lower lr or set grad_clip)")
+        optimizer.zero_grad(set_to_none=True)
+        ctx["scaler"].scale(loss).backward()
+        if ctx["grad_clip"]:
+            ctx["scaler"].unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), ctx["grad_clip"])
+        ctx["scaler"].step(optimizer)
+        ctx["scaler"].update()
+        scheduler.step()
+        ctx["step"] += 1
+        n = len(images)
+        seen += n
+        sums["loss"] = sums.get("loss", 0.0) + value * n
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.item()) * n
+        bar.set_postfix(loss=f"{value:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}", refresh=False)
+        if ctx["step"] >= ctx["total_steps"]:
+            break
+    bar.close()
+    out = {k: v / max(seen, 1) for k, v in sums.items()}
+    out.update(images=seen, seconds=time.perf_counter() - start)
+    return out
+
+
+def _state(model: nn.Module, optimizer: Any, scheduler: Any, ctx: dict[str, Any], epoch: int, best_ap: float,
+           history: list[dict], config: DetectConfig, spec: Any, train: DetectionDataset) -> dict[str, Any]:
+    from carve.train import capture_rng
+
+    return dict(format=CHECKPOINT_FORMAT, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), scaler=ctx["scaler"].state_dict(), rng=capture_rng(),
+                epoch=epoch, step=ctx["step"], best_ap=best_ap, history=history, config=config.to_dict(),
+                spec=spec.to_dict(), cat_ids=train.cat_ids, class_names=train.class_names)
+
+
+def detect(config: DetectConfig) -> DetectResult:
+    """Finetune ``config.backbone`` with ``config.head`` on ``config.data``; evaluate with COCO mAP.
+
+    Writes to ``out_dir``: ``last.pt`` (every epoch, for resume), ``best.pt`` (best val AP),
+    ``metrics.csv``/``tb/``/``curve.png`` (carve.train's CurveLogger), ``history.json``,
+    ``detections.json`` (COCO results on the validation set), ``metrics.json`` and ``examples.png``.
+    """
+    from carve.train import build_optimizer, build_scheduler, load_checkpoint, restore_rng, save_checkpoint
+    from carve.train.loop import amp_dtype, seed_everything
+
+    from .curves import DetectCurves
+
+    wall = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    device = torch.device(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    seed_everything(config.seed)
+
+    train_set, val_set = load_splits(config)
+    if len(train_set) == 0:
+        raise ValueError(f"{config.data}: no training images")
+    from .transforms import train_transforms
+
+    fill = [round(255 * m) for m in (0.485, 0.456, 0.406)]
+    train_set = train_set.with_transforms(train_transforms(config.head, config.img_size, fill, config.augment))
+    model = build_detector(config.head, config.backbone, train_set.num_classes, config.img_size,
+                           pretrained=config.pretrained, freeze=config.freeze, frozen_bn=config.frozen_bn,
+                           expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels).to(device)
+    prefix, adapter = find_backbone(model)
+    spec = adapter.spec
+
+    n, bs = len(train_set), config.batch_size
+    steps_per_epoch = n // bs if _drop_last(n, bs) else math.ceil(n / bs)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    lr_scale = {prefix + ".": config.backbone_lr_mult} if config.backbone_lr_mult != 1 else None
+    optimizer = build_optimizer(model, config.lr, config.momentum, config.weight_decay, nesterov=True,
+                                lr_scale=lr_scale)
+    scheduler = build_scheduler(optimizer, total_steps, round(config.warmup_epochs * steps_per_epoch))
+    dtype = amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    ctx: dict[str, Any] = dict(device=device, amp=dtype, scaler=scaler, grad_clip=config.grad_clip, step=0,
+                               total_steps=total_steps, progress=config.progress, last_path=last_path)
+
+    start_epoch, best_ap, history = 0, -1.0, []
+    if config.resume:
+        path = last_path if config.resume is True else Path(config.resume)
+        state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a carve detection checkpoint")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        start_epoch, ctx["step"], best_ap = state["epoch"], state["step"], state["best_ap"]
+        history = list(state["history"])
+        log.info("resumed from %s at epoch %d, step %d", path, start_epoch, ctx["step"])
+
+    curves = DetectCurves(out_dir, config.tensorboard, resume_epoch=start_epoch if config.resume else None)
+    log.info("%s + %s: %d classes, %d train / %d val images, %d steps", spec.name, config.head,
+             train_set.num_classes, len(train_set), len(val_set), total_steps)
+    metrics: dict[str, Any] = {}
+    predictions: dict[int, dict] = {}
+    images_seen = seconds = 0.0
+    for epoch in range(start_epoch, epochs):
+        stats = train_epoch(model, _train_loader(train_set, config, epoch), optimizer, scheduler, ctx, epoch)
+        images_seen += stats["images"]
+        seconds += stats["seconds"]
+        row: dict[str, Any] = dict(epoch=epoch + 1, step=ctx["step"], lr=optimizer.param_groups[0]["lr"],
+                                   train_loss=stats["loss"], epoch_s=stats["seconds"],
+                                   images_per_s=stats["images"] / max(stats["seconds"], 1e-9))
+        row.update({f"loss_{k}": v for k, v in stats.items() if k not in ("loss", "images", "seconds")})
+        improved = False
+        if epoch + 1 == epochs or (epoch + 1) % config.eval_every == 0:
+            metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
+                                                     config.progress)
+            row.update(AP=metrics["AP"], AP50=metrics["AP50"], AP75=metrics["AP75"])
+            improved = metrics["AP"] > best_ap
+            best_ap = max(best_ap, metrics["AP"])
+            log.info("epoch %d/%d: loss %.3f  %s", epoch + 1, epochs, stats["loss"], format_metrics(metrics))
+        history.append(row)
+        state = _state(model, optimizer, scheduler, ctx, epoch + 1, best_ap, history, config, spec, train_set)
+        save_checkpoint(last_path, state)
+        if improved:
+            save_checkpoint(best_path, state)
+        curves.log(row, history)
+        curves.plot(f"{spec.name} + {config.head}")
+        write_json_atomic(out_dir / "history.json", history)
+    curves.close()
+
+    if not metrics:  # resumed a finished run: evaluate the final weights again
+        metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
+                                                 config.progress)
+    examples = None
+    if config.examples and predictions:
+        from .visualise import draw_examples
+
+        examples = draw_examples(val_set, predictions, out_dir / "examples.png", config.examples,
+                                 config.example_score)
+    return DetectResult(metrics=metrics, out_dir=out_dir, checkpoint=last_path,
+                        best_checkpoint=best_path if best_path.exists() else None, examples_png=examples,
+                        results_json=out_dir / "detections.json", metrics_json=out_dir / "metrics.json",
+                        history=history, num_train=len(train_set), num_val=len(val_set),
+                        data_stats=train_set.stats.as_dict(), wall_s=time.perf_counter() - wall,
+                        images_per_s=images_seen / max(seconds, 1e-9), model=model)
+
+
+def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_format: str = "auto",
+                        subset: str = "val", out_dir: str | Path | None = None, batch_size: int = 8,
+                        examples: int = 6, example_score: float = 0.3, progress: bool = True) -> dict[str, Any]:
+    """COCO mAP of a detect checkpoint. ``data`` defaults to the run's data; ``subset``: ``val``
+    (the run's validation split, re-derived from its config) or ``all`` (every image). Writes
+    ``detections.json``, ``metrics.json`` and ``examples.png`` to ``out_dir`` (default: next to the
+    checkpoint, in ``eval/``). Returns the metrics with the file paths under ``files``."""
+    if subset not in ("val", "all"):
+        raise ValueError(f"subset: expected val or all, got {subset!r}")
+    model, meta = load_detector(path)
+    cfg = DetectConfig.from_dict(meta["config"])
+    if data is not None:
+        cfg.data, cfg.data_format, cfg.val_data = str(data), data_format, None
+    dataset = open_dataset(cfg.data, cfg.data_format, cfg.split) if subset == "all" else load_splits(cfg)[1]
+    if dataset.cat_ids != list(meta["cat_ids"]):
+        raise ValueError(f"{cfg.data}: categories {dataset.cat_ids[:5]}... differ from the checkpoint's "
+                         f"{list(meta['cat_ids'])[:5]}... ({path})")
+    out = Path(out_dir) if out_dir is not None else Path(path).parent / "eval"
+    metrics, predictions = evaluate_detector(model, dataset, batch_size, out, progress=progress)
+    files = dict(results_json=str(out / "detections.json"), metrics_json=str(out / "metrics.json"))
+    if examples:
+        from .visualise import draw_examples
+
+        files["examples_png"] = str(draw_examples(dataset, predictions, out / "examples.png", examples, example_score))
+    return dict(metrics, files=files, images=len(dataset))

@@ -1,0 +1,125 @@
+"""COCO box mAP with pycocotools: predictions, a COCO results JSON, AP/AP50/AP75/S/M/L and per class."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .dataset import DetectionDataset, collate
+
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
+              "AR_small", "AR_medium", "AR_large")
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: DetectionDataset, batch_size: int = 4, workers: int = 0,
+            progress: bool = False) -> dict[int, dict[str, torch.Tensor]]:
+    """Run the detector in eval mode over ``dataset``; boxes are in original image pixels (XYXY)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from .transforms import eval_transforms
+
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset.with_transforms(eval_transforms()), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=collate)
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for images, targets in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        for det, tgt in zip(model([im.as_subclass(torch.Tensor) for im in images]), targets):
+            out[int(tgt["image_id"])] = {k: v.detach().cpu() for k, v in det.items()}
+    model.train(was_training)
+    return out
+
+
+def to_coco_results(predictions: dict[int, dict[str, torch.Tensor]], dataset: DetectionDataset) -> list[dict]:
+    """Detections as a COCO results list (original category ids, ``[x, y, w, h]`` boxes)."""
+    results = []
+    for image_id, det in predictions.items():
+        for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            results.append(dict(image_id=image_id, category_id=dataset.cat_ids[label - 1],
+                                bbox=[round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                                score=round(score, 5)))
+    return results
+
+
+def coco_metrics(ground_truth: dict[str, Any], results: list[dict]) -> dict[str, Any]:
+    """COCO box metrics from a ground-truth instances dict and a results list.
+
+    Returns the twelve standard numbers (AP, AP50, AP75, AP_small, ... as fractions in [0, 1];
+    None where no ground truth falls in that bucket) and ``per_class`` AP by category name for
+    the categories present in the ground truth.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    present = sorted({a["category_id"] for a in ground_truth["annotations"] if not a.get("iscrowd", 0)})
+    empty = dict.fromkeys(STAT_NAMES, 0.0) | dict(per_class={names[c]: 0.0 for c in present}, num_detections=0)
+    if not results or not present:
+        return empty
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = json.loads(json.dumps(ground_truth))
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    metrics: dict[str, Any] = {n: (None if v < 0 else float(v)) for n, v in zip(STAT_NAMES, ev.stats)}
+    precision = ev.eval["precision"]  # [iou thresholds, recall points, classes, areas, max dets]
+    per_class = {}
+    for k, cid in enumerate(ev.params.catIds):
+        if cid not in present:
+            continue
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        per_class[names[cid]] = float(p.mean()) if p.size else 0.0
+    metrics["per_class"] = per_class
+    metrics["num_detections"] = len(results)
+    return metrics
+
+
+def evaluate_detector(model: nn.Module, dataset: DetectionDataset, batch_size: int = 4, out_dir: str | Path | None = None,
+                      workers: int = 0, progress: bool = False) -> tuple[dict[str, Any], dict[int, dict]]:
+    """Predict over ``dataset`` and score with COCO mAP; with ``out_dir``, writes
+    ``detections.json`` (COCO results) and ``metrics.json``. Returns (metrics, predictions)."""
+    predictions = predict(model, dataset, batch_size, workers, progress)
+    results = to_coco_results(predictions, dataset)
+    metrics = coco_metrics(dataset.to_coco(), results)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json_atomic(out_dir / "detections.json", results)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics, predictions
+
+
+def format_metrics(metrics: dict[str, Any], per_class: int = 0) -> str:
+    """A short text summary (percent), optionally with the best and worst classes."""
+    pct = lambda v: "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:5.1f}"  # noqa: E731
+    line = "  ".join(f"{n} {pct(metrics.get(n))}" for n in STAT_NAMES[:6])
+    if per_class and metrics.get("per_class"):
+        ranked = sorted(metrics["per_class"].items(), key=lambda kv: -kv[1])
+        line += "\n  best:  " + ", ".join(f"{k} {pct(v)}" for k, v in ranked[:per_class])
+        line += "\n  worst: " + ", ".join(f"{k} {pct(v)}" for k, v in ranked[-per_class:])
+    return line

@@ -1,0 +1,55 @@
+"""A small copy of coco128 (both formats) for the finetune tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+COCO128 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco128"
+# 250 has no objects, 257 holds a crowd annotation; the others are ordinary images.
+SUBSET_IDS = [9, 25, 30, 34, 36, 250, 257]
+
+
+def _copy_subset(dst: Path, ids: list[int]) -> Path:
+    if not COCO128.is_dir():
+        pytest.skip(f"coco128 not found at {COCO128}")
+    data = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
+    keep = set(ids)
+    data["images"] = [i for i in data["images"] if i["id"] in keep]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    for sub in ("annotations", "images/train2017", "labels/train2017"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    (dst / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
+    for img in data["images"]:
+        name = img["file_name"]
+        shutil.copy(COCO128 / "images" / "train2017" / name, dst / "images" / "train2017" / name)
+        label = COCO128 / "labels" / "train2017" / (Path(name).stem + ".txt")
+        if label.is_file():
+            shutil.copy(label, dst / "labels" / "train2017" / label.name)
+    shutil.copy(COCO128 / "names.yaml", dst / "names.yaml")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def coco_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only: seven coco128 images with COCO JSON, YOLO labels and names.yaml."""
+    return _copy_subset(tmp_path_factory.mktemp("coco_subset"), SUBSET_IDS)
+
+
+@pytest.fixture
+def coco_copy(tmp_path: Path) -> Path:
+    """A private, writable copy for malformed variants."""
+    return _copy_subset(tmp_path / "data", SUBSET_IDS)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread avoids oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

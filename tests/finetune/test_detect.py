@@ -1,0 +1,69 @@
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from carve.finetune.detect import DetectConfig, detect, load_detector
+
+# the package exports the function ``detect``, which shadows the module of the same name
+detect_mod = importlib.import_module("carve.finetune.detect")
+IDS = [9, 25, 30, 34]
+
+
+def _config(root: Path, out: Path, **kw) -> DetectConfig:
+    base = dict(backbone="mobilenet_v3_small_075", data=str(root), out_dir=str(out), img_size=96, batch_size=2,
+                train_ids=IDS, val_ids=IDS, progress=False, tensorboard=False, examples=2, lr=0.05,
+                warmup_epochs=0, fpn_channels=32)
+    base.update(kw)
+    return DetectConfig(**base)
+
+
+@pytest.mark.parametrize("head", ["ssdlite", "fasterrcnn"])
+def test_a_few_steps_reduce_the_loss(coco_subset: Path, tmp_path: Path, head: str) -> None:
+    res = detect(_config(coco_subset, tmp_path, head=head, epochs=4, augment="none", eval_every=100))
+    losses = [h["train_loss"] for h in res.history]
+    assert losses[-1] < 0.85 * losses[0], losses
+    assert set(res.metrics) >= {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "per_class"}
+    results = json.loads(res.results_json.read_text())
+    assert results and {r["image_id"] for r in results} <= set(IDS)
+    assert res.examples_png is not None and res.examples_png.is_file()
+    assert (tmp_path / "metrics.csv").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(coco_subset: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = dict(head="ssdlite", epochs=2, augment="full", examples=0, eval_every=100, backbone_lr_mult=0.5)
+    straight = detect(_config(coco_subset, tmp_path / "a", **kw))
+
+    real = detect_mod.train_epoch
+
+    def crash_in_second_epoch(model, loader, optimizer, scheduler, ctx, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(model, loader, optimizer, scheduler, ctx, epoch)
+
+    monkeypatch.setattr(detect_mod, "train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        detect(_config(coco_subset, tmp_path / "b", **kw))
+    monkeypatch.setattr(detect_mod, "train_epoch", real)
+    resumed = detect(_config(coco_subset, tmp_path / "b", resume=True, **kw))
+
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in straight.history]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed.metrics["AP"] == straight.metrics["AP"]
+
+    model, meta = load_detector(resumed.checkpoint)
+    assert meta["epoch"] == 2 and len(meta["cat_ids"]) == 80 and meta["class_names"][0] == "person"
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, b[k], rtol=0, atol=0)
+
+
+def test_bad_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match="DetectConfig.head"):
+        DetectConfig(head="yolo")
+    with pytest.raises(ValueError, match="DetectConfig.augment"):
+        DetectConfig(augment="heavy")

@@ -1,0 +1,98 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from carve.finetune.dataset import DetectionDataset, ImageRecord
+from carve.finetune.evaluate import coco_metrics, evaluate_detector, to_coco_results
+from carve.finetune.visualise import draw_examples
+
+
+def _gt() -> dict:
+    images = [dict(id=1, width=200, height=200), dict(id=2, width=200, height=200)]
+    anns = [dict(id=1, image_id=1, category_id=3, bbox=[10, 10, 50, 50], area=2500, iscrowd=0),
+            dict(id=2, image_id=1, category_id=7, bbox=[100, 100, 80, 60], area=4800, iscrowd=0),
+            dict(id=3, image_id=2, category_id=3, bbox=[20, 30, 100, 100], area=10000, iscrowd=0)]
+    return dict(images=images, annotations=anns, categories=[dict(id=3, name="car"), dict(id=7, name="truck")])
+
+
+def _perfect(gt: dict) -> list[dict]:
+    return [dict(image_id=a["image_id"], category_id=a["category_id"], bbox=list(a["bbox"]), score=0.9)
+            for a in gt["annotations"]]
+
+
+def test_perfect_detections_give_ap_one() -> None:
+    gt = _gt()
+    m = coco_metrics(gt, _perfect(gt))
+    assert m["AP"] == pytest.approx(1.0) and m["AP50"] == pytest.approx(1.0) and m["AP75"] == pytest.approx(1.0)
+    assert m["per_class"] == {"car": pytest.approx(1.0), "truck": pytest.approx(1.0)}
+    assert m["AP_small"] is None  # no ground truth below 32x32 px
+
+
+def _shift_to_iou(bbox: list[float], iou: float) -> list[float]:
+    # shifting a w x h box by d along x gives IoU (w - d) / (w + d)
+    x, y, w, h = bbox
+    d = w * (1 - iou) / (1 + iou)
+    return [x + d, y, w, h]
+
+
+@pytest.mark.parametrize("iou", [0.62, 0.83])
+def test_shifted_box_counts_only_at_thresholds_below_its_iou(iou: float) -> None:
+    gt = _gt()
+    gt["annotations"] = gt["annotations"][:1]
+    gt["images"] = gt["images"][:1]
+    det = [dict(image_id=1, category_id=3, bbox=_shift_to_iou([10, 10, 50, 50], iou), score=0.9)]
+    m = coco_metrics(gt, det)
+    thresholds = [0.5 + 0.05 * i for i in range(10)]
+    hits = sum(t <= iou + 1e-9 for t in thresholds)
+    assert m["AP50"] == pytest.approx(1.0)
+    assert m["AP75"] == pytest.approx(1.0 if iou >= 0.75 else 0.0)
+    assert m["AP"] == pytest.approx(hits / 10)
+
+
+def test_half_the_objects_missed_and_a_wrong_class() -> None:
+    gt = _gt()
+    det = _perfect(gt)
+    det[2]["category_id"] = 7  # image 2's car reported as a truck: car recall halves, truck gets a false positive
+    det[2]["score"] = 0.5
+    m = coco_metrics(gt, det)
+    assert m["per_class"]["car"] == pytest.approx(0.5, abs=0.01)
+    assert m["per_class"]["truck"] == pytest.approx(1.0)  # the FP ranks below the true positive
+    assert m["AP"] == pytest.approx(0.75, abs=0.01)
+    assert coco_metrics(gt, [])["AP"] == 0.0
+
+
+class _Oracle(torch.nn.Module):
+    """Returns the ground truth of each image as detections, for the end-to-end path."""
+
+    def __init__(self, ds: DetectionDataset):
+        super().__init__()
+        self.boxes = [torch.tensor(r.boxes).reshape(-1, 4) for r in ds.records]
+        self.labels = [torch.tensor([ds.label_of[c] for c in r.category_ids], dtype=torch.int64) for r in ds.records]
+        self.i = 0
+
+    def forward(self, images):
+        out = []
+        for _ in images:
+            out.append(dict(boxes=self.boxes[self.i], labels=self.labels[self.i], scores=torch.ones(len(self.labels[self.i]))))
+            self.i += 1
+        return out
+
+
+def test_evaluate_writes_results_json_and_examples(tmp_path: Path) -> None:
+    from PIL import Image
+
+    records = []
+    for i, (w, h) in enumerate([(64, 48), (40, 60)]):
+        Image.new("RGB", (w, h), (i * 90, 80, 40)).save(tmp_path / f"{i}.png")
+        records.append(ImageRecord(i + 10, tmp_path / f"{i}.png", w, h, [(4.0, 4.0, 30.0, 40.0)], [5 + i], [0]))
+    ds = DetectionDataset(records, {5: "cat", 6: "dog"})
+    metrics, preds = evaluate_detector(_Oracle(ds), ds, batch_size=1, out_dir=tmp_path / "eval")
+    assert metrics["AP"] == pytest.approx(1.0)
+    results = json.loads((tmp_path / "eval" / "detections.json").read_text())
+    assert {(r["image_id"], r["category_id"]) for r in results} == {(10, 5), (11, 6)}
+    assert results[0]["bbox"] == [4.0, 4.0, 26.0, 36.0]
+    png = draw_examples(ds, preds, tmp_path / "examples.png", n=2, size=64)
+    assert Image.open(png).size[0] > 64
+    assert to_coco_results({}, ds) == []
