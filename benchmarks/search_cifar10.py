@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/cifar10")
     ap.add_argument("--out", default="runs/bench_search")
-    ap.add_argument("--search-s", type=float, default=300, help="wall budget for both searches together")
+    ap.add_argument("--search-s", type=float, default=300, help="wall budget for both searches together (0: reuse the studies in --out)")
     ap.add_argument("--spaces", nargs="+", default=["mbconv", "carve"])
     ap.add_argument("--zoo", nargs="+", default=ZOO)
     ap.add_argument("--runtime", default="onnxruntime")
@@ -70,7 +69,13 @@ def main() -> None:
         cfg = SearchConfig(space=space, objective=obj, study_name=f"bench-{space}", out_dir=str(out), trials=1000,
                            timeout_s=per_space, latency_budget_ms=budget, resolution=224, seed=args.seed,
                            resume=True, population=8)
-        result = run_search(cfg)
+        if args.search_s > 0:
+            result = run_search(cfg)
+        else:  # reuse the studies of an earlier run (re-measuring their Pareto sets)
+            from carve.search.export import load_study
+            from carve.search.study import finish
+
+            result = finish(cfg, load_study(cfg.name, cfg.storage_url))
         feasible = [e for e in result.pareto if (e.remeasured_ms or e.latency_ms) <= budget * 1.05]
         print(f"search {space}: {result.n_complete} complete, {result.n_failed} failed, "
               f"{len(result.pareto)} on the front", flush=True)

@@ -99,7 +99,7 @@ def run_ray(cfg: SearchConfig) -> Any:
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=concurrent),
+                                    max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=cfg.name, storage_path=str(storage_path), verbose=0),
     )
     results = tuner.fit()

@@ -71,7 +71,7 @@ def test_postgres_storage_two_runs_share_the_study(tiny_space, tmp_path, postgre
 def test_ray_backend_runs_trials_and_records_them(tiny_space, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
-    cfg = tiny_config(tiny_space, tmp_path, trials=2, backend="ray", cpus_per_trial=1.0, params_budget=3000)
+    cfg = tiny_config(tiny_space, tmp_path, trials=2, backend="ray", cpus_per_trial=2.0, params_budget=3000)
     try:
         result = run_search(cfg)
     finally:

@@ -30,3 +30,11 @@ def test_errors_are_clear(tmp_path, capsys):
     assert "nosuch" in capsys.readouterr().err
     assert main(["search", "run", "--space", "nosuch.yaml", "--out", str(tmp_path)]) == 2
     assert "nosuch.yaml" in capsys.readouterr().err
+
+
+def test_search_package_is_import_light():
+    import subprocess
+    import sys
+
+    code = "import sys, carve.search; assert not {'optuna', 'ray'} & set(sys.modules), sorted(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
