@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-# Each module defines ``register(subparsers)``; heavy imports stay inside the command functions.
-COMMAND_MODULES = ["zoo", "train", "finetune"]
+# Every module of this package that defines ``register(subparsers)`` is a command; heavy imports
+# stay inside the command functions. Listed commands come first, in pipeline order.
+ORDER = ["zoo", "latency", "train", "eval", "search", "finetune", "compress", "run"]
+
+
+def command_modules() -> list[str]:
+    found = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carve", description="Lightweight vision backbones: zoo, search, "
                                      "train, finetune, compress.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"carve.cli.{name}").register(sub)
+    for name in command_modules():
+        module = importlib.import_module(f"carve.cli.{name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,10 +30,32 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def profile(model: nn.Module, input_size: int = 224, in_channels: int = 3) -> Profile:
-    """Profile ``model`` on one image of ``input_size`` px (eval mode, restored afterwards)."""
-    was_training = model.training
+    """Profile ``model`` on one image of ``input_size`` px, in eval mode.
+
+    Counting needs shapes only, so it runs on a copy on the meta device (no arithmetic); models
+    that cannot be copied there are run as they are (training mode restored afterwards).
+    """
+    try:
+        meta_model = copy.deepcopy(model).to("meta")
+    except Exception:  # e.g. modules holding non-copyable state
+        meta_model = None
+    if meta_model is not None:
+        try:
+            macs, acts = _count(meta_model, torch.zeros(1, in_channels, input_size, input_size, device="meta"))
+        except Exception:  # an op without a meta kernel: count on the real model instead
+            meta_model = None
+    if meta_model is None:
+        was_training = model.training
+        try:
+            macs, acts = _count(model, torch.zeros(1, in_channels, input_size, input_size))
+        finally:
+            model.train(was_training)
+    return Profile(params=count_params(model), macs=macs, activations=acts, input_size=input_size)
+
+
+def _count(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(MACs, conv/linear output elements) of one eval-mode forward pass."""
     model.eval()
-    x = torch.zeros(1, in_channels, input_size, input_size)
     acts = [0]
 
     def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
@@ -46,6 +69,4 @@ def profile(model: nn.Module, input_size: int = 224, in_channels: int = 3) -> Pr
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
-    return Profile(params=count_params(model), macs=counter.get_total_flops() // 2, activations=acts[0],
-                   input_size=input_size)
+    return counter.get_total_flops() // 2, acts[0]

@@ -28,15 +28,20 @@ from .protocol import Protocol
 
 @dataclass
 class Correction:
-    """``measured = a * summed + b * n_parts + c``, fitted by least squares on full models."""
+    """``measured = a * summed + b * n_parts + d * params_m + c``, least squares on full models.
+
+    ``params_m`` (millions of weights) stands for the memory traffic of weights that are hot in
+    cache when a part runs alone and cold when it runs inside the whole network.
+    """
 
     a: float = 1.0
     b: float = 0.0
     c: float = 0.0
+    d: float = 0.0
     fitted_on: int = 0
 
-    def apply(self, summed: float, n_parts: int) -> float:
-        return self.a * summed + self.b * n_parts + self.c
+    def apply(self, summed: float, n_parts: int, params_m: float = 0.0) -> float:
+        return self.a * summed + self.b * n_parts + self.d * params_m + self.c
 
 
 @dataclass
@@ -49,6 +54,7 @@ class LatencyTable:
     batch: int = 1
     threads: int = 1
     entries: dict[str, float] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
     corrections: dict[str, Correction] = field(default_factory=dict)
     fit_points: dict[str, list[list[float]]] = field(default_factory=dict)
 
@@ -87,14 +93,15 @@ class LatencyTable:
     def missing(self, spec: ArchSpec, input_size: int) -> list[str]:
         return [p.key for p in decompose(spec, input_size, self.batch) if p.key not in self.entries]
 
-    def summed(self, spec: ArchSpec, input_size: int) -> tuple[float, int]:
-        """Sum of the part latencies of ``spec`` and the number of parts."""
+    def summed(self, spec: ArchSpec, input_size: int) -> tuple[float, int, float]:
+        """Sum of the part latencies of ``spec``, the number of parts and their weights (millions)."""
         parts = decompose(spec, input_size, self.batch)
         absent = [p.key for p in parts if p.key not in self.entries]
         if absent:
             raise KeyError(f"latency table lacks {len(absent)} of {len(parts)} parts of {spec.name!r} at "
-                           f"{input_size} px (first: {absent[0]}); extend it with build_table(..., table=table)")
-        return sum(self.entries[p.key] for p in parts), len(parts)
+                           f"{input_size} px (first: {absent[0]}); extend it with build_table([spec], table=table) or `carve latency predict --extend`")
+        params_m = sum(self.params.get(p.key, 0) for p in parts) / 1e6
+        return sum(self.entries[p.key] for p in parts), len(parts), params_m
 
     def correction(self, input_size: int) -> Correction:
         return self.corrections.get(str(input_size)) or self.corrections.get("all") or Correction()
@@ -106,33 +113,40 @@ def default_table_path(fingerprint: dict[str, Any], runtime: str, batch: int = 1
 
 def predict(spec: ArchSpec, table: LatencyTable, input_size: int = 224) -> float:
     """Predicted latency (ms) of ``spec`` at ``input_size``: corrected sum of its parts' latencies."""
-    summed, n = table.summed(spec, input_size)
-    return table.correction(input_size).apply(summed, n)
+    return table.correction(input_size).apply(*table.summed(spec, input_size))
 
 
 def fit_correction(points: Sequence[Sequence[float]]) -> Correction:
-    """Least-squares fit of measured on (summed, n_parts) from ``[summed, n_parts, measured]`` points.
+    """Least-squares fit from ``[summed, n_parts, params_m, measured]`` points.
 
-    With fewer than 6 points only a scale and offset are fitted; with one or two, a scale alone.
+    All four terms from 8 points on; scale, per-part and offset from 6; scale and offset from 3;
+    with one or two points a scale alone.
     """
     import numpy as np
 
     if not points:
         return Correction()
     p = np.asarray(points, dtype=float)
-    s, n, y = p[:, 0], p[:, 1], p[:, 2]
+    s, n, w, y = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+    one = np.ones_like(s)
+    if len(p) >= 8 and np.ptp(n) > 0 and np.ptp(w) > 0:
+        (a, b, d, c), *_ = np.linalg.lstsq(np.stack([s, n, w, one], 1), y, rcond=None)
+        return Correction(float(a), float(b), float(c), float(d), len(p))
     if len(p) >= 6 and np.ptp(n) > 0:
-        coef, *_ = np.linalg.lstsq(np.stack([s, n, np.ones_like(s)], 1), y, rcond=None)
-        return Correction(float(coef[0]), float(coef[1]), float(coef[2]), len(p))
+        (a, b, c), *_ = np.linalg.lstsq(np.stack([s, n, one], 1), y, rcond=None)
+        return Correction(float(a), float(b), float(c), 0.0, len(p))
     if len(p) >= 3 and np.ptp(s) > 0:
-        coef, *_ = np.linalg.lstsq(np.stack([s, np.ones_like(s)], 1), y, rcond=None)
-        return Correction(float(coef[0]), 0.0, float(coef[1]), len(p))
-    return Correction(float(np.mean(y / s)), 0.0, 0.0, len(p))
+        (a, c), *_ = np.linalg.lstsq(np.stack([s, one], 1), y, rcond=None)
+        return Correction(float(a), 0.0, float(c), 0.0, len(p))
+    return Correction(float(np.mean(y / s)), fitted_on=len(p))
 
 
 def sample_specs(space: Any, n: int, seed: int = 0) -> list[ArchSpec]:
-    """``n`` specs from a search space with ``.sample(rng)`` or ``.sample(optuna_trial)``."""
+    """``n`` specs from a search space: ``.sample_random(rng)`` (carve.search.spaces), else
+    ``.sample(rng)``, else ``.sample(optuna_trial)`` from a random-sampler study."""
     rng = random.Random(seed)
+    if hasattr(space, "sample_random"):
+        return [space.sample_random(rng)[0] for _ in range(n)]
     try:
         return [space.sample(rng) for _ in range(n)]
     except (TypeError, AttributeError):
@@ -179,12 +193,12 @@ def build_table(space_or_specs: Any, input_sizes: int | Iterable[int] = 224, run
                 r = measure(module, input_size=part.feature_size, key=part.short_key, in_channels=part.in_channels,
                             **kw)
                 table.entries[part.key] = r.median_ms
+                table.params[part.key] = sum(t.numel() for t in module.parameters())
         bar.set_postfix(parts=len(table.entries))
     for size in sizes:
         points = table.fit_points.setdefault(str(size), [])
         for spec in specs[:max(0, fit_models - len(points))]:
-            summed, n = table.summed(spec, size)
-            points.append([summed, n, measure(spec, input_size=size, **kw).median_ms])
+            points.append([*table.summed(spec, size), measure(spec, input_size=size, **kw).median_ms])
         table.corrections[str(size)] = fit_correction(points)
     if save:
         table.save(None if save is True else save)

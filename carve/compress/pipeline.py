@@ -1,0 +1,246 @@
+"""``pipeline``: apply compression steps in order and measure the model after each one.
+
+Every row of the report is measured in this process: parameters, MACs, artefact size, latency
+(``carve.search.latency.measure``) and top-1 (``carve.train.evaluate``). Pruning works on the
+trainable (unfolded) model and re-applies folding when it came first; finetuning after pruning
+uses ``carve.train.fit`` with the unpruned model as the KD teacher.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from carve.zoo import ArchSpec, count_params, create_model, save_weights
+
+from .export import file_size, state_size, to_onnx, to_program
+from .fold import fold
+from .lowrank import lowrank
+from .prune import check_ratio, conv_macs, prune
+from .quantize import Int8Model, OrtModel, package_aoti, quantize
+from .report import CompressReport, StepRow
+
+STEPS = ("fold", "prune", "lowrank", "quantize", "export")
+
+
+def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Normalise ``["fold", ("prune", {"ratio": 0.3}), ...]``; unknown steps raise naming the known ones."""
+    out = []
+    for i, step in enumerate(steps):
+        name, kwargs = (step, {}) if isinstance(step, str) else (step[0], dict(step[1]))
+        if name not in STEPS:
+            raise ValueError(f"steps[{i}]: unknown step {name!r}; expected one of {list(STEPS)}")
+        if name == "prune" and "ratio" in kwargs:
+            check_ratio(kwargs["ratio"], "prune ratio")
+        out.append((name, kwargs))
+    return out
+
+
+def _load(model_or_ckpt: Any, num_classes: int | None, small_input: int) -> nn.Module:
+    if isinstance(model_or_ckpt, nn.Module):
+        return model_or_ckpt
+    text = str(model_or_ckpt)
+    if Path(text).suffix in (".safetensors", ".pt", ".pth", ".bin", ".json", ".yaml", ".yml"):
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"model: checkpoint not found: {text}")
+        return create_model(text)
+    return create_model(text, num_classes=num_classes, small_input=small_input)
+
+
+def _data_root(data: Any, what: str) -> Any:
+    if data is None or not isinstance(data, (str, Path)):
+        return data
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"{what}: data folder not found: {data} (expected an image folder with "
+                                f"train/ and test/ or val/, e.g. ../shared/data/cifar10)")
+    return Path(data)
+
+
+def _loader(data: Any, split: tuple[str, ...], img_size: int, per_class: int, batch_size: int = 100) -> Any:
+    if data is None or not isinstance(data, Path):
+        return data
+    from carve.train import eval_loader
+
+    return eval_loader(data, img_size, batch_size, per_class=per_class, workers=0, split=split)
+
+
+def _tensor_bytes(model: nn.Module) -> int:
+    seen, total = set(), 0
+    for m in model.modules():
+        tensors = list(m._parameters.values()) + list(m._buffers.values())
+        tensors += [v for v in vars(m).values() if isinstance(v, torch.Tensor)]
+        for t in tensors:
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                total += t.numel() * t.element_size()
+    return total
+
+
+class _Runner:
+    """Measures rows; holds the data, the latency settings and the original model for finetuning."""
+
+    def __init__(self, out_dir: Path, calib: Any, evald: Any, train_root: Path | None, img_size: int,
+                 input_size: int, runtime: str, threads: int | None, latency: bool):
+        self.out_dir, self.calib, self.eval, self.train_root = out_dir, calib, evald, train_root
+        self.img_size, self.input_size, self.runtime = img_size, input_size, runtime
+        self.threads, self.latency = threads, latency
+
+    def row(self, name: str, model: nn.Module, spec: ArchSpec, prev: StepRow | None, size: int | None = None,
+            notes: dict | None = None) -> StepRow:
+        plain = not isinstance(model, (Int8Model, OrtModel))
+        params = count_params(model) if plain else (prev.params if prev else 0)
+        macs = conv_macs(model, self.input_size, spec.in_channels) if plain else (prev.macs if prev else 0)
+        size = size if size is not None else (state_size(model) if plain else _tensor_bytes(model))
+        lat = p10 = p90 = None
+        rt = "eager"
+        if self.latency:
+            from carve.search.latency import measure
+
+            rt = "onnxruntime" if (self.runtime == "onnxruntime" and plain) else "eager"
+            res = measure(model, runtime=rt, input_size=self.input_size, threads=self.threads, cache=False,
+                          in_channels=spec.in_channels)
+            lat, p10, p90 = res.median_ms, res.p10_ms, res.p90_ms
+            if not plain:
+                rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model) else "onnxruntime")
+        top1 = None
+        if self.eval is not None:
+            from carve.train import evaluate
+
+            top1 = float(evaluate(model, self.eval, img_size=self.img_size, device="cpu")["top1"])
+        return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=lat,
+                       latency_p10_ms=p10, latency_p90_ms=p90, runtime=rt, top1=top1, notes=notes or {})
+
+    def finetune(self, model: nn.Module, teacher: nn.Module, epochs: int, tag: str, **kw: Any) -> nn.Module:
+        if self.train_root is None:
+            raise ValueError("finetune_epochs: finetuning needs a training image folder (train= or --eval DATA "
+                             "with a train/ split)")
+        from carve.train import TrainConfig, fit
+
+        student = save_weights(model, self.out_dir / f"{tag}_student.safetensors")
+        teacher_path = save_weights(teacher, self.out_dir / "teacher.safetensors")
+        cfg = TrainConfig(model=str(student), data=str(self.train_root), out_dir=str(self.out_dir / f"{tag}_finetune"),
+                          epochs=epochs, teacher=str(teacher_path), img_size=self.img_size,
+                          **{"lr": 0.02, "warmup_epochs": 0.0, "cutmix_alpha": 0.0, "workers": 0, "progress": False,
+                             "tensorboard": False, **kw})
+        return fit(cfg).model.cpu().eval()
+
+
+def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib: Any = None, eval: Any = None,
+             out_dir: str | Path = "runs/compress", *, train: Any = None, runtime: str = "torch",
+             finetune_epochs: int = 0, finetune: dict | None = None, img_size: int = 32, input_size: int | None = None,
+             calib_per_class: int = 20, eval_per_class: int = 0, num_classes: int | None = None,
+             small_input: int = 0, threads: int | None = None, latency: bool = True,
+             compare_compiled: bool = False) -> CompressReport:
+    """Compress ``model_or_ckpt`` (module, zoo name, spec or weights file) step by step and report.
+
+    ``steps``: names from ``STEPS`` or ``(name, kwargs)`` pairs passed to the step function, e.g.
+    ``["fold", ("prune", {"ratio": 0.3}), ("quantize", {"precision": "int8"}), "export"]``.
+    ``calib``/``eval``/``train``: image-folder roots (``eval`` also gives ``train`` its default) or
+    iterables of ``(images, labels)``. Latency is measured at ``input_size`` (default ``img_size``)
+    in ``runtime``'s engine; INT8 runs in the runtime it was built for.
+    """
+    plan = parse_steps(steps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if runtime not in ("torch", "onnxruntime"):
+        raise ValueError(f"runtime: expected torch or onnxruntime, got {runtime!r}")
+    needs_calib = any(n == "quantize" and k.get("precision", "int8") == "int8" for n, k in plan)
+    evald = _data_root(eval, "eval")
+    calib = _data_root(calib, "calib")
+    if needs_calib and calib is None:
+        calib = evald if isinstance(evald, Path) else None
+    if needs_calib and calib is None:
+        raise ValueError("calib: the quantize step needs calibration data (--calib DATA)")
+    train_root = _data_root(train, "train") if train is not None else (evald if isinstance(evald, Path) else None)
+    runner = _Runner(out, _loader(calib, ("train",), img_size, calib_per_class, 50),
+                     _loader(evald, ("val", "test"), img_size, eval_per_class), train_root, img_size,
+                     input_size or img_size, runtime, threads, latency)
+
+    original = _load(model_or_ckpt, num_classes, small_input).eval()
+    spec: ArchSpec = original.spec
+    trainable, model, folded = original, original, False
+    report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
+    report.add(runner.row("original", original, spec, None))
+    if compare_compiled and latency:
+        from carve.search.latency import measure
+
+        res = measure(original, runtime="compile", input_size=runner.input_size, threads=threads, cache=False)
+        report.reference["original_compiled_ms"] = res.median_ms
+    for name, kw in plan:
+        t0 = time.perf_counter()
+        notes: dict[str, Any] = {}
+        size = None
+        label = name
+        if name == "fold":
+            model, spec = fold(model, spec)
+            folded = True
+        elif name == "prune":
+            kw = dict(kw)
+            iters = int(kw.pop("iterations", 1))
+            epochs = int(kw.pop("finetune_epochs", finetune_epochs))
+            ratio = kw.pop("ratio", None)
+            teacher = trainable
+            for it in range(iters):
+                r = None if ratio is None else 1 - (1 - ratio) ** (1 / iters)
+                trainable, spec = prune(trainable, trainable.spec, r, input_size=runner.input_size,
+                                        data=runner.calib, **kw)
+                if epochs > 0:
+                    trainable = runner.finetune(trainable, teacher, epochs, f"prune{it}", **(finetune or {}))
+                    spec = trainable.spec
+            model = fold(trainable, spec)[0] if folded else trainable
+            save_weights(trainable, out / "pruned.safetensors")
+            notes.update(ratio=ratio, iterations=iters, finetune_epochs=epochs, spec_file=str(out / "pruned.json"))
+            spec.save(out / "pruned.json")
+            label = f"prune{'' if ratio is None else f' {ratio:g}'}" + (f" + finetune {epochs}ep" if epochs else "")
+        elif name == "lowrank":
+            model, spec = lowrank(model, spec, **kw)
+            notes["layers"] = getattr(model, "lowrank_layers", [])
+            label = f"lowrank ({len(notes['layers'])} layers)"
+        elif name == "quantize":
+            kw = dict(kw)
+            rt = kw.pop("runtime", runtime)
+            precision = kw.get("precision", "int8")
+            model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
+            if isinstance(model, OrtModel):
+                size = file_size(model.path)
+            label = f"{precision} ({rt})"
+        elif name == "export":
+            notes.update(_export(model, spec, out, runner, kw))
+            size = notes.get("onnx_bytes")
+            label = "export"
+        notes["step_s"] = round(time.perf_counter() - t0, 1)
+        report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
+    report.write()
+    return report
+
+
+def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: dict) -> dict[str, Any]:
+    formats = kw.get("formats", ("onnx",))
+    info: dict[str, Any] = {}
+    images = next(iter(runner.eval), None) if runner.eval is not None else None
+    if isinstance(images, (tuple, list)):
+        images = images[0]
+    if "onnx" in formats:
+        if isinstance(model, OrtModel):
+            info.update(onnx=str(model.path), onnx_bytes=file_size(model.path))
+        elif isinstance(model, Int8Model):
+            info["onnx"] = "skipped: a PT2E INT8 graph is deployed as an AOTInductor package, not ONNX"
+        else:
+            check = to_onnx(model, out / "model.onnx", images, runner.input_size)
+            info.update(onnx=check.path, onnx_bytes=check.size_bytes, onnx_max_abs_diff=check.max_abs_diff,
+                        onnx_top1_agreement=check.top1_agreement)
+    if "program" in formats and not isinstance(model, OrtModel):
+        graph = model.converted if isinstance(model, Int8Model) else model
+        path = to_program(graph, out / "model.pt2", runner.input_size, spec.in_channels)
+        info.update(program=str(path), program_bytes=file_size(path))
+    if "aoti" in formats and isinstance(model, Int8Model):
+        path = package_aoti(model, out / "model_int8_aoti.pt2")
+        info.update(aoti=str(path), aoti_bytes=file_size(path))
+    return info
+
+
+__all__ = ["STEPS", "parse_steps", "pipeline"]

@@ -1,0 +1,241 @@
+"""Quantization through the supported flows only.
+
+- PyTorch: torchao PT2E (``torch.export``, ``prepare_pt2e`` with ``X86InductorQuantizer``,
+  calibrate, ``convert_pt2e``) then ``torch.compile`` with inductor freezing, which is what
+  selects the INT8 kernels; ``package_aoti`` writes an AOTInductor package for deployment.
+  Optional quantization-aware training (``qat_steps``) with ``prepare_qat_pt2e``.
+- ONNX Runtime: static QDQ quantization, per-channel weights.
+- GPU (or CPUs with bf16 units): fp16/bf16 casts.
+
+``torch.ao.quantization`` is deprecated and not used. INT8 does not pay on every family: measure.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from carve.zoo import ArchSpec
+
+from ._onnx import export_onnx, onnx_session
+
+PRECISIONS = ("int8", "fp16", "bf16")
+RUNTIMES = ("torch", "onnxruntime")
+
+
+class QuantizeError(ValueError):
+    """A quantization request that cannot be met; the message names the argument."""
+
+
+def _images(calib: Iterable | None, limit: int) -> list[torch.Tensor]:
+    """Up to ``limit`` single images (1 x C x H x W) from batches of images or (images, labels)."""
+    if calib is None:
+        raise QuantizeError("calib: INT8 post-training quantization needs calibration data "
+                            "(an iterable of image batches or (images, labels) batches, e.g. --calib DATA)")
+    out: list[torch.Tensor] = []
+    for batch in calib:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise QuantizeError(f"calib: expected image batches shaped N x C x H x W, got {type(x).__name__}"
+                                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else ''}")
+        out.extend(x.split(1))
+        if len(out) >= limit:
+            break
+    if not out:
+        raise QuantizeError("calib: the calibration data yielded no images")
+    return out[:limit]
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``torch.export`` at batch 1 (the quantized graph is run image by image for larger batches)."""
+    return torch.export.export(model, (example,)).module()
+
+
+class Int8Model(nn.Module):
+    """A PT2E-quantized graph and its inductor-compiled (frozen) callable."""
+
+    def __init__(self, converted: nn.Module, example: torch.Tensor, compile: bool = True):
+        super().__init__()
+        self.converted = converted
+        self.example = example
+        self._compiled = None
+        if compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # without freezing no INT8 kernels run
+            self._compiled = torch.compile(converted)
+            with torch.no_grad():
+                self._compiled(example)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fn = self.converted if self._compiled is None else self._compiled
+        if x.shape[0] == 1:
+            return fn(x)
+        return torch.cat([fn(xi) for xi in x.split(1)])
+
+
+def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
+                  calib_images: int = 128, qat_steps: int = 0, train_data: Iterable | None = None,
+                  lr: float = 1e-4, compile: bool = True) -> tuple[nn.Module, ArchSpec]:
+    """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    spec = spec or getattr(model, "spec", None)
+    images = _images(calib, calib_images)
+    example = images[0]
+    base = copy.deepcopy(model).eval()
+    quantizer = X86InductorQuantizer()
+    quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=qat_steps > 0))
+    if qat_steps > 0:
+        if train_data is None:
+            raise QuantizeError("train_data: quantization-aware training needs (images, labels) batches")
+        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+        base.train()
+        prepared = prepare_qat_pt2e(_export(base, example), quantizer)
+        move_exported_model_to_train(prepared)
+        opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+        for images_, labels in itertools.islice(_cycle(train_data), qat_steps):
+            opt.zero_grad()
+            loss_fn(prepared(images_), labels).backward()
+            opt.step()
+        move_exported_model_to_eval(prepared)
+    else:
+        with torch.no_grad():
+            prepared = prepare_pt2e(_export(base, example), quantizer)
+    with torch.no_grad():
+        for x in images:
+            prepared(x)
+        converted = convert_pt2e(prepared)
+    out = Int8Model(converted, example, compile=compile)
+    out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"int8-pt2e(calib={len(images)}, qat={qat_steps})"]
+    return out, spec
+
+
+def _cycle(data: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for item in data:
+            empty = False
+            yield item
+        if empty:
+            raise QuantizeError("train_data: yielded no batches")
+
+
+def package_aoti(model: Int8Model | nn.Module, path: str | Path, example: torch.Tensor | None = None) -> Path:
+    """Write an AOTInductor package (load with ``torch._inductor.aoti_load_package``; no compile at load)."""
+    import torch._inductor.config as inductor_config
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = model.converted if isinstance(model, Int8Model) else model
+    example = example if example is not None else getattr(model, "example", None)
+    if example is None:
+        raise QuantizeError("example: pass an example input to package a plain module")
+    inductor_config.freezing = True
+    ep = torch.export.export(graph, (example,))
+    tmp = path.with_name(path.stem + ".tmp.pt2")
+    torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
+    tmp.replace(path)
+    return path
+
+
+class OrtModel(nn.Module):
+    """An ONNX Runtime session behind a module interface (batch-1 graph, looped over the batch)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.session = onnx_session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [self.session.run(None, {self.input_name: xi.detach().cpu().numpy()})[0] for xi in x.split(1)]
+        return torch.from_numpy(outs[0] if len(outs) == 1 else __import__("numpy").concatenate(outs))
+
+
+def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
+                 out_dir: str | Path = "compress_out", calib_images: int = 128, per_channel: bool = True,
+                 threads: int | None = None) -> tuple[nn.Module, ArchSpec]:
+    """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    spec = spec or getattr(model, "spec", None)
+    images = _images(calib, calib_images)
+    out_dir = Path(out_dir)
+    size, cin = images[0].shape[-1], images[0].shape[1]
+    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin)
+    source = fp32
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        pre = out_dir / "model_fp32_pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        source = pre
+    except Exception:  # pre-processing is an optimisation; quantize the plain export without it
+        pass
+    name = onnx_session(source, 1).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(images)
+
+        def get_next(self) -> dict[str, Any] | None:
+            x = next(self.it, None)
+            return None if x is None else {name: x.numpy()}
+
+    int8 = out_dir / "model_int8.onnx"
+    tmp = out_dir / "model_int8.tmp.onnx"
+    quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    tmp.replace(int8)
+    out = OrtModel(int8, threads)
+    out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"int8-ort(calib={len(images)})"]
+    return out, spec
+
+
+class Cast(nn.Module):
+    """Runs a model in fp16/bf16 on ``device``; takes and returns float32 tensors."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, device: str):
+        super().__init__()
+        self.model, self.dtype, self.device = model.to(device=device, dtype=dtype), dtype, device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.device, self.dtype)).float().to(x.device)
+
+
+def cast(model: nn.Module, spec: ArchSpec | None = None, precision: str = "fp16",
+         device: str | None = None) -> tuple[nn.Module, ArchSpec]:
+    """fp16/bf16 inference (GPU when present; bf16 also runs on CPUs with bf16 units)."""
+    if precision not in ("fp16", "bf16"):
+        raise QuantizeError(f"precision: expected fp16 or bf16, got {precision!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "fp16" and device == "cpu":
+        raise QuantizeError("precision='fp16' needs a GPU here; use bf16 on CPU")
+    spec = spec or getattr(model, "spec", None)
+    out = Cast(copy.deepcopy(model).eval(), torch.float16 if precision == "fp16" else torch.bfloat16, device)
+    out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"{precision}({device})"]
+    return out, spec
+
+
+def quantize(model: nn.Module, spec: ArchSpec | None = None, precision: str = "int8", runtime: str = "torch",
+             calib: Iterable | None = None, out_dir: str | Path = "compress_out", **kwargs: Any) -> tuple[nn.Module, ArchSpec]:
+    """Dispatch: int8 through ``runtime`` (torch: PT2E, onnxruntime: QDQ), fp16/bf16 by casting."""
+    if precision not in PRECISIONS:
+        raise QuantizeError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
+    if runtime not in RUNTIMES:
+        raise QuantizeError(f"runtime: expected one of {list(RUNTIMES)}, got {runtime!r}")
+    if precision != "int8":
+        return cast(model, spec, precision, kwargs.get("device"))
+    if runtime == "torch":
+        return quantize_pt2e(model, spec, calib, **kwargs)
+    return quantize_ort(model, spec, calib, out_dir=out_dir, **kwargs)

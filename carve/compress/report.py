@@ -1,0 +1,123 @@
+"""The compression report: one row per step, written as Markdown, JSON and a PNG bar chart."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StepRow:
+    """The model after one step, measured in the pipeline's process."""
+
+    name: str
+    spec_name: str
+    params: int
+    macs: int
+    size_bytes: int
+    latency_ms: float | None
+    latency_p10_ms: float | None
+    latency_p90_ms: float | None
+    runtime: str
+    top1: float | None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompressReport:
+    """Rows for the original and after each step, verdicts, and the files written."""
+
+    model: str
+    out_dir: str
+    runtime: str
+    input_size: int
+    rows: list[StepRow] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def add(self, row: StepRow) -> None:
+        self.rows.append(row)
+
+    def verdicts(self) -> list[str]:
+        """One line per step: speed-up and top-1 change against the row before, said plainly."""
+        lines = []
+        for prev, row in zip(self.rows, self.rows[1:]):
+            parts = [f"{row.name}:"]
+            if prev.latency_ms and row.latency_ms:
+                speed = prev.latency_ms / row.latency_ms
+                parts.append(f"{speed:.2f}x the speed of the previous row")
+                if row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:
+                    parts.append("(quantization did not pay here)")
+            if prev.top1 is not None and row.top1 is not None:
+                parts.append(f"top-1 {row.top1 - prev.top1:+.2f} points")
+            if prev.macs and row.macs != prev.macs:
+                parts.append(f"MACs x{row.macs / prev.macs:.2f}")
+            lines.append(" ".join(parts))
+        base = self.rows[0] if self.rows else None
+        comp = self.reference.get("original_compiled_ms")
+        if base and comp and self.rows[-1].latency_ms:
+            lines.append(f"last row vs original compiled with torch.compile: {comp / self.rows[-1].latency_ms:.2f}x")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(model=self.model, runtime=self.runtime, input_size=self.input_size,
+                    rows=[asdict(r) for r in self.rows], reference=self.reference, verdicts=self.verdicts(),
+                    files=self.files)
+
+    def markdown(self) -> str:
+        base = self.rows[0]
+        lines = [f"# Compression report: {self.model}", "",
+                 f"Latency: batch 1, {self.input_size} px, median of the latency engine's runs, measured in one "
+                 f"process; speed-up is against the original row.", "",
+                 "| step | params (M) | MACs (M) | size (MB) | latency (ms) | speed-up | runtime | top-1 |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lat = f"{r.latency_ms:.3f}" if r.latency_ms is not None else "-"
+            sp = f"{base.latency_ms / r.latency_ms:.2f}x" if r.latency_ms and base.latency_ms else "-"
+            top1 = f"{r.top1:.2f}" if r.top1 is not None else "-"
+            lines.append(f"| {r.name} | {r.params / 1e6:.3f} | {r.macs / 1e6:.1f} | {r.size_bytes / 1e6:.2f} | "
+                         f"{lat} | {sp} | {r.runtime} | {top1} |")
+        lines += ["", "## Verdicts", ""] + [f"- {v}" for v in self.verdicts()]
+        extra = {k: v for r in self.rows for k, v in r.notes.items() if k.startswith("onnx_")}
+        if extra:
+            lines += ["", "## ONNX verification", ""] + [f"- {k}: {v}" for k, v in extra.items()]
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: str | Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [r.name for r in self.rows]
+        panels = [("params (M)", [r.params / 1e6 for r in self.rows]), ("MACs (M)", [r.macs / 1e6 for r in self.rows]),
+                  ("size (MB)", [r.size_bytes / 1e6 for r in self.rows]),
+                  ("latency (ms)", [r.latency_ms or 0 for r in self.rows]), ("top-1 (%)", [r.top1 or 0 for r in self.rows])]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+        for ax, (title, values) in zip(axes, panels):
+            ax.bar(range(len(values)), values, color="tab:blue")
+            ax.set_xticks(range(len(values)), names, rotation=40, ha="right", fontsize=8)
+            ax.set_title(title)
+        fig.suptitle(f"{self.model}: after each compression step")
+        fig.tight_layout()
+        path = Path(path)
+        tmp = path.with_name(path.stem + ".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, path)
+        return path
+
+    def write(self, out_dir: str | Path | None = None) -> dict[str, str]:
+        """Write report.md, report.json and report.png (atomically) and return their paths."""
+        out = Path(out_dir or self.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.files = dict(markdown=str(out / "report.md"), json=str(out / "report.json"), png=str(out / "report.png"))
+        for key, text in (("markdown", self.markdown()), ("json", json.dumps(self.to_dict(), indent=2, default=str))):
+            tmp = Path(self.files[key] + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.files[key])
+        self.plot(self.files["png"])
+        return self.files

@@ -1,0 +1,116 @@
+"""The report's charts, drawn with matplotlib (Agg) into PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FAMILY_COLOURS = {"mobilenet_v1": "#8c564b", "mobilenet_v2": "#1f77b4", "mobilenet_v3_large": "#2ca02c",
+                  "mobilenet_v3_small": "#98df8a", "shufflenet_v2": "#ff7f0e", "efficientnet": "#d62728",
+                  "rexnet": "#9467bd", "carve": "#17becf"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def zoo_chart(rows: list[dict], budget_ms: float, reference: str, path: Path, runtime: str = "eager",
+              input_size: int = 224) -> Path:
+    """Measured latency against MACs per zoo model, coloured by family, with the budget line."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    seen = set()
+    for r in rows:
+        colour = FAMILY_COLOURS.get(r["family"], "#7f7f7f")
+        label = r["family"] if r["family"] not in seen else None
+        seen.add(r["family"])
+        ax.scatter(r["macs_m"], r["latency_ms"], color=colour, label=label, s=36,
+                   edgecolor="black" if r["name"] == reference else "none", zorder=3)
+        ax.annotate(r["name"], (r["macs_m"], r["latency_ms"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.2f} ms ({reference})")
+    ax.set_xlabel(f"MACs (M, {input_size} px)")
+    ax.set_ylabel(f"measured latency (ms, batch 1, {input_size} px, {runtime})")
+    ax.set_title("Zoo: latency on this machine vs MACs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def pareto_chart(trials: list[dict], pareto_ids: set[int], zoo_rows: list[dict], budget_ms: float,
+                 path: Path, accuracy_label: str, references: list[dict] | None = None) -> Path:
+    """Search trials (accuracy vs latency), the Pareto front, and the zoo's models as reference latencies."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    xs = [t["latency_ms"] for t in trials]
+    ys = [t["accuracy"] for t in trials]
+    ax.scatter(xs, ys, color="#bbbbbb", s=25, label="trials", zorder=2)
+    front = sorted((t for t in trials if t["number"] in pareto_ids), key=lambda t: t["latency_ms"])
+    if front:
+        ax.plot([t["latency_ms"] for t in front], [t["accuracy"] for t in front], "o-", color="#1f77b4",
+                label="Pareto front", zorder=3)
+    for ref in references or []:
+        ax.scatter(ref["latency_ms"], ref["accuracy"], marker="*", s=140, color="#d62728", zorder=4)
+        ax.annotate(ref["name"], (ref["latency_ms"], ref["accuracy"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    points = xs + [r["latency_ms"] for r in references or []]
+    right = max(points + [budget_ms]) * 1.1 if budget_ms <= 2 * max(points) else max(points) * 1.3
+    for r in zoo_rows:
+        if r["latency_ms"] > right:
+            continue
+        ax.axvline(r["latency_ms"], color="#2ca02c", alpha=0.25, linewidth=0.8)
+        ax.annotate(r["name"], (r["latency_ms"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                    fontsize=6, color="#2ca02c")
+    if budget_ms <= right:
+        ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.2f} ms")
+    else:
+        ax.plot([], [], color="red", linestyle="--", label=f"budget {budget_ms:.0f} ms (off the chart)")
+    ax.set_xlim(0, right)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel(accuracy_label)
+    ax.set_title("Search: accuracy vs latency (green lines: zoo models' latency)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def curves_chart(histories: dict[str, list[dict]], path: Path) -> Path:
+    """Validation top-1 and training loss per epoch for each trained model."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for name, hist in histories.items():
+        epochs = [h.get("epoch", i + 1) for i, h in enumerate(hist)]
+        top1 = [h.get("val_top1", h.get("top1")) for h in hist]
+        loss = [h.get("train_loss", h.get("loss")) for h in hist]
+        if any(v is not None for v in top1):
+            a1.plot(epochs, top1, "o-", label=name)
+        if any(v is not None for v in loss):
+            a2.plot(epochs, loss, "o-", label=name)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("validation top-1 (%)")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("training loss")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle("Training curves (CIFAR-10)")
+    return _save(fig, path)
+
+
+def bars_chart(labels: list[str], series: dict[str, list[float]], path: Path, title: str) -> Path:
+    """Grouped bars, one group per label and one bar per series (values relative or absolute)."""
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series) + 1, 3.8))
+    axes = axes if len(series) > 1 else [axes]
+    for ax, (metric, values) in zip(axes, series.items()):
+        bars = ax.bar(range(len(labels)), values, color="#1f77b4")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_title(metric, fontsize=9)
+        for b, v in zip(bars, values):
+            ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", fontsize=7,
+                        xytext=(0, 2), textcoords="offset points")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -1,0 +1,121 @@
+"""The run report: one content list rendered twice, as a self-contained HTML page and as Markdown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import string
+from pathlib import Path
+
+from .blocks import Block, Para, Table
+from .config import RunConfig
+from .sections import SECTIONS
+from .state import STEPS, RunState, write_atomic
+
+TEMPLATE = Path(__file__).with_name("report.html")
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:,.2f}"
+    return str(value)
+
+
+def _td(value: object) -> str:
+    numeric = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return f'<td class="{"num" if numeric else "txt"}">{html.escape(fmt(value))}</td>'
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Para):
+        cls = f' class="{block.kind}"' if block.kind else ""
+        return f"<p{cls}>{html.escape(block.text)}</p>"
+    if isinstance(block, Table):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+        body = "".join(
+            ('<tr class="hl">' if i in block.highlight else "<tr>")
+            + "".join(_td(v) for v in row) + "</tr>"
+            for i, row in enumerate(block.rows))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    data = base64.b64encode(block.path.read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+
+
+def _md_block(block: Block, root: Path) -> str:
+    if isinstance(block, Para):
+        return ("> **Not done:** " if block.kind == "missing" else "") + block.text
+    if isinstance(block, Table):
+        lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
+        for i, row in enumerate(block.rows):
+            cells = [fmt(v) for v in row]
+            if i in block.highlight:
+                cells = [f"**{c}**" for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+    return f"![{block.caption}]({Path(os.path.relpath(block.path, root)).as_posix()})\n\n*{block.caption}*"
+
+
+def headline(state: RunState) -> list[Block]:
+    """The story in a few sentences, from whichever steps finished."""
+    lines = []
+    if state.is_done("zoo"):
+        z = state.summary("zoo")
+        lines.append(f"Latency budget {z['budget_ms']:.2f} ms ({z['budget_source']}, {z['runtime']}, "
+                     f"{z['input_size']} px); strongest hand-designed model within it: {z['hand_designed']}.")
+    if state.is_done("train"):
+        t = state.summary("train")
+        f, h = t["models"]["found"], t["models"]["hand_designed"]
+        lines.append(f"Found model: {f['top1']:.2f} % CIFAR-10 top-1 vs {h['top1']:.2f} % for {h['name']} with the same "
+                     f"recipe, at {t['speedup_found_vs_hand']:.2f}x its speed ({f['latency_ms']:.2f} vs "
+                     f"{h['latency_ms']:.2f} ms), {f['params_m']:.2f} M vs {h['params_m']:.2f} M parameters.")
+    if state.is_done("finetune"):
+        m = state.summary("finetune")["models"]
+        lines.append(f"Detection (SSDLite, coco128): AP {100 * m['found']['AP']:.2f} % with the found backbone vs "
+                     f"{100 * m['hand_designed']['AP']:.2f} % with {m['hand_designed']['name']}.")
+    if state.is_done("compress"):
+        c = state.summary("compress")
+        first, last = c["rows"][0], c["rows"][-1]
+        if first["latency_ms"] and last["latency_ms"]:
+            lines.append(f"Compressed {c['name']}: {first['latency_ms'] / last['latency_ms']:.2f}x the speed of the "
+                         f"uncompressed model, {first['size_mb']:.2f} -> {last['size_mb']:.2f} MB, top-1 "
+                         f"{fmt(first['top1'])} -> {fmt(last['top1'])} %.")
+    return [Para(" ".join(lines), "note")] if lines else []
+
+
+def build_report(cfg: RunConfig, state: RunState) -> tuple[Path, Path]:
+    """Write ``report/report.html`` (images embedded, no external files) and ``report/report.md``."""
+    out = state.step_dir("report")
+    chapters: list[tuple[str, list[Block]]] = []
+    timings = []
+    for step in STEPS:
+        if step == "report":
+            continue
+        title, render = SECTIONS[step]
+        if state.is_done(step):
+            record = state.record(step)
+            blocks = render(record["summary"], state, cfg, out)
+            timings.append([step, "done", record["wall_s"], record["finished"]])
+        else:
+            reason = state.failure(step) or "not run in this folder yet"
+            blocks = [Para(f"This step has not finished: {reason}", "missing")]
+            timings.append([step, "not done", None, None])
+        chapters.append((title, blocks))
+    overview = headline(state) + [Para(f"Run folder {state.root} · config {state.root / 'config.yaml'} · "
+                     f"command: carve run --out {state.root}" + (" --tiny" if cfg.name == "tiny" else "")),
+                Table(["step", "status", "wall time (s)", "finished"], timings)]
+    chapters.insert(0, ("Overview", overview))
+    subtitle = f"{cfg.report.title}: zoo → search → train → finetune → compress, run '{cfg.name}'"
+    body = "\n".join(f"<h2>{html.escape(t)}</h2>\n" + "\n".join(_html_block(b) for b in blocks)
+                     for t, blocks in chapters)
+    page = string.Template(TEMPLATE.read_text()).substitute(title=html.escape(cfg.report.title),
+                                                            subtitle=html.escape(subtitle), body=body)
+    md = [f"# {cfg.report.title}", "", subtitle, ""]
+    for t, blocks in chapters:
+        md += [f"## {t}", ""] + [_md_block(b, out) + "\n" for b in blocks]
+    html_path = write_atomic(out / "report.html", page)
+    md_path = write_atomic(out / "report.md", "\n".join(md))
+    return html_path, md_path

@@ -1,0 +1,116 @@
+"""The report's chapter for each step: ``render(summary, state, cfg, out_dir) -> list[Block]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .blocks import Block, Image, Para, Table
+from .config import RunConfig
+from .state import RunState
+
+
+def _img(state: RunState, rel: str | None, caption: str) -> list[Block]:
+    if not rel:
+        return []
+    path = state.root / rel
+    return [Image(path, caption)] if path.is_file() else [Para(f"(image {rel} is missing)", "missing")]
+
+
+def zoo_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    rows = s["models"]
+    table = Table(["model", "family", "params (M)", "MACs (M)", "latency (ms)", "p10–p90 (ms)",
+                   "ImageNet top-1 (published)", "within budget"],
+                  [[r["name"], r["family"], r["params_m"], r["macs_m"], r["latency_ms"],
+                    f"{r['p10_ms']:.2f}–{r['p90_ms']:.2f}", r["imagenet_top1"],
+                    "yes" if r["latency_ms"] <= s["budget_ms"] else "no"] for r in rows],
+                  highlight={i for i, r in enumerate(rows) if r["name"] in (s["reference"], s["hand_designed"])})
+    return [Para(f"{len(rows)} zoo models profiled at {s['input_size']} px: parameters, MACs (convolution and "
+                 f"matmul multiply-adds) and latency at batch 1 measured on this machine by the "
+                 f"{s['engine']}. Latency budget: {s['budget_ms']:.2f} ms ({s['budget_source']}). Strongest "
+                 f"hand-designed model within the budget (best published ImageNet top-1): {s['hand_designed']}."),
+            table, *_img(state, s.get("chart"), "Measured latency vs MACs of every zoo model; the dashed line is "
+                                                "the latency budget. Models below it fit the budget.")]
+
+
+def search_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    ref, best = s["reference"], s["best"]
+    pareto = s["pareto"]
+    rows = [[f"trial {e['number']}", e["accuracy"], e["latency_ms"], e.get("remeasured_ms"),
+             round(e["params"] / 1e6, 3), round(e["macs"] / 1e6, 1), e["resolution"]] for e in pareto]
+    rows.append([f"{ref['name']} (hand-designed reference)", ref["accuracy"], ref["latency_ms"], None, None, None, None])
+    best_row = next(i for i, e in enumerate(pareto) if e["number"] == best["number"])
+    verdict = ("more accurate than" if best["accuracy"] > ref["accuracy"] else "not more accurate than")
+    return [Para(f"Space '{s['space']}', Optuna study '{s['study']}' in {s['storage']} (SQLite, resumable): "
+                 f"{s['n_complete']} complete and {s['n_failed']} failed trials, latency budget "
+                 f"{s['budget_ms']:.2f} ms. Each trial is scored by a short proxy training on CIFAR-10 and its "
+                 f"measured latency; the hand-designed reference is scored by the same objective."),
+            Para(f"Most accurate feasible trial: {best['number']} with proxy top-1 {best['accuracy']:.2f} % at "
+                 f"{best['latency_ms']:.2f} ms, {verdict} {ref['name']} ({ref['accuracy']:.2f} % at "
+                 f"{ref['latency_ms']:.2f} ms) under the same proxy. Its spec: {best['spec']}.", "note"),
+            Table(["Pareto trial", "proxy top-1 (%)", "latency (ms)", "re-measured (ms)", "params (M)", "MACs (M)",
+                   "resolution"], rows, highlight={best_row}),
+            *_img(state, s.get("chart"), "Every trial's proxy accuracy against latency; blue: the Pareto front; red "
+                                         "star: the hand-designed reference under the same objective; green lines: "
+                                         "the zoo models' measured latency; dashed: the budget.")]
+
+
+def train_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    m = s["models"]
+    roles = ["found", "hand_designed"]
+    rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", m[r]["top1"], m[r]["best_top1"],
+             m[r]["latency_ms"], m[r]["params_m"], m[r]["macs_m"], m[r]["epochs"], m[r]["wall_s"]] for r in roles]
+    f, h = m["found"], m["hand_designed"]
+    return [Para(f"Both models trained from scratch with the same recipe ({f['epochs']} epoch(s) on CIFAR-10, "
+                 f"{cfg.train.img_size} px) and evaluated on the CIFAR-10 test images; latency measured in one "
+                 f"process, interleaved, by the {s['latency_engine']}."),
+            Para(f"Found model: {f['top1']:.2f} % top-1 at {f['latency_ms']:.2f} ms; {h['name']}: {h['top1']:.2f} % "
+                 f"at {h['latency_ms']:.2f} ms; the found model is {s['speedup_found_vs_hand']:.2f}x the speed of "
+                 f"the hand-designed one. Winner (carried to compression): {s['winner'].replace('_', '-')}.", "note"),
+            Table(["model", "final top-1 (%)", "best top-1 (%)", "latency (ms)", "params (M)", "MACs (M)", "epochs",
+                   "train time (s)"], rows, highlight={roles.index(s["winner"])}),
+            *_img(state, s.get("chart"), "Validation top-1 and training loss per epoch for both models.")]
+
+
+def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    m = s["models"]
+    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
+    rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", pct(m[r]["AP"]), pct(m[r]["AP50"]), pct(m[r]["AP75"]),
+             m[r]["num_train"], m[r]["num_val"], m[r]["wall_s"]] for r in ("found", "hand_designed")]
+    budget = f"{s['epochs']} epoch(s)" + (f", at most {s['max_steps']} steps" if s.get("max_steps") else "")
+    blocks: list[Block] = [
+        Para(f"Both CIFAR-10 backbones transferred to SSDLite detection on coco128 at {s['img_size']} px with the same "
+             f"short budget ({budget}); COCO box mAP on the held-out images (pycocotools)."),
+        Table(["backbone", "AP (%)", "AP50 (%)", "AP75 (%)", "train images", "val images", "time (s)"], rows)]
+    for r in ("found", "hand_designed"):
+        blocks += _img(state, m[r].get("examples"), f"Detections on validation images, {r.replace('_', '-')} "
+                                                    f"backbone {m[r]['name']}: true boxes green, predicted boxes "
+                                                    f"above the score threshold red.")
+    return blocks
+
+
+def compress_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
+    rows = s["rows"]
+    base = rows[0]["latency_ms"]
+    table = Table(["step", "params (M)", "MACs (M)", "size (MB)", "latency (ms)", "speed-up", "runtime",
+                   "CIFAR-10 top-1 (%)"],
+                  [[r["step"], r["params_m"], r["macs_m"], r["size_mb"], r["latency_ms"],
+                    f"{base / r['latency_ms']:.2f}x" if base and r["latency_ms"] else None, r["runtime"], r["top1"]]
+                   for r in rows])
+    blocks: list[Block] = [
+        Para(f"The winner ({s['winner'].replace('_', '-')}: {s['name']}) compressed step by step; every row measured "
+             f"in one process at batch 1 and {s['input_size']} px (the CIFAR-10 model's input) in {s['runtime']}, "
+             f"top-1 on the CIFAR-10 test images. Deployable file: {s['onnx'] or 'no ONNX file written'}."),
+        table]
+    if s.get("verdicts"):
+        blocks.append(Para("Verdicts: " + "; ".join(s["verdicts"]), "note"))
+    return blocks + _img(state, s.get("chart"), "Parameters, MACs, size, latency and top-1 after each step.")
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict, RunState, RunConfig, Path], list[Block]]]] = {
+    "zoo": ("1. Zoo: the hand-designed models on this machine", zoo_section),
+    "search": ("2. Search: multi-objective search under the budget", search_section),
+    "train": ("3. Train: found vs hand-designed on CIFAR-10", train_section),
+    "finetune": ("4. Finetune: SSDLite detection on coco128", finetune_section),
+    "compress": ("5. Compress: fold, prune, quantize the winner", compress_section),
+}

@@ -1,0 +1,89 @@
+"""The run folder: one sub-folder per step, a done marker per finished step, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STEPS = ("zoo", "search", "train", "finetune", "compress", "report")
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def parse_steps(text: str | None) -> list[str]:
+    """``"zoo,search"`` -> ["zoo", "search"] in pipeline order; None or "all" -> every step."""
+    if text is None or text.strip() in ("", "all"):
+        return list(STEPS)
+    asked = [s.strip() for s in text.split(",") if s.strip()]
+    for s in asked:
+        if s not in STEPS:
+            raise ValueError(f"--steps: unknown step {s!r}; steps are {', '.join(STEPS)}")
+    return [s for s in STEPS if s in asked]
+
+
+class RunState:
+    """``root/<step>/`` holds each step's files; ``root/<step>/done.json`` marks it finished and
+    holds its summary (the numbers later steps and the report read)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def step_dir(self, step: str) -> Path:
+        path = self.root / step
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def marker(self, step: str) -> Path:
+        return self.root / step / "done.json"
+
+    def is_done(self, step: str) -> bool:
+        return self.marker(step).is_file()
+
+    def summary(self, step: str) -> dict:
+        """The summary of a finished step; a clear error if it has not run in this folder."""
+        if not self.is_done(step):
+            raise RuntimeError(f"step {step!r} has not finished in {self.root}; run it first "
+                               f"(carve run --out {self.root} --steps {step})")
+        return json.loads(self.marker(step).read_text())["summary"]
+
+    def record(self, step: str) -> dict:
+        return json.loads(self.marker(step).read_text())
+
+    def mark_done(self, step: str, summary: dict, config_hash: str, wall_s: float) -> None:
+        write_json(self.marker(step), {"step": step, "config_hash": config_hash, "wall_s": round(wall_s, 2),
+                                       "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary})
+
+    def write_failure(self, step: str, message: str, trace: str | None = None) -> None:
+        write_json(self.root / step / "failed.json", {"step": step, "error": message, "traceback": trace,
+                                                        "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    def failure(self, step: str) -> str | None:
+        path = self.root / step / "failed.json"
+        return json.loads(path.read_text())["error"] if path.is_file() else None
+
+    def clear_failure(self, step: str) -> None:
+        (self.root / step / "failed.json").unlink(missing_ok=True)

@@ -1,0 +1,63 @@
+"""Export a trial of a finished study as an ArchSpec (and arch.json that create_model builds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from carve.zoo import ArchSpec, parse_spec
+
+from .spaces import get_space
+
+
+def load_study(study_name: str, storage: str) -> Any:
+    """Load an existing study; the error lists the studies that do exist."""
+    import optuna
+
+    from .study import open_storage
+
+    st = open_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(st)]
+    if study_name not in names:
+        raise KeyError(f"study {study_name!r} not found in {storage}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=st)
+
+
+def trial_spec(study: Any, number: int) -> tuple[ArchSpec, int]:
+    """(spec, resolution) of trial ``number``: the recorded spec, else decoded from the params."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise KeyError(f"trial {number} not in study {study.study_name!r} (0..{max(trials) if trials else -1})")
+    t = trials[number]
+    if "spec" in t.user_attrs:
+        return parse_spec(t.user_attrs["spec"]), int(t.user_attrs.get("resolution", 224))
+    attrs = study.user_attrs.get("carve", {})
+    space = get_space(attrs.get("space", "mbconv"))
+    if attrs.get("resolution"):
+        space = space.with_resolution(attrs["resolution"])
+    return space.decode(t.params)
+
+
+def best_trial_number(study: Any) -> int:
+    """The most accurate feasible Pareto trial."""
+    from .pareto import pareto_entries
+
+    entries = pareto_entries(study)
+    if not entries:
+        raise ValueError(f"study {study.study_name!r} has no feasible complete trial")
+    return max(entries, key=lambda e: e.accuracy).number
+
+
+def export(study_name: str, storage: str, trial: int | None = None, out: str | Path | None = None,
+           num_classes: int | None = None) -> ArchSpec:
+    """The spec of ``trial`` (default: the most accurate feasible Pareto trial); written to ``out``."""
+    study = load_study(study_name, storage)
+    number = best_trial_number(study) if trial is None else trial
+    spec, _ = trial_spec(study, number)
+    if num_classes is not None:
+        spec = spec.with_num_classes(num_classes)
+    if out is not None:
+        from .study import write_json
+
+        write_json(Path(out), spec.to_dict())
+    return spec

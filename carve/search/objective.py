@@ -1,0 +1,199 @@
+"""What a trial measures: an accuracy estimate, a latency, params and MACs of one candidate.
+
+Accuracy estimators (``ObjectiveConfig.accuracy``): ``proxy`` trains through ``carve.train.fit``
+for a fixed budget (a few hundred steps on a CIFAR-10 subset), a zero-cost proxy name
+(``synflow``, ``naswot``, ``jacob_cov``, ``grad_norm``, ``snip``) scores the untrained network,
+``params``/``macs`` use size as the estimate. Latency is measured by ``carve.search.latency.measure``
+in the chosen runtime (ONNX Runtime by default on CPU) or predicted from a latency table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from carve.zoo import ArchSpec, create_model, profile
+
+from .proxies import BASELINES, PROXIES
+
+ESTIMATORS = ("proxy",) + tuple(PROXIES) + BASELINES
+LATENCY_MODES = ("measure", "predict", "none")
+RUNTIMES = ("onnxruntime", "eager", "compile")
+
+
+@dataclass
+class ObjectiveConfig:
+    """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing;
+    ``latency_cache`` is a latency cache file (default: carve's cache; "off": none);
+    ``quick_latency`` uses the latency engine's short protocol; ``latency_protocol`` overrides
+    fields of the timing protocol (``carve.search.latency.Protocol``)."""
+
+    accuracy: str = "proxy"
+    data: str = "../shared/data/cifar10"
+    num_classes: int = 10
+    img_size: int = 32
+    small_input: int = 2
+    epochs: int = 1
+    max_steps: int = 0
+    batch_size: int = 64
+    lr: float = 0.4
+    train_per_class: int = 200
+    val_per_class: int = 50
+    proxy_batch: int = 16
+    latency: str = "measure"
+    runtime: str = "onnxruntime"
+    device: str = "cpu"
+    threads: int | None = None
+    latency_table: str | None = None
+    latency_size: int | None = None
+    latency_cache: str | None = None
+    quick_latency: bool = False
+    latency_protocol: dict[str, Any] | None = None
+    seed: int = 0
+    train_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.accuracy not in ESTIMATORS:
+            raise ValueError(f"objective.accuracy: expected one of {list(ESTIMATORS)}, got {self.accuracy!r}")
+        if self.latency not in LATENCY_MODES:
+            raise ValueError(f"objective.latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"objective.runtime: expected one of {list(RUNTIMES)}, got {self.runtime!r}")
+        if self.latency == "predict" and not self.latency_table:
+            raise ValueError("objective.latency_table: latency='predict' needs a latency table file")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Report = Callable[[int, float], None]
+
+
+def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remeasure: bool = False) -> float:
+    """Median latency in ms of ``spec`` at ``resolution`` under ``cfg``'s device and runtime."""
+    size = cfg.latency_size or resolution
+    if cfg.latency == "none":
+        return float("nan")
+    if cfg.latency == "predict":
+        from carve.search.latency.table import LatencyTable, predict
+
+        return float(predict(spec, LatencyTable.load(cfg.latency_table), size))
+    try:
+        from carve.search.latency import QUICK, measure
+    except ImportError:  # latency engine absent from this checkout: a plain eager timer stands in
+        return _fallback_latency(spec, size, cfg)
+    cache: bool | str = False if cfg.latency_cache == "off" else (cfg.latency_cache or True)
+    protocol = QUICK if cfg.quick_latency else None
+    if cfg.latency_protocol:
+        from dataclasses import replace
+
+        from carve.search.latency import Protocol
+
+        protocol = replace(protocol or Protocol(), **cfg.latency_protocol)
+    result = measure(spec, device=cfg.device, batch=1, input_size=size, threads=cfg.threads, runtime=cfg.runtime,
+                     cache=cache, remeasure=remeasure, protocol=protocol)
+    return float(result.median_ms)
+
+
+@torch.no_grad()
+def _fallback_latency(spec: ArchSpec, size: int, cfg: ObjectiveConfig, runs: int = 10) -> float:
+    model = create_model(spec).eval()
+    x = torch.randn(1, spec.in_channels, size, size)
+    for _ in range(2):
+        model(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(sorted(times)[len(times) // 2])
+
+
+def _batch(cfg: ObjectiveConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch for zero-cost proxies: real images when the data folder exists, else noise."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    root = Path(cfg.data) / "train"
+    if root.is_dir():
+        from torchvision import datasets, transforms
+
+        tf = transforms.Compose([transforms.Resize(cfg.img_size), transforms.CenterCrop(cfg.img_size),
+                                 transforms.ToTensor(),
+                                 transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+        ds = datasets.ImageFolder(str(root), tf)
+        idx = torch.randperm(len(ds), generator=g)[: cfg.proxy_batch].tolist()
+        images, labels = zip(*(ds[i] for i in idx))
+        return torch.stack(images), torch.tensor(labels)
+    images = torch.randn(cfg.proxy_batch, 3, cfg.img_size, cfg.img_size, generator=g)
+    labels = torch.randint(0, cfg.num_classes, (cfg.proxy_batch,), generator=g)
+    return images, labels
+
+
+class Objective:
+    """Scores candidates; ``evaluate`` returns accuracy, latency_ms, params, macs (and extras)."""
+
+    def __init__(self, cfg: ObjectiveConfig, work_dir: str | Path = "runs/search"):
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def evaluate(self, spec: ArchSpec, resolution: int, name: str = "trial",
+                 report: Report | None = None) -> dict[str, float]:
+        out = self.cost(spec, resolution)
+        out["accuracy"] = self.accuracy(spec, name, report)
+        if not math.isfinite(out["accuracy"]):
+            raise FloatingPointError(f"accuracy estimate is {out['accuracy']} (diverged)")
+        return out
+
+    def cost(self, spec: ArchSpec, resolution: int) -> dict[str, float]:
+        """params, MACs (at the timing resolution) and latency_ms; params/MACs come first, cheaply."""
+        cfg = self.cfg
+        spec = spec.with_num_classes(cfg.num_classes)
+        prof = profile(create_model(spec), cfg.latency_size or resolution)
+        out: dict[str, float] = {"params": float(prof.params), "macs": float(prof.macs)}
+        out["latency_ms"] = measure_latency(spec, resolution, cfg)
+        return out
+
+    def accuracy(self, spec: ArchSpec, name: str = "trial", report: Report | None = None) -> float:
+        cfg = self.cfg
+        spec = spec.with_num_classes(cfg.num_classes)
+        if cfg.accuracy == "proxy":
+            return self._proxy_train(spec, name, report)
+        if self._batch is None:
+            self._batch = _batch(cfg)
+        images, labels = self._batch
+        from .proxies import compute_proxies
+
+        small = spec if not cfg.small_input else _small(spec, cfg.small_input)
+        torch.manual_seed(cfg.seed)
+        return float(compute_proxies(small, images, labels, [cfg.accuracy], seed=cfg.seed)[cfg.accuracy])
+
+    def _proxy_train(self, spec: ArchSpec, name: str, report: Report | None) -> float:
+        cfg = self.cfg
+        data = Path(cfg.data)
+        if not (data / "train").is_dir():
+            raise FileNotFoundError(f"objective.data: no train/ folder under {data} (CIFAR-10 as ImageFolder expected)")
+        from carve.train import TrainConfig, fit
+
+        tc = TrainConfig(model=spec, data=str(data), out_dir=str(self.work_dir / "trials" / name), epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, lr=cfg.lr, img_size=cfg.img_size, small_input=cfg.small_input,
+                         train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
+                         max_steps=cfg.max_steps, seed=cfg.seed, device=cfg.device,
+                         **{**dict(workers=0, progress=False, tensorboard=False, cutmix_alpha=0.0, mix_prob=0.0,
+                                   warmup_epochs=0.0), **cfg.train_kwargs})
+        result = fit(tc)
+        if report is not None:
+            for i, row in enumerate(result.history):
+                if "top1" in row or "val_top1" in row:
+                    report(i + 1, float(row.get("val_top1", row.get("top1"))))
+        return float(result.final_top1)
+
+
+def _small(spec: ArchSpec, n: int) -> ArchSpec:
+    from carve.zoo import for_small_images
+
+    return for_small_images(spec, n)

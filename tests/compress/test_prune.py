@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from carve.compress import PruneError, prune, pruned_spec
+import importlib
+from carve.zoo import ArchSpec, count_params, create_model, profile, save_weights
+
+prune_mod = importlib.import_module("carve.compress.prune")
+
+from .conftest import FAMILIES, randomize_bn
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_pruned_model_runs_and_round_trips_for_every_family(name, tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(create_model(name, num_classes=10)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    base = count_params(model)
+    pruned, spec = prune(model, ratio=0.4)
+    with torch.no_grad():
+        y = pruned.eval()(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    assert count_params(pruned) < 0.75 * base
+    assert ArchSpec.from_json(spec.to_json()) == spec
+    path = save_weights(pruned, tmp_path / f"{name}.safetensors")
+    rebuilt = create_model(path).eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), y)
+    # more pruning, fewer parameters, at several ratios
+    sizes = [count_params(create_model(pruned_spec(model.spec, r))) for r in (0.1, 0.3, 0.6)]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+def _random_scores(model, trace, criterion="l2"):
+    g = torch.Generator().manual_seed(1)
+    return {lab: float(torch.rand((), generator=g)) for layer in trace.layers.values() for lab in layer.out}
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_050", "carve_075"])
+def test_ratio_zero_with_any_channel_order_is_the_same_function(name, monkeypatch):
+    # ShuffleNet emits channels in a score-dependent order; outputs must not change
+    monkeypatch.setattr(prune_mod, "channel_scores", _random_scores)
+    model = randomize_bn(create_model(name, num_classes=10)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    pruned, spec = prune(model, ratio=0.0)
+    with torch.no_grad():
+        ref = model(x)
+        assert (pruned.eval()(x) - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_removing_dead_expansion_channels_keeps_the_function():
+    """Expansion channels that nothing reads are exactly the ones removed: outputs stay equal."""
+    torch.manual_seed(0)
+    model = randomize_bn(create_model("mobilenet_v2_100", num_classes=10)).eval()
+    for stage in model.blocks:
+        for block in stage:
+            if not hasattr(block, "conv_pwl") or not isinstance(block.conv_pw, torch.nn.Sequential):
+                continue
+            mid = block.conv_pw.conv.out_channels
+            dead = torch.arange(mid) % 4 == 0  # a quarter of every expansion
+            with torch.no_grad():
+                block.conv_pw.conv.weight[dead] *= 1e-3  # lowest L2 norm -> chosen for removal
+                block.conv_dw.conv.weight[dead] *= 1e-3
+                block.conv_pwl.conv.weight[:, dead] = 0  # and nothing reads them
+    x = torch.randn(2, 3, 32, 32)
+    pruned, spec = prune(model, ratio=0.25, ratios={"blocks.0": 0.0, "stem": 0.0, "head": 0.0,
+                                                   **{f"blocks.{i}.{j}.out": 0.0 for i in range(8) for j in range(4)}},
+                         round_to=1)
+    assert sum(b.mid_channels for b in spec.blocks if b.kind == "ir") < sum(
+        b.mid_channels for b in model.spec.blocks if b.kind == "ir")
+    with torch.no_grad():
+        ref = model(x)
+        assert (pruned.eval()(x) - ref).abs().max() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
+def test_targets_and_criteria():
+    model = create_model("carve_100", num_classes=10)
+    base = profile(model, 32).macs
+    pruned, spec = prune(model, target_macs=0.7, input_size=32)
+    assert 0.5 * base < profile(pruned, 32).macs <= 0.7 * base
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))]
+    for crit in ("l1", "bn", "taylor"):
+        p, s = prune(model, ratio=0.3, importance=crit, data=batches)
+        assert s == pruned_spec(model.spec, 0.3)  # the criterion picks channels, not counts
+        assert p.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ratio=1.0), "ratio"), (dict(ratio=-0.1), "ratio"), (dict(ratio=0.3, importance="magic"), "importance"),
+    (dict(ratio=0.3, importance="taylor"), "data"), (dict(), "exactly one"), (dict(target_macs=1.5), "target_macs"),
+])
+def test_bad_pruning_requests_are_clear(kwargs, match):
+    model = create_model("mobilenet_v3_small_100", num_classes=10)
+    with pytest.raises(PruneError, match=match):
+        prune(model, **kwargs)
+
+
+def test_conv_macs_agrees_with_profile():
+    model = create_model("mobilenet_v3_small_100", num_classes=10)
+    assert prune_mod.conv_macs(model, 64) == profile(model, 64).macs

@@ -1,0 +1,45 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from carve.run import load_config, run_pipeline
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0", "--window-size=1100,4000"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole pipeline on the tiny configuration, once per test session."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    outcome = run_pipeline(load_config(tiny=True), root)
+    return outcome
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium, installed with apt-get when absent (best effort, needs root and a mirror)."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    path = find_chromium()
+    if path is None:
+        pytest.skip("headless Chromium not available and `apt-get install chromium` failed or is not possible here")
+    return path
+
+
+def screenshot(chromium: str, page: Path, png: Path, profile: Path) -> list[str]:
+    """Open ``page`` headless, write a screenshot, return the console messages Chromium logged."""
+    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
+                           page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert png.is_file(), f"no screenshot written; chromium said:\n{proc.stderr[-2000:]}"
+    return [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
