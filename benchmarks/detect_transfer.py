@@ -147,8 +147,8 @@ def report(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     fmt = lambda v, s=100, d=1: "-" if v is None else f"{v * s:.{d}f}"  # noqa: E731
     print(f"{'backbone':24s} {'CIFAR top-1':>11s} {'mAP':>6s} {'AP50':>6s} {'AP75':>6s} {'latency ms':>10s} {'ratio':>6s}")
     for r in rows:
-        print(f"{r['model']:24s} {fmt(r['cifar_top1'], 1):>11s} {fmt(r['AP']):>6s} {fmt(r['AP50']):>6s} "
-              f"{fmt(r['AP75']):>6s} {fmt(r['latency_ms'], 1):>10s} {fmt(r['latency_ratio'], 1, 2):>6s}")
+        print(f"{r['model']:24s} {fmt(r['cifar_top1'], 1):>11s} {fmt(r['AP'], 100, 2):>6s} {fmt(r['AP50'], 100, 2):>6s} "
+              f"{fmt(r['AP75'], 100, 2):>6s} {fmt(r['latency_ms'], 1):>10s} {fmt(r['latency_ratio'], 1, 2):>6s}")
     of = result["overfit"]
     if of:
         print(f"overfit check ({of['model']}, {of['images']} images, {of['epochs']} epochs at {of['img_size']} px): "

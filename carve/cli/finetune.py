@@ -113,7 +113,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(json.dumps(dict(res.metrics, out_dir=str(res.out_dir), checkpoint=str(res.checkpoint)), indent=2))
         return 0
     print(f"{args.backbone} + {args.head}: {res.num_train} train / {res.num_val} val images, "
-          f"{len(res.history)} epochs, {res.wall_s:.0f} s ({res.images_per_s:.1f} img/s training)")
+          f"{len(res.history)} epochs, {res.wall_s:.0f} s ({res.images_per_s:.2f} img/s training)")
     print(f"data: {res.data_stats}")
     print(format_metrics(res.metrics, per_class=5))
     print(f"checkpoint {res.checkpoint}; detections {res.results_json}; examples {res.examples_png}")
