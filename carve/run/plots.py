@@ -98,19 +98,3 @@ def curves_chart(histories: dict[str, list[dict]], path: Path) -> Path:
         a.legend(fontsize=7)
     fig.suptitle("Training curves (CIFAR-10)")
     return _save(fig, path)
-
-
-def bars_chart(labels: list[str], series: dict[str, list[float]], path: Path, title: str) -> Path:
-    """Grouped bars, one group per label and one bar per series (values relative or absolute)."""
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series) + 1, 3.8))
-    axes = axes if len(series) > 1 else [axes]
-    for ax, (metric, values) in zip(axes, series.items()):
-        bars = ax.bar(range(len(labels)), values, color="#1f77b4")
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-        ax.set_title(metric, fontsize=9)
-        for b, v in zip(bars, values):
-            ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", fontsize=7,
-                        xytext=(0, 2), textcoords="offset points")
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(title)
-    return _save(fig, path)

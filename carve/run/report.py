@@ -104,8 +104,9 @@ def build_report(cfg: RunConfig, state: RunState) -> tuple[Path, Path]:
             blocks = [Para(f"This step has not finished: {reason}", "missing")]
             timings.append([step, "not done", None, None])
         chapters.append((title, blocks))
-    overview = headline(state) + [Para(f"Run folder {state.root} · config {state.root / 'config.yaml'} · "
-                     f"command: carve run --out {state.root}" + (" --tiny" if cfg.name == "tiny" else "")),
+    overview = headline(state) + [Para(f"Run folder {state.root}; the resolved configuration is {state.root / 'config.yaml'}. "
+                     f"Running carve run --out {state.root} again with the same configuration skips the finished "
+                     f"steps."),
                 Table(["step", "status", "wall time (s)", "finished"], timings)]
     chapters.insert(0, ("Overview", overview))
     subtitle = f"{cfg.report.title}: zoo → search → train → finetune → compress, run '{cfg.name}'"

@@ -8,7 +8,7 @@ from carve.run import load_config, run_pipeline
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0", "--window-size=1100,4000"]
+                  "--enable-logging=stderr", "--v=0", "--window-size=1100,6400"]
 
 
 @pytest.fixture(scope="session")
