@@ -62,7 +62,7 @@ class DetectionBackbone(nn.Module):
         return None
 
     def _block_index(self, tap: str) -> tuple[int, int]:
-        if tap == "stem":
+        if tap in ("stem", "stem_pool"):
             return (-1, -1)
         si, bi = tap.split(".")[1:3]
         return int(si), int(bi)
@@ -73,8 +73,8 @@ class DetectionBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         found: dict[str, torch.Tensor] = {}
-        x = self.body.stem_pool(self.body.stem(x))
-        found["stem"] = x
+        x = found["stem"] = self.body.stem(x)
+        x = found["stem_pool"] = self.body.stem_pool(x)
         for si, stage in enumerate(self.body.blocks):
             if si > self._last[0]:
                 break

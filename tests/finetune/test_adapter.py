@@ -71,3 +71,11 @@ def test_every_head_trains_and_predicts_on_empty_and_full_images(head: str) -> N
     out = model.eval()(images)
     assert len(out) == 2 and out[1]["boxes"].shape[1] == 4
     assert (out[1]["boxes"][:, 2] <= 112 + 1e-3).all() and (out[1]["boxes"][:, 3] <= 80 + 1e-3).all()
+
+
+def test_pooled_stem_taps_give_stride_2_and_4_maps():
+    backbone = DetectionBackbone("shufflenet_v2_050", strides=(2, 4, 8), expansion_tap=False).eval()
+    with torch.no_grad():
+        maps = list(backbone(torch.randn(1, 3, 64, 64)).values())
+    assert [m.shape[-1] for m in maps] == [32, 16, 8]
+    assert [m.shape[1] for m in maps] == backbone.out_channels == [24, 24, 48]
