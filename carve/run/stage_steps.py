@@ -51,17 +51,6 @@ def _trials(study_name: str, storage: str) -> list[dict]:
     return rows
 
 
-def _existing_trials(study_name: str, storage: str) -> int:
-    import optuna
-
-    if not Path(storage.removeprefix("sqlite:///")).is_file():
-        return 0
-    try:
-        return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
-    except KeyError:  # the file exists but holds no such study yet
-        return 0
-
-
 def run_search_step(cfg: RunConfig, state: RunState) -> dict:
     """Multi-objective search (accuracy, latency) under the zoo step's budget on CIFAR-10."""
     from carve.search import Objective, SearchConfig, export, run_search
@@ -74,10 +63,8 @@ def run_search_step(cfg: RunConfig, state: RunState) -> dict:
     objective = objective_config(cfg, zoo)
     budget = zoo["budget_ms"] * cfg.search.budget_factor
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
-    # a resumed study's sampler gets a fresh seed: the original one would re-sample the finished trials
-    seed = cfg.seed + _existing_trials(cfg.search.study, storage)
     sc = SearchConfig(space=cfg.search.space, objective=objective, study_name=cfg.search.study, storage=storage,
-                      out_dir=str(out), trials=cfg.search.trials, seed=seed, latency_budget_ms=budget, resume=True,
+                      out_dir=str(out), trials=cfg.search.trials, seed=cfg.seed, latency_budget_ms=budget, resume=True,
                       progress=True)
     result = run_search(sc)
     if not result.pareto:

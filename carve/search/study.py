@@ -199,7 +199,11 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, worker: int = 0)
                          f"or --study-name for a new one")
     population = cfg.population or max(4, min(50, cfg.trials // 4))
     constrained = any(b is not None for b in (cfg.latency_budget_ms, cfg.macs_budget, cfg.params_budget))
-    sampler = make_sampler(cfg.sampler, cfg.seed + worker, population, constrained)
+    # A resumed study's sampler must not replay the seed's first draws: those are the finished trials.
+    done = 0
+    if cfg.name in names:
+        done = len(optuna.load_study(study_name=cfg.name, storage=storage).get_trials(deepcopy=False))
+    sampler = make_sampler(cfg.sampler, cfg.seed + worker + 1000 * done, population, constrained)
     directions = ["maximize", "minimize"] if cfg.objective.latency != "none" else ["maximize"]
     study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, directions=directions,
                                 load_if_exists=True)

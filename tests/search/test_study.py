@@ -160,3 +160,15 @@ def test_killed_worker_loses_no_finished_trial_and_workers_share_the_study(tiny_
     assert result.n_complete == 6
     assert after.trials[3].state == TrialState.FAIL  # the killed trial, marked stale
     assert sorted(t.number for t in after.trials) == list(range(len(after.trials)))
+
+
+def test_resumed_study_does_not_replay_finished_architectures(tiny_space, tmp_path):
+    cfg = tiny_config(tiny_space, tmp_path, trials=2)
+    run_search(cfg)
+    from dataclasses import replace
+
+    run_search(replace(cfg, trials=4, resume=True))
+    study = load_study(cfg.name, cfg.storage_url)
+    params = [tuple(sorted(t.params.items())) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(params) == 4
+    assert params[2] != params[0] and params[3] != params[1]
