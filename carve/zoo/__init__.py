@@ -4,8 +4,9 @@ from .factory import create_model, pretrained_cfg, resolve_spec
 from .model import CarveFeatures, CarveNet, FeatureInfo, feature_points
 from .profile import Profile, count_params, profile
 from .registry import ModelEntry, PublishedWeights, get_entry, list_models
-from .spec import (ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec,
-                   for_small_images, load_spec, make_divisible, parse_spec, validate)
+from .spec import ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible
+from .validation import load_spec, parse_spec, validate
+from .variants import for_small_images
 from .timm_compat import register_with_timm
 from .weights import (PretrainedUnavailable, WeightsError, convert_weights, load_state_dict_strict,
                       read_weights_file, save_weights)

@@ -10,7 +10,9 @@ from torch import nn
 
 from .model import CarveFeatures, CarveNet
 from .registry import ModelEntry, PublishedWeights, get_entry
-from .spec import ArchSpec, for_small_images, load_spec, parse_spec
+from .spec import ArchSpec
+from .validation import load_spec, parse_spec
+from .variants import for_small_images
 from .weights import (WEIGHT_SUFFIXES, WeightsError, convert_weights, in_peer_order, load_state_dict_strict,
                       peer_source, peer_state_dict, read_weights_file)
 

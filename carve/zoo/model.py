@@ -10,7 +10,8 @@ from torch import nn
 
 from .blocks import build_block
 from .layers import ConvNormAct, create_act
-from .spec import ArchSpec, validate
+from .spec import ArchSpec
+from .validation import validate
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .spec import ArchSpec, parse_spec
+from .spec import ArchSpec
+from .validation import parse_spec
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 

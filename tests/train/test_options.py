@@ -8,9 +8,6 @@ import torch
 
 from carve.train import fit, kd_loss, load_teacher
 from carve.train.data import eval_loader
-from carve.zoo import create_model
-
-from .conftest import TINY_SPEC
 from .test_fit import config
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from carve.zoo.spec import (ACTIVATIONS, ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, StageSpec, StemSpec,
-                            make_divisible, validate)
+                            make_divisible)
+from carve.zoo.validation import validate
 
 BUILTIN_DIR = Path(__file__).parent
 BLOCKS = ("ir", "shuffle")

@@ -1,0 +1,225 @@
+"""Reading specs from plain data and files, and validating every field.
+
+Errors name the field path (``stages[1].blocks[0].kernel``) and the bad value; on load,
+conveniences are resolved (``expansion`` -> ``mid_channels``, SE ``ratio`` -> ``channels``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .spec import (ACTIVATIONS, BLOCK_KINDS, GATES, PADDINGS, SKIPS, SPEC_VERSION, ArchSpec, BlockSpec, HeadSpec,
+                   NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible)
+
+
+def load_spec(path: str | Path) -> ArchSpec:
+    """Read a spec from a .json or .yaml file; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # parse errors from either library
+        raise SpecError(str(path), f"cannot parse: {exc}") from exc
+    if isinstance(data, dict) and "spec" in data and "stages" not in data:
+        data = data["spec"]  # a checkpoint-style wrapper {"spec": {...}, ...}
+    try:
+        return parse_spec(data)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc.path}", str(exc).split(": ", 1)[1]) from exc
+
+
+def parse_spec(data: Any) -> ArchSpec:
+    """Build and validate an ArchSpec from plain data (as read from JSON/YAML)."""
+    if not isinstance(data, dict):
+        raise SpecError("spec", f"expected a mapping, got {type(data).__name__}")
+    data = copy.deepcopy(data)
+    _known(data, ArchSpec, "spec")
+    stem = _parse_simple(StemSpec, _require(data, "stem", "spec"), "stem")
+    raw_stages = _require(data, "stages", "spec")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise SpecError("stages", f"expected a non-empty list, got {raw_stages!r}")
+    stages = []
+    cin = stem.channels
+    for si, raw_stage in enumerate(raw_stages):
+        where = f"stages[{si}]"
+        if isinstance(raw_stage, dict):
+            _known(raw_stage, StageSpec, where)
+            raw_blocks = raw_stage.get("blocks")
+        else:
+            raw_blocks = raw_stage
+        if not isinstance(raw_blocks, list) or not raw_blocks:
+            raise SpecError(f"{where}.blocks", f"expected a non-empty list, got {raw_blocks!r}")
+        blocks = []
+        for bi, raw in enumerate(raw_blocks):
+            block = _parse_block(raw, cin, f"{where}.blocks[{bi}]")
+            blocks.append(block)
+            cin = block.out_channels
+        stages.append(StageSpec(tuple(blocks)))
+    head = _parse_simple(HeadSpec, data.get("head", {}), "head")
+    norm = _parse_simple(NormSpec, data.get("norm", {}), "norm")
+    spec = ArchSpec(
+        name=str(data.get("name", "custom")),
+        family=str(data.get("family", "custom")),
+        stem=stem,
+        stages=tuple(stages),
+        head=head,
+        norm=norm,
+        padding=data.get("padding", "symmetric"),
+        in_channels=data.get("in_channels", 3),
+        drop_path_rate=data.get("drop_path_rate", 0.0),
+        version=data.get("version", SPEC_VERSION),
+    )
+    validate(spec)
+    return spec
+
+
+def _require(data: dict, key: str, where: str) -> Any:
+    if key not in data:
+        raise SpecError(f"{where}.{key}" if where != "spec" else key, "missing required field")
+    return data[key]
+
+
+def _known(data: dict, cls: type, where: str, extra: tuple[str, ...] = ()) -> None:
+    names = {f.name for f in fields(cls)} | set(extra)
+    for key in data:
+        if key not in names:
+            raise SpecError(f"{where}.{key}", f"unknown field; expected one of {sorted(names)}")
+
+
+def _parse_simple(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SpecError(where, f"expected a mapping, got {raw!r}")
+    _known(raw, cls, where)
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise SpecError(where, str(exc)) from exc
+
+
+def _parse_block(raw: Any, cin: int, where: str) -> BlockSpec:
+    if isinstance(raw, BlockSpec):
+        return raw
+    if not isinstance(raw, dict):
+        raise SpecError(where, f"expected a mapping, got {raw!r}")
+    raw = dict(raw)
+    _known(raw, BlockSpec, where, extra=("expansion",))
+    kind = raw.get("kind")
+    if kind not in BLOCK_KINDS:
+        raise SpecError(f"{where}.kind", f"expected one of {list(BLOCK_KINDS)}, got unknown block kind {kind!r}")
+    expansion = raw.pop("expansion", None)
+    if expansion is not None:
+        if raw.get("mid_channels") is not None:
+            raise SpecError(f"{where}.expansion", "give either expansion or mid_channels, not both")
+        if not isinstance(expansion, (int, float)) or expansion <= 0:
+            raise SpecError(f"{where}.expansion", f"must be a positive number, got {expansion!r}")
+        raw["mid_channels"] = cin if expansion == 1 else make_divisible(cin * expansion)
+    if kind == "ir" and raw.get("mid_channels") is None:
+        raw["mid_channels"] = cin
+    se = raw.get("se")
+    if isinstance(se, dict):
+        se = dict(se)
+        _known(se, SESpec, f"{where}.se", extra=("ratio",))
+        ratio = se.pop("ratio", None)
+        if ratio is not None:
+            if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+                raise SpecError(f"{where}.se.ratio", f"must be in (0, 1], got {ratio!r}")
+            base = raw.get("mid_channels") or cin
+            se["channels"] = max(1, make_divisible(base * ratio, 8))
+        raw["se"] = _parse_simple(SESpec, se, f"{where}.se")
+    elif se is not None and not isinstance(se, SESpec):
+        raise SpecError(f"{where}.se", f"expected a mapping or null, got {se!r}")
+    try:
+        return BlockSpec(**raw)
+    except TypeError as exc:
+        raise SpecError(where, str(exc)) from exc
+
+
+def _check(cond: bool, path: str, message: str) -> None:
+    if not cond:
+        raise SpecError(path, message)
+
+
+def _positive_int(value: Any, path: str) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, path,
+           f"must be a positive integer, got {value!r}")
+
+
+def _kernel(value: Any, path: str) -> None:
+    _positive_int(value, path)
+    _check(value % 2 == 1, path, f"must be odd, got {value!r}")
+
+
+def _act(value: Any, path: str, allowed: tuple[str, ...] = ACTIVATIONS) -> None:
+    _check(value in allowed, path, f"unknown activation {value!r}; expected one of {list(allowed)}")
+
+
+def validate(spec: ArchSpec) -> ArchSpec:
+    """Check every field; raise SpecError naming the first bad one."""
+    _check(spec.version == SPEC_VERSION, "version", f"unsupported spec version {spec.version!r}")
+    _check(spec.padding in PADDINGS, "padding", f"must be one of {list(PADDINGS)}, got {spec.padding!r}")
+    _positive_int(spec.in_channels, "in_channels")
+    _check(isinstance(spec.drop_path_rate, (int, float)) and 0 <= spec.drop_path_rate < 1,
+           "drop_path_rate", f"must be in [0, 1), got {spec.drop_path_rate!r}")
+    _check(spec.norm.eps > 0, "norm.eps", f"must be positive, got {spec.norm.eps!r}")
+    _check(0 < spec.norm.momentum <= 1, "norm.momentum", f"must be in (0, 1], got {spec.norm.momentum!r}")
+    st = spec.stem
+    _positive_int(st.channels, "stem.channels")
+    _kernel(st.kernel, "stem.kernel")
+    _check(st.stride in (1, 2), "stem.stride", f"must be 1 or 2, got {st.stride!r}")
+    _act(st.act, "stem.act")
+    _check(isinstance(st.pool, bool), "stem.pool", f"must be true or false, got {st.pool!r}")
+    _check(len(spec.stages) > 0, "stages", "must hold at least one stage")
+    cin = st.channels
+    for si, stage in enumerate(spec.stages):
+        _check(len(stage.blocks) > 0, f"stages[{si}].blocks", "must hold at least one block")
+        for bi, b in enumerate(stage.blocks):
+            _validate_block(b, cin, f"stages[{si}].blocks[{bi}]")
+            cin = b.out_channels
+    h = spec.head
+    for name in ("conv_channels", "fc_channels", "num_classes"):
+        value = getattr(h, name)
+        _check(isinstance(value, int) and value >= 0, f"head.{name}", f"must be an integer >= 0, got {value!r}")
+    _act(h.conv_act, "head.conv_act")
+    _act(h.fc_act, "head.fc_act")
+    _check(0 <= h.dropout < 1, "head.dropout", f"must be in [0, 1), got {h.dropout!r}")
+    return spec
+
+
+def _validate_block(b: BlockSpec, cin: int, where: str) -> None:
+    _check(b.kind in BLOCK_KINDS, f"{where}.kind", f"unknown block kind {b.kind!r}; expected one of {list(BLOCK_KINDS)}")
+    _positive_int(b.out_channels, f"{where}.out_channels")
+    _kernel(b.kernel, f"{where}.kernel")
+    _check(b.stride in (1, 2), f"{where}.stride", f"must be 1 or 2, got {b.stride!r}")
+    _act(b.act, f"{where}.act")
+    if b.dw_act is not None:
+        _act(b.dw_act, f"{where}.dw_act")
+    _check(b.skip in SKIPS, f"{where}.skip", f"must be one of {list(SKIPS)}, got {b.skip!r}")
+    if b.kind == "ir":
+        _positive_int(b.mid_channels, f"{where}.mid_channels")
+    elif b.mid_channels is not None:
+        raise SpecError(f"{where}.mid_channels", f"only ir blocks have mid_channels, got {b.mid_channels!r}")
+    if b.se is not None:
+        _check(b.kind in ("ds", "ir"), f"{where}.se", f"SE is supported on ds and ir blocks, not {b.kind!r}")
+        _positive_int(b.se.channels, f"{where}.se.channels")
+        base = b.mid_channels if b.kind == "ir" else cin
+        _check(b.se.channels <= base, f"{where}.se.channels",
+               f"SE ratio {b.se.channels}/{base} is outside (0, 1]")
+        _act(b.se.act, f"{where}.se.act")
+        _check(b.se.gate in GATES, f"{where}.se.gate", f"must be one of {list(GATES)}, got {b.se.gate!r}")
+    if b.kind == "shuffle":
+        _check(b.out_channels % 2 == 0, f"{where}.out_channels",
+               f"a shuffle unit needs an even width, got {b.out_channels}")
+        if b.stride == 1:
+            _check(cin == b.out_channels, f"{where}.out_channels",
+                   f"a stride-1 shuffle unit keeps its width {cin}, got {b.out_channels}")
