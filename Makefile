@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/carve zoo list --pretrained
+	$(BIN)/carve run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,7 +1,8 @@
 """How well block-table predictions match measured latency, on random architectures.
 
-Samples architectures by perturbing zoo specs in the spirit of Once-for-All (per stage depth -1/0/+1,
-per inverted-residual block kernel 3/5/7 and expansion 3/4/6), at 224 and at 32 px. Each spec's
+Samples architectures from a search space (``--space mbconv``) or, by default, by perturbing zoo
+specs of five families in the spirit of Once-for-All (per stage depth -1/0/+1, per inverted-residual
+block kernel 3/5/7 and expansion 3/4/6), at 224 and at 32 px. Each spec's
 missing parts are measured and then the spec itself, alternately, so drift of a shared machine
 hits table and ground truth alike. The correction is fitted on ``--fit`` extra specs and the
 figures are reported on the others: share within +-10%, MAPE, Kendall tau. Writes JSON and a PNG.
@@ -51,7 +52,13 @@ def perturb(spec: ArchSpec, rng: random.Random) -> ArchSpec:
     return replace(spec, name=f"{spec.name}_r{rng.randrange(10**6)}", stages=tuple(stages))
 
 
-def sample(n: int, seed: int) -> list[ArchSpec]:
+def sample(n: int, seed: int, space: str | None = None) -> list[ArchSpec]:
+    """``n`` specs from ``carve.search.spaces.get_space(space)``, or perturbed zoo specs."""
+    if space:
+        from carve.search.latency.table import sample_specs
+        from carve.search.spaces import get_space
+
+        return sample_specs(get_space(space), n, seed)
     rng = random.Random(seed)
     bases = [get_entry(b).spec() for b in BASES]
     return [perturb(rng.choice(bases), rng) for _ in range(n)]
@@ -126,17 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part-time", type=float, default=0.6, help="time limit per part measurement (s)")
     p.add_argument("--model-time", type=float, default=2.0, help="time limit per model measurement (s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", default=None, help="search space name (default: perturbed zoo specs)")
     p.add_argument("--db", type=Path, default=None, help="SQLite cache (default: a fresh one in --out)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    db = LatencyCache(args.db or args.out / f"latency_predictor_{args.clock}.db")
-    specs = sample(args.fit + args.count, args.seed)
+    db = LatencyCache(args.db or args.out / f"latency_predictor_{args.space or 'zoo'}_{args.clock}.db")
+    specs = sample(args.fit + args.count, args.seed, args.space)
     start, rows, table = time.time(), [], None
     for size in args.sizes:
         table, size_rows = run_size(specs, args.fit, size, args, db, table)
         rows += size_rows
-    stem = args.out / f"latency_predictor_{args.clock}"
+    stem = args.out / f"latency_predictor_{args.space or 'zoo'}_{args.clock}"
     result = dict(fingerprint=device_fingerprint("cpu", args.threads), args={k: str(v) for k, v in vars(args).items()},
                   wall_s=round(time.time() - start, 1), distinct_parts=len(table.entries),
                   summary={str(s): summary([r for r in rows if r["size"] == s]) for s in args.sizes},

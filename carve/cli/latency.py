@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--specs", nargs="*", default=[], help="spec files or zoo names instead of (or with) a space")
     p.add_argument("--samples", type=int, default=200, help="architectures drawn from the space")
     p.add_argument("--fit", type=int, default=8, help="architectures measured whole to fit the correction")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, help="input sizes (default: --size)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="input sizes (default: the space's resolutions, else --size)")
     p.add_argument("--out", default=None, help="table JSON (default: per device in the cache folder)")
     common(p)
     p.set_defaults(func=cmd_build_table)
@@ -75,18 +76,17 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     from carve.search.latency import physical_cores
     from carve.search.latency.table import build_table, sample_specs
 
-    specs = _specs(args.specs)
+    specs, sizes = _specs(args.specs), args.sizes
     if args.space:
-        try:
-            from carve.search.spaces import get_space  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise RuntimeError(f"--space {args.space}: search spaces are not available ({exc}); "
-                               "pass spec files or zoo names with --specs") from exc
-        specs += sample_specs(get_space(args.space), args.samples)
+        from carve.search.spaces import get_space
+
+        space = get_space(args.space)
+        specs += sample_specs(space, args.samples)
+        sizes = sizes or list(getattr(space, "resolution", ()))
     if not specs:
         raise ValueError("give --space NAME or --specs FILE|NAME ...")
     threads = args.threads or physical_cores()
-    table = build_table(specs, input_sizes=args.sizes or [args.size], runtime=args.runtime, device=args.device,
+    table = build_table(specs, input_sizes=sizes or [args.size], runtime=args.runtime, device=args.device,
                         batch=args.batch, threads=threads, fit_models=args.fit, cache=_cache(args),
                         protocol=_protocol(args), save=args.out or True)
     from carve.search.latency.table import default_table_path

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img-size", type=int, default=32, help="proxy-training image size")
     p.add_argument("--small-input", type=int, default=2, help="strides removed for proxy training on small images")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--lr", type=float, default=0.4, help="for 256 images per step (scaled to --batch-size)")
     p.add_argument("--latency-budget", type=parse_ms, default=None, help="e.g. 12ms")
     p.add_argument("--macs-budget", type=parse_count, default=None, help="e.g. 300M")
     p.add_argument("--params-budget", type=parse_count, default=None, help="e.g. 5M")
@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=["onnxruntime", "eager", "compile"], default="onnxruntime")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick-latency", action="store_true", help="the latency engine's short timing protocol")
+    p.add_argument("--latency-cache", default=None, help="latency cache file (default: carve's cache; off: none)")
     p.add_argument("--resolution", type=int, default=None, help="fix the input resolution (else searched)")
     p.add_argument("--sampler", choices=["nsga2", "tpe", "gp", "random"], default="nsga2")
     p.add_argument("--population", type=int, default=None)
@@ -114,7 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                           img_size=args.img_size, small_input=args.small_input, batch_size=args.batch_size,
                           lr=args.lr, latency=args.latency, latency_table=args.latency_table, runtime=args.runtime,
-                          device=args.device, threads=args.threads, seed=args.seed)
+                          device=args.device, threads=args.threads, seed=args.seed,
+                          quick_latency=args.quick_latency, latency_cache=args.latency_cache)
     cfg = SearchConfig(space=args.space, objective=obj, study_name=args.study_name, storage=args.storage,
                        out_dir=args.out, trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        population=args.population, seed=args.seed, latency_budget_ms=args.latency_budget,

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def zoo_table(pattern: str = "*", pretrained: bool = False) -> list[dict]:
     from carve.zoo import create_model, get_entry, list_models, profile
+    from carve.zoo.factory import default_weights
 
     rows = []
     for name in list_models(pattern, pretrained=pretrained):
@@ -32,7 +33,8 @@ def zoo_table(pattern: str = "*", pretrained: bool = False) -> list[dict]:
         row = dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
                    macs_m=round(prof.macs / 1e6, 1))
         if pretrained:
-            row["weights"] = [dict(tag=w.tag, top1=w.top1) for w in entry.weights]
+            best = default_weights(entry)
+            row["weights"] = [dict(tag=w.tag, top1=w.top1, default=w is best) for w in entry.weights]
         rows.append(row)
     return rows
 
@@ -43,29 +45,40 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     header = f"{'model':26s} {'family':20s} {'params (M)':>10s} {'MACs (M)':>9s}"
-    print(header + ("  published weights (ImageNet top-1)" if args.pretrained else ""))
+    print(header + ("  published weights (ImageNet top-1; * = pretrained=True)" if args.pretrained else ""))
     for r in rows:
         line = f"{r['name']:26s} {r['family']:20s} {r['params_m']:10.2f} {r['macs_m']:9.1f}"
         if args.pretrained:
-            line += "  " + ", ".join(f"{w['tag']} ({w['top1'] if w['top1'] is not None else '?'})" for w in r["weights"])
+            line += "  " + ", ".join(f"{'*' if w['default'] else ''}{w['tag']} "
+                                     f"({w['top1'] if w['top1'] is not None else '?'})" for w in r["weights"])
         print(line)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from carve.zoo import create_model, profile
+    from carve.zoo import create_model, get_entry, list_models, profile
 
     model = create_model(args.name)
     prof = profile(model, args.size)
+    entry = get_entry(args.name) if args.name in list_models() else None
     info = dict(name=model.spec.name, family=model.spec.family, hash=model.spec.hash(), params=prof.params,
                 macs=prof.macs, activations=prof.activations, input_size=args.size,
                 feature_info=list(model.feature_info), spec=model.spec.to_dict())
+    if entry is not None:
+        info["published"] = entry.published.__dict__ if entry.published else None
+        info["weights"] = [dict(tag=w.tag, top1=w.top1) for w in entry.weights]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{info['name']} ({info['family']}), spec hash {info['hash']}")
     print(f"params {prof.params:,}  MACs {prof.macs / 1e6:.1f} M  activations {prof.activations / 1e6:.2f} M "
           f"at {args.size} px")
+    if info.get("published"):
+        pub = info["published"]
+        print(f"published: {pub['params_m']} M params, {pub['macs_m']} M MACs ({pub['source']})")
+    if info.get("weights"):
+        print("weights: " + ", ".join(f"{w['tag']} ({w['top1'] if w['top1'] is not None else '?'})"
+                                      for w in info["weights"]))
     print("feature maps: " + ", ".join(f"{f['module']} ({f['num_chs']} ch, /{f['reduction']})"
                                        for f in info["feature_info"]))
     print("blocks:")

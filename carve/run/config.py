@@ -81,7 +81,9 @@ class FinetuneSection:
 class CompressSection:
     steps: list[str]
     prune_ratio: float
+    finetune_epochs: int
     calib_images: int
+    runtime: str
     onnx: bool
 
 
@@ -238,6 +240,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for i, step in enumerate(cfg.compress.steps):
         if step not in COMPRESS_STEPS:
             raise ConfigError(f"compress.steps[{i}]: expected one of {', '.join(COMPRESS_STEPS)}, got {step!r}")
+    if cfg.compress.runtime not in ("onnxruntime", "torch"):
+        raise ConfigError(f"compress.runtime: expected onnxruntime or torch, got {cfg.compress.runtime!r}")
+    if cfg.compress.finetune_epochs < 0:
+        raise ConfigError(f"compress.finetune_epochs: expected 0 or more, got {cfg.compress.finetune_epochs!r}")
     if not 0.0 <= cfg.compress.prune_ratio < 1.0:
         raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {cfg.compress.prune_ratio!r}")
     if not cfg.name or "/" in cfg.name:
@@ -247,16 +253,16 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def load_config(path: str | Path | None = None, tiny: bool = False,
                 overrides: dict | None = None) -> RunConfig:
-    """The embedded defaults, merged with the YAML file at ``path`` (if any), then the ``tiny``
-    section (if asked), then ``overrides``; validated with errors naming the field."""
+    """The embedded defaults, then their ``tiny`` section (if asked), then the YAML file at
+    ``path`` (if any), then ``overrides``; validated with errors naming the field."""
     data = _read_yaml(DEFAULT_YAML)
+    if tiny:
+        data = deep_merge(data, data.get("tiny") or {})
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"--config: {path} does not exist")
         data = deep_merge(data, _read_yaml(path))
-    if tiny:
-        data = deep_merge(data, data.get("tiny") or {})
     if overrides:
         data = deep_merge(data, overrides)
     return validate(_build(RunConfig, data, ""))

@@ -59,6 +59,33 @@ def _md_block(block: Block, root: Path) -> str:
     return f"![{block.caption}]({Path(os.path.relpath(block.path, root)).as_posix()})\n\n*{block.caption}*"
 
 
+def headline(state: RunState) -> list[Block]:
+    """The story in a few sentences, from whichever steps finished."""
+    lines = []
+    if state.is_done("zoo"):
+        z = state.summary("zoo")
+        lines.append(f"Latency budget {z['budget_ms']:.2f} ms ({z['budget_source']}, {z['runtime']}, "
+                     f"{z['input_size']} px); strongest hand-designed model within it: {z['hand_designed']}.")
+    if state.is_done("train"):
+        t = state.summary("train")
+        f, h = t["models"]["found"], t["models"]["hand_designed"]
+        lines.append(f"Found model: {f['top1']:.2f} % CIFAR-10 top-1 vs {h['top1']:.2f} % for {h['name']} with the same "
+                     f"recipe, at {t['speedup_found_vs_hand']:.2f}x its speed ({f['latency_ms']:.2f} vs "
+                     f"{h['latency_ms']:.2f} ms), {f['params_m']:.2f} M vs {h['params_m']:.2f} M parameters.")
+    if state.is_done("finetune"):
+        m = state.summary("finetune")["models"]
+        lines.append(f"Detection (SSDLite, coco128): AP {100 * m['found']['AP']:.2f} % with the found backbone vs "
+                     f"{100 * m['hand_designed']['AP']:.2f} % with {m['hand_designed']['name']}.")
+    if state.is_done("compress"):
+        c = state.summary("compress")
+        first, last = c["rows"][0], c["rows"][-1]
+        if first["latency_ms"] and last["latency_ms"]:
+            lines.append(f"Compressed {c['name']}: {first['latency_ms'] / last['latency_ms']:.2f}x the speed of the "
+                         f"uncompressed model, {first['size_mb']:.2f} -> {last['size_mb']:.2f} MB, top-1 "
+                         f"{fmt(first['top1'])} -> {fmt(last['top1'])} %.")
+    return [Para(" ".join(lines), "note")] if lines else []
+
+
 def build_report(cfg: RunConfig, state: RunState) -> tuple[Path, Path]:
     """Write ``report/report.html`` (images embedded, no external files) and ``report/report.md``."""
     out = state.step_dir("report")
@@ -77,7 +104,7 @@ def build_report(cfg: RunConfig, state: RunState) -> tuple[Path, Path]:
             blocks = [Para(f"This step has not finished: {reason}", "missing")]
             timings.append([step, "not done", None, None])
         chapters.append((title, blocks))
-    overview = [Para(f"Run folder {state.root} · config {state.root / 'config.yaml'} · "
+    overview = headline(state) + [Para(f"Run folder {state.root} · config {state.root / 'config.yaml'} · "
                      f"command: carve run --out {state.root}" + (" --tiny" if cfg.name == "tiny" else "")),
                 Table(["step", "status", "wall time (s)", "finished"], timings)]
     chapters.insert(0, ("Overview", overview))

@@ -51,6 +51,17 @@ def _trials(study_name: str, storage: str) -> list[dict]:
     return rows
 
 
+def _existing_trials(study_name: str, storage: str) -> int:
+    import optuna
+
+    if not Path(storage.removeprefix("sqlite:///")).is_file():
+        return 0
+    try:
+        return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:  # the file exists but holds no such study yet
+        return 0
+
+
 def run_search_step(cfg: RunConfig, state: RunState) -> dict:
     """Multi-objective search (accuracy, latency) under the zoo step's budget on CIFAR-10."""
     from carve.search import Objective, SearchConfig, export, run_search
@@ -62,9 +73,12 @@ def run_search_step(cfg: RunConfig, state: RunState) -> dict:
     out = state.step_dir("search")
     objective = objective_config(cfg, zoo)
     budget = zoo["budget_ms"] * cfg.search.budget_factor
-    sc = SearchConfig(space=cfg.search.space, objective=objective, study_name=cfg.search.study,
-                      storage=f"sqlite:///{(out / 'study.db').resolve()}", out_dir=str(out), trials=cfg.search.trials,
-                      seed=cfg.seed, latency_budget_ms=budget, resume=True, progress=True)
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    # a resumed study's sampler gets a fresh seed: the original one would re-sample the finished trials
+    seed = cfg.seed + _existing_trials(cfg.search.study, storage)
+    sc = SearchConfig(space=cfg.search.space, objective=objective, study_name=cfg.search.study, storage=storage,
+                      out_dir=str(out), trials=cfg.search.trials, seed=seed, latency_budget_ms=budget, resume=True,
+                      progress=True)
     result = run_search(sc)
     if not result.pareto:
         raise RuntimeError(f"search: no trial of {result.n_complete} met the latency budget of "
@@ -129,7 +143,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
     timings, engine = measure_many(deploy, zoo["input_size"], zoo["runtime"], cfg.zoo.protocol, cfg.zoo.threads)
     for role, timing in timings.items():
         models[role]["latency_ms"] = round(timing.median_ms, 3)
-    ratio = 1.0 / timings["hand_designed"].ratio  # compare() reports ratios to the first (found) model
+    ratio = timings["hand_designed"].ratio  # hand-designed latency / found latency = the found model's speed-up
     write_json(out / "histories.json", histories)
     plots.curves_chart(histories, out / "curves.png")
     winner = "found" if models["found"]["top1"] >= models["hand_designed"]["top1"] else "hand_designed"

@@ -16,7 +16,7 @@ from .config import RunConfig
 from .state import RunState, write_json
 
 STAGES = {"search": ("carve.search", "run_search", 5), "train": ("carve.train", "fit", 4),
-          "finetune": ("carve.finetune", "detect", 6), "compress": ("carve.compress", "pipeline", 7)}
+          "finetune": ("carve.finetune", "detect", 6), "compress": ("carve.compress.pipeline", "pipeline", 7)}
 
 
 class StageMissing(RuntimeError):

@@ -28,7 +28,10 @@ RUNTIMES = ("onnxruntime", "eager", "compile")
 
 @dataclass
 class ObjectiveConfig:
-    """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing."""
+    """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing;
+    ``latency_cache`` is a latency cache file (default: carve's cache; "off": none);
+    ``quick_latency`` uses the latency engine's short protocol; ``latency_protocol`` overrides
+    fields of the timing protocol (``carve.search.latency.Protocol``)."""
 
     accuracy: str = "proxy"
     data: str = "../shared/data/cifar10"
@@ -38,7 +41,7 @@ class ObjectiveConfig:
     epochs: int = 1
     max_steps: int = 0
     batch_size: int = 64
-    lr: float = 0.2
+    lr: float = 0.4
     train_per_class: int = 200
     val_per_class: int = 50
     proxy_batch: int = 16
@@ -48,6 +51,9 @@ class ObjectiveConfig:
     threads: int | None = None
     latency_table: str | None = None
     latency_size: int | None = None
+    latency_cache: str | None = None
+    quick_latency: bool = False
+    latency_protocol: dict[str, Any] | None = None
     seed: int = 0
     train_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -74,16 +80,23 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
     if cfg.latency == "none":
         return float("nan")
     if cfg.latency == "predict":
-        from carve.search.latency import LatencyTable, predict
+        from carve.search.latency.table import LatencyTable, predict
 
-        table = LatencyTable.load(cfg.latency_table) if hasattr(LatencyTable, "load") else cfg.latency_table
-        return float(predict(spec, table))
+        return float(predict(spec, LatencyTable.load(cfg.latency_table), size))
     try:
-        from carve.search.latency import measure
-    except ImportError:  # latency engine not installed in this checkout: a plain timer stands in
+        from carve.search.latency import QUICK, measure
+    except ImportError:  # latency engine absent from this checkout: a plain eager timer stands in
         return _fallback_latency(spec, size, cfg)
+    cache: bool | str = False if cfg.latency_cache == "off" else (cfg.latency_cache or True)
+    protocol = QUICK if cfg.quick_latency else None
+    if cfg.latency_protocol:
+        from dataclasses import replace
+
+        from carve.search.latency import Protocol
+
+        protocol = replace(protocol or Protocol(), **cfg.latency_protocol)
     result = measure(spec, device=cfg.device, batch=1, input_size=size, threads=cfg.threads, runtime=cfg.runtime,
-                     cache=not remeasure, remeasure=remeasure)
+                     cache=cache, remeasure=remeasure, protocol=protocol)
     return float(result.median_ms)
 
 

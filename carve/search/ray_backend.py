@@ -31,6 +31,16 @@ class _Recorder(FixedParams):
         return super().suggest_categorical(name, choices)
 
 
+class _Define:
+    """Define-by-run space for OptunaSearch (a picklable callable: Tune checkpoints its searcher)."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        self.space.sample(trial)
+
+
 def _trainable(config: dict[str, Any], cfg: SearchConfig, space: SearchSpace) -> None:
     from ray import tune
 
@@ -73,11 +83,8 @@ def run_ray(cfg: SearchConfig) -> Any:
         else:
             ray.init(num_cpus=cfg.ray_num_cpus, include_dashboard=False, log_to_driver=False)
 
-    def define(trial: Any) -> None:
-        space.sample(trial)
-
     population = cfg.population or max(4, min(50, cfg.trials // 4))
-    searcher = OptunaSearch(space=define, metric=["accuracy", "latency_ms"], mode=["max", "min"],
+    searcher = OptunaSearch(space=_Define(space), metric=["accuracy", "latency_ms"], mode=["max", "min"],
                             sampler=make_sampler(cfg.sampler, cfg.seed, population, False))
     scheduler = None
     if cfg.asha and cfg.objective.accuracy == "proxy" and cfg.objective.epochs > 1:

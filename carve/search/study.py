@@ -112,6 +112,7 @@ def open_storage(url: str, heartbeat_s: int = 5) -> Any:
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
@@ -214,13 +215,13 @@ def count_states(study: Any) -> tuple[int, int]:
     return (sum(t.state == TrialState.COMPLETE for t in trials), sum(t.state == TrialState.FAIL for t in trials))
 
 
-def optimize(cfg: SearchConfig, worker: int = 0) -> Any:
+def optimize(cfg: SearchConfig, worker: int = 0, study: Any = None) -> Any:
     """Run trials in this process until the study holds ``cfg.trials`` complete ones (or timeout)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = cfg.load_space()
-    study = create_or_load_study(cfg, space, worker)
+    study = study if study is not None else create_or_load_study(cfg, space, worker)
     objective = Objective(cfg.objective, cfg.out_dir)
     values_single = len(study.directions) == 1
 
@@ -256,7 +257,8 @@ def optimize(cfg: SearchConfig, worker: int = 0) -> Any:
             st.stop()
 
     study.optimize(trial_fn, n_trials=None if cfg.timeout_s else cfg.trials * 10, timeout=cfg.timeout_s,
-                   catch=(Exception,), callbacks=[stop_when_done], gc_after_trial=True)
+                   catch=(Exception,), callbacks=[stop_when_done],
+                   gc_after_trial=cfg.objective.accuracy == "proxy")
     if bar is not None:
         bar.close()
     return study
@@ -283,7 +285,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
 
         study = run_ray(cfg)
     else:
-        create_or_load_study(cfg, cfg.load_space())  # fail fast on an existing study without resume
+        study = create_or_load_study(cfg, cfg.load_space())  # fails on an existing study without resume
         procs = []
         if cfg.workers > 1:
             import multiprocessing as mp
@@ -293,9 +295,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
                 p = ctx.Process(target=_worker_main, args=(cfg.as_dict(), w), daemon=False)
                 p.start()
                 procs.append(p)
-        own = SearchConfig(**cfg.as_dict())
-        own.resume = True
-        study = optimize(own, 0)
+        study = optimize(cfg, 0, study)
         for p in procs:
             p.join()
     return finish(cfg, study)

@@ -158,7 +158,7 @@ def fit(config: TrainConfig) -> FitResult:
                          drop_path_rate=config.drop_path_rate)
     spec = model.spec
     if config.sync_bn and dist.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = ddp.convert_sync_batchnorm(model, device)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     unwrapped = model
     if dist.enabled:

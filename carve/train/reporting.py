@@ -73,7 +73,8 @@ class CurveLogger:
         ax2.set(xlabel="epoch", ylabel="top-1 (%)")
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         fig.suptitle(title)
         fig.tight_layout()
         tmp = self.png_path.with_name("curve.tmp.png")

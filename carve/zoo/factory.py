@@ -11,8 +11,8 @@ from torch import nn
 from .model import CarveFeatures, CarveNet
 from .registry import ModelEntry, PublishedWeights, get_entry
 from .spec import ArchSpec, for_small_images, load_spec, parse_spec
-from .weights import (WEIGHT_SUFFIXES, WeightsError, convert_weights, load_state_dict_strict, peer_state_dict,
-                      read_weights_file)
+from .weights import (WEIGHT_SUFFIXES, WeightsError, convert_weights, in_peer_order, load_state_dict_strict,
+                      peer_source, peer_state_dict, read_weights_file)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,14 +38,14 @@ def resolve_spec(name_or_spec: str | Path | ArchSpec | dict) -> tuple[ArchSpec, 
 
 
 def find_weights(entry: ModelEntry | None, tag: str) -> PublishedWeights:
-    """The published weights matching ``tag`` ('torchvision', 'timm', 'timm:ra_in1k', ...)."""
+    """The published weights matching ``tag``: 'timm:ra_in1k' exactly; 'torchvision' or 'timm' the best of that peer."""
     if entry is None:
         raise WeightsError(f"pretrained={tag!r}: peer tags need a registry model name, not a spec")
     options = [w for w in entry.weights if w.tag == tag or w.source == tag]
     if not options:
         known = ", ".join(w.tag for w in entry.weights) or "none"
         raise WeightsError(f"{entry.name}: no published weights {tag!r}; known: {known}")
-    return options[-1] if tag in ("torchvision", "timm") else options[0]
+    return max(options, key=_top1_key) if tag in ("torchvision", "timm") else options[0]
 
 
 def create_model(
@@ -73,7 +73,7 @@ def create_model(
         if weights_file is None:
             if entry is None or not entry.weights:
                 raise WeightsError(f"{spec.name}: no published weights; pass a local file as pretrained=")
-            published = entry.weights[0]
+            published = default_weights(entry)
     elif isinstance(pretrained, (str, Path)) and pretrained:
         if Path(str(pretrained)).suffix in WEIGHT_SUFFIXES:
             weights_file = Path(str(pretrained))
@@ -81,6 +81,13 @@ def create_model(
             published = find_weights(entry, str(pretrained))
     if published is not None and published.norm is not None:
         spec = replace(spec, norm=published.norm)
+    state: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    if weights_file is not None:
+        state, metadata = read_weights_file(weights_file)
+        head = state.get("classifier.weight")
+        if head is not None and head.dim() == 2:  # a carve file: its classifier decides the width
+            spec = spec.with_num_classes(int(head.shape[0]))
     loaded_classes = spec.head.num_classes
     if drop_rate is not None:
         spec = replace(spec, head=replace(spec.head, dropout=drop_rate))
@@ -93,15 +100,12 @@ def create_model(
 
     model = CarveNet(spec)
     if weights_file is not None:
-        state, _ = read_weights_file(weights_file)
-        try:
-            load_state_dict_strict(model, state, str(weights_file))
-        except WeightsError:
-            state = convert_weights(state, "timm" if "conv_stem.weight" in state else "torchvision", model)
-            model.load_state_dict(state)
+        model = _load_file(model, state, weights_file, entry)
     elif published is not None:
         model.load_state_dict(convert_weights(peer_state_dict(published), published.source, model))
-    model.pretrained_cfg = pretrained_cfg(published, spec)
+    model.pretrained_cfg = pretrained_cfg(published, model.spec)
+    if weights_file is not None:
+        model.pretrained_cfg.update(file=str(weights_file), metrics=metadata.get("metrics"))
 
     if num_classes is not None and num_classes != loaded_classes:
         model.reset_classifier(num_classes)
@@ -110,6 +114,38 @@ def create_model(
         features.load_state_dict(model.state_dict(), strict=False)
         features.pretrained_cfg = model.pretrained_cfg
         return features
+    return model
+
+
+def default_weights(entry: ModelEntry) -> PublishedWeights:
+    """The weights ``pretrained=True`` loads: the highest published top-1 (unknown top-1 last)."""
+    return max(entry.weights, key=_top1_key)
+
+
+def _top1_key(weights: PublishedWeights) -> float:
+    return -1.0 if weights.top1 is None else weights.top1
+
+
+def _load_file(model: CarveNet, state: dict[str, Any], path: Path, entry: ModelEntry | None) -> CarveNet:
+    """Load a carve state dict strictly, or convert a torchvision/timm one saved to a file."""
+    try:
+        load_state_dict_strict(model, state, str(path))
+        return model
+    except WeightsError as strict_error:
+        ours = set(model.state_dict())
+        if sum(k in ours for k in state) > len(state) // 2:
+            raise  # carve names with some keys wrong: not a peer's state dict, report the mismatch
+        source = peer_source(state)
+        try:
+            if entry is not None and source in entry.peer_norm:
+                model = CarveNet(replace(model.spec, norm=entry.peer_norm[source]))
+            peer = getattr(entry, source, None) if entry is not None else None
+            if peer is not None:
+                state = in_peer_order(state, source, peer)
+            model.load_state_dict(convert_weights(state, source, model))
+        except WeightsError as exc:
+            raise WeightsError(f"{strict_error}. Read as a {source} state dict instead, it does not fit "
+                               f"either: {exc}") from None
     return model
 
 
@@ -137,4 +173,6 @@ def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec) -> dict[str
         if pc is not None:
             cfg.update(input_size=tuple(pc.input_size), crop_pct=pc.crop_pct, interpolation=pc.interpolation,
                        mean=tuple(pc.mean), std=tuple(pc.std), crop_mode=pc.crop_mode)
+            if pc.test_input_size is not None:
+                cfg.update(test_input_size=tuple(pc.test_input_size), test_crop_pct=pc.test_crop_pct)
     return cfg

@@ -23,10 +23,18 @@ class FeaturePoint:
 
 
 def feature_points(spec: ArchSpec) -> list[FeaturePoint]:
-    """The last layer at each total stride: stem (if no block shares its stride) then blocks."""
+    """The last layer at each total stride: stem, stem pool (if any), then blocks.
+
+    A point is dropped when a later layer has the same stride, so a stem pool makes the stem
+    conv's own output the stride-2 map (timm's convention: five maps, strides 2 to 32).
+    """
     points: list[FeaturePoint] = []
-    reduction = spec.stem.stride * (2 if spec.stem.pool else 1)
+    reduction = spec.stem.stride
     current = FeaturePoint("stem", spec.stem.channels, reduction)
+    if spec.stem.pool:
+        points.append(current)
+        reduction *= 2
+        current = FeaturePoint("stem_pool", spec.stem.channels, reduction)
     for si, stage in enumerate(spec.stages):
         for bi, block in enumerate(stage.blocks):
             if block.stride == 2:
@@ -161,7 +169,7 @@ class CarveFeatures(nn.Module):
         self._taps = {points[i].module for i in out_indices}
         last = max(out_indices)
         last_name = points[last].module
-        if last_name == "stem":
+        if last_name in ("stem", "stem_pool"):
             self.blocks = nn.Sequential()
         else:
             si, bi = (int(v) for v in last_name.split(".")[1:])
@@ -170,8 +178,11 @@ class CarveFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
-        x = self.stem_pool(self.stem(x))
+        x = self.stem(x)
         if "stem" in self._taps:
+            outs.append(x)
+        x = self.stem_pool(x)
+        if "stem_pool" in self._taps:
             outs.append(x)
         for si, stage in enumerate(self.blocks):
             for bi, block in enumerate(stage):

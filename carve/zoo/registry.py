@@ -114,7 +114,8 @@ def _register_all() -> None:
         ("large", 1.0): (_tv("IMAGENET1K_V1", "mobilenet_v3_large", 74.042),
                          _tv("IMAGENET1K_V2", "mobilenet_v3_large", 75.274),
                          _timm("mobilenetv3_large_100.ra_in1k", 75.77, TIMM_BN),
-                         _timm("mobilenetv3_large_100.miil_in21k_ft_in1k", 77.92, TIMM_BN)),
+                         _timm("mobilenetv3_large_100.miil_in21k_ft_in1k", 77.92, TIMM_BN),
+                         _timm("mobilenetv3_large_100.ra4_e3600_r224_in1k", None, TIMM_BN)),
         ("small", 1.0): (_tv("IMAGENET1K_V1", "mobilenet_v3_small", 67.668),
                          _timm("mobilenetv3_small_100.lamb_in1k", 67.66, TIMM_BN)),
         ("small", 0.75): (_timm("mobilenetv3_small_075.lamb_in1k", 65.24, TIMM_BN),),
@@ -139,7 +140,8 @@ def _register_all() -> None:
     register(ModelEntry("efficientnet_b0", "efficientnet", efficientnet_b0, torchvision="efficientnet_b0",
                         timm="efficientnet_b0",
                         weights=(_tv("IMAGENET1K_V1", "efficientnet_b0", 77.692),
-                                 _timm("efficientnet_b0.ra_in1k", 77.69)),
+                                 _timm("efficientnet_b0.ra_in1k", 77.69),
+                                 _timm("efficientnet_b0.ra4_e3600_r224_in1k", None)),
                         published=Published(5.289, 386, "torchvision EfficientNet_B0_Weights meta (5,288,548, 0.386 G); "
                                              "paper Table 2: 5.3M, 0.39B")))
     rx_pub = {1.0: (4.8, 400, "ReXNet paper / clovaai/rexnet README (4.8M, 0.40B)"),

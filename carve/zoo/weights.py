@@ -57,6 +57,31 @@ def convert_weights(state_dict: Mapping[str, torch.Tensor], source: str, model: 
     return out
 
 
+def peer_source(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Guess whether a foreign state dict comes from timm or torchvision (by timm's stem names)."""
+    return "timm" if "conv_stem.weight" in state_dict or "stem.conv.weight" in state_dict else "torchvision"
+
+
+def in_peer_order(state_dict: Mapping[str, torch.Tensor], source: str, peer: str) -> dict[str, torch.Tensor]:
+    """Reorder a peer's state dict as the peer model lists it (safetensors files store keys sorted).
+
+    ``peer`` is the torchvision builder or timm model name; a dict whose keys are not exactly the
+    peer's is returned unchanged (conversion then reports the mismatch).
+    """
+    with torch.device("meta"):
+        if source == "torchvision":
+            import torchvision
+
+            keys = list(getattr(torchvision.models, peer)(weights=None).state_dict())
+        else:
+            import timm
+
+            keys = list(timm.create_model(peer, pretrained=False).state_dict())
+    if set(keys) != set(state_dict):
+        return dict(state_dict)
+    return {k: state_dict[k] for k in keys}
+
+
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
     """Load weights; mismatched keys or shapes raise an error listing them, naming ``origin``."""
     expected = model.state_dict()
@@ -141,11 +166,15 @@ def save_weights(model: nn.Module, path: str | Path, metrics: Mapping[str, Any] 
 
 # -- peers' published weights ---------------------------------------------------------------------
 
-def _offline() -> bool:
+_HOSTS = {"torchvision": "download.pytorch.org", "timm": "huggingface.co"}
+
+
+def _offline(source: str) -> bool:
+    """True when ``CARVE_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) or the peer's host is unreachable."""
     if os.environ.get("CARVE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
         return True
     try:
-        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
+        socket.create_connection((_HOSTS[source], 443), timeout=3).close()
         return False
     except OSError:
         return True
@@ -153,7 +182,7 @@ def _offline() -> bool:
 
 def peer_state_dict(weights: Any) -> dict[str, torch.Tensor]:
     """Fetch a peer's published state dict through the peer's own download mechanism."""
-    if _offline():
+    if _offline(weights.source):
         raise PretrainedUnavailable(
             f"cannot download {weights.tag} for {weights.peer_model}: no network. Download it where you have "
             f"one and pass the local file instead, e.g. create_model(name, pretrained='weights.pth')")

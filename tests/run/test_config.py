@@ -45,6 +45,13 @@ def test_bad_values_name_the_field(tmp_path, text, field):
         load_config(path)
 
 
+def test_user_file_overrides_tiny(tmp_path):
+    path = tmp_path / "three.yaml"
+    path.write_text("search: {trials: 3}\n")
+    cfg = load_config(path, tiny=True)
+    assert (cfg.search.trials, cfg.search.train_per_class, cfg.name) == (3, 4, "tiny")
+
+
 def test_missing_config_file_and_bad_yaml(tmp_path):
     with pytest.raises(FileNotFoundError, match="--config"):
         load_config(tmp_path / "nope.yaml")

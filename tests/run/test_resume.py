@@ -14,6 +14,16 @@ from carve.run.steps import StageMissing, require
 REPO = Path(__file__).resolve().parents[2]
 
 
+def complete_params(db: Path) -> list[tuple]:
+    with sqlite3.connect(db, timeout=5) as con:
+        rows = con.execute("select t.number, p.param_name, p.param_value from trials t join trial_params p "
+                           "on p.trial_id = t.trial_id where t.state = 'COMPLETE'").fetchall()
+    by_trial: dict[int, list] = {}
+    for number, name, value in rows:
+        by_trial.setdefault(number, []).append((name, value))
+    return [tuple(sorted(v)) for v in by_trial.values()]
+
+
 def complete_trials(db: Path) -> dict[int, tuple]:
     if not db.is_file():
         return {}
@@ -65,5 +75,7 @@ def test_killed_search_resumes_without_redoing_steps_or_trials(tmp_path):
     after = complete_trials(db)
     assert len(after) == 3
     assert {n: after[n] for n in before} == before  # finished trials kept, not re-run
+    params = complete_params(db)
+    assert len(set(params)) == len(params), "a finished trial's architecture was sampled and trained again"
     assert (out / "zoo" / "done.json").read_bytes() == zoo_marker
     assert (out / "search" / "done.json").is_file()

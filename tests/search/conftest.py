@@ -29,7 +29,9 @@ def tiny_space(tmp_path):
 
 
 def fast_objective(**kw) -> ObjectiveConfig:
-    base = dict(accuracy="params", runtime="eager", latency="measure", latency_size=32, small_input=0,
+    base = dict(accuracy="params", runtime="eager", latency="measure", latency_size=32, small_input=0, threads=1,
+                latency_cache="off", latency_protocol=dict(window=1, warmup_max_windows=1, min_runs=3, max_runs=5,
+                                                           max_time_s=0.01, rel_ci=1.0),
                 img_size=32, data="/nonexistent", proxy_batch=4)
     base.update(kw)
     return ObjectiveConfig(**base)

@@ -119,3 +119,10 @@ def test_cuda_path_uses_events(db: LatencyCache) -> None:
     assert r.conditions["clock"] == "cuda-events" and r.fingerprint["gpu"]
     assert 0 < r.p10_ms <= r.median_ms <= r.p90_ms
     assert measure(tiny_spec(), device="cuda", input_size=32, cache=db, protocol=QUICK).cached
+
+
+def test_measure_leaves_the_callers_model_alone(db: LatencyCache) -> None:
+    model = create_model(tiny_spec()).train()
+    weight = model.stem.conv.weight
+    measure(model, input_size=32, threads=1, channels_last=True, cache=db, protocol=QUICK)
+    assert model.training and model.stem.conv.weight is weight and weight.is_contiguous()

@@ -91,3 +91,13 @@ def test_table_rejects_other_conditions(tmp_path: Path) -> None:
         build_table(SPECS[:1], input_sizes=32, threads=2, table=table, cache=False, save=False, progress=False)
     with pytest.raises(FileNotFoundError, match="latency table"):
         LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_sample_specs_from_a_search_space() -> None:
+    from carve.search.latency.table import sample_specs
+    from carve.search.spaces import get_space
+
+    specs = sample_specs(get_space("mbconv"), 4, seed=1)
+    assert len(specs) == 4 and len({s.hash() for s in specs}) == 4
+    assert [s.hash() for s in sample_specs(get_space("mbconv"), 4, seed=1)] == [s.hash() for s in specs]
+    assert all(decompose(s, 224)[-1].kind == "head" for s in specs)

@@ -3,12 +3,12 @@
 from dataclasses import replace
 
 import pytest
-import timm
 import torch
-import torchvision
 
 from carve.zoo import CarveNet, convert_weights, profile
 from carve.zoo.registry import entries
+
+from .peers import build_peer, randomise_norms
 
 TWINS = [(e.name, source, getattr(e, source)) for e in entries() for source in ("torchvision", "timm")
          if getattr(e, source)]
@@ -23,26 +23,6 @@ REQUIRED = {
     ("mobilenet_v3_small_075", "timm"), ("mobilenet_v3_small_100", "timm"),
     *{(f"rexnet_{w}", "timm") for w in ("100", "130", "150", "200")},
 }
-
-
-def build_peer(source: str, peer_name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if source == "torchvision":
-        return getattr(torchvision.models, peer_name)(weights=None)
-    return timm.create_model(peer_name, pretrained=False)
-
-
-def randomise_norms(model: torch.nn.Module, seed: int = 1) -> None:
-    """Give every BN non-trivial statistics and affine terms so a wrong mapping or eps shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) * 0.1 + 0.02)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 def twin(name: str, source: str, peer: torch.nn.Module) -> CarveNet:

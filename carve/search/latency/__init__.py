@@ -5,6 +5,8 @@ from .compare import Comparison, compare
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
 from .measure import LatencyResult, measure
 from .protocol import QUICK, Protocol
+from .table import LatencyTable, build_table, predict
 
-__all__ = ["QUICK", "Comparison", "LatencyCache", "LatencyResult", "Protocol", "cache_dir", "compare",
-           "default_db_path", "device_fingerprint", "fingerprint_key", "measure", "physical_cores"]
+__all__ = ["QUICK", "Comparison", "LatencyCache", "LatencyResult", "LatencyTable", "Protocol", "build_table",
+           "cache_dir", "compare", "default_db_path", "device_fingerprint", "fingerprint_key", "measure",
+           "physical_cores", "predict"]

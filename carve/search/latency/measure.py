@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from carve.zoo import create_model
+
 from .cache import LatencyCache
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
 from .protocol import Protocol, summarize, time_runs, warm_up
-from .runtime import input_channels, make_runner, model_key, resolve_model, torch_threads
+from .runtime import input_channels, make_runner, model_key, resolve_spec_or_module, torch_threads
 
 
 @dataclass
@@ -86,11 +88,12 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     """
     protocol = protocol or Protocol()
     threads = threads or physical_cores()
-    model = resolve_model(model_or_spec)
-    mkey = key or model_key(model)
+    found = resolve_spec_or_module(model_or_spec)  # a spec is built only when it must be measured
+    is_module = isinstance(found, torch.nn.Module)
+    mkey = key or (model_key(found) if is_module else f"spec:{found.hash()}")
     fp = device_fingerprint(device, threads)
     db = open_cache(cache)
-    cin = in_channels or input_channels(model)
+    cin = in_channels or (input_channels(found) if is_module else found.in_channels)
     shape_cond = dict(runtime=runtime, device=device, batch=batch, input_size=input_size, in_channels=cin,
                       channels_last=channels_last, clock=protocol.clock)
     ckey = cache_key(mkey, shape_cond, fp)
@@ -100,6 +103,7 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
             result = LatencyResult.from_dict(hit)
             result.cached = True
             return result
+    model = found if is_module else create_model(found)
     with torch_threads(threads), torch.inference_mode():
         runner = make_runner(model, runtime, device, batch, input_size, threads, channels_last, key=mkey,
                              in_channels=cin, clock=protocol.clock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from carve.zoo import ArchSpec, create_model
+from carve.zoo import ArchSpec, create_model, resolve_spec
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 
@@ -25,14 +26,20 @@ class Runner:
     conditions: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_model(model_or_spec: Any) -> nn.Module:
-    """A module from a module, an ArchSpec, a spec dict, a zoo name or a spec/weights file."""
+def resolve_spec_or_module(model_or_spec: Any) -> nn.Module | ArchSpec:
+    """The module itself, or the spec of an ArchSpec, a spec dict, a zoo name or a spec/weights file."""
     if isinstance(model_or_spec, nn.Module):
         return model_or_spec
     if isinstance(model_or_spec, (ArchSpec, dict, str, Path)):
-        return create_model(model_or_spec)
+        return resolve_spec(model_or_spec)[0]
     raise TypeError(f"model_or_spec: expected an nn.Module, ArchSpec, dict, zoo name or spec file, "
                     f"got {type(model_or_spec).__name__}")
+
+
+def resolve_model(model_or_spec: Any) -> nn.Module:
+    """A module from a module, an ArchSpec, a spec dict, a zoo name or a spec/weights file."""
+    found = resolve_spec_or_module(model_or_spec)
+    return found if isinstance(found, nn.Module) else create_model(found)
 
 
 def model_key(model: nn.Module) -> str:
@@ -101,7 +108,8 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
                 input_size: int = 224, threads: int = 1, channels_last: bool = False,
                 onnx_dir: Path | None = None, key: str | None = None, in_channels: int | None = None,
                 clock: str = "wall") -> Runner:
-    """Prepare ``model`` for timing; call inside ``torch.inference_mode()`` and ``torch_threads``."""
+    """Prepare a copy of ``model`` for timing (the caller's module is left as it was); call inside
+    ``torch.inference_mode()`` and ``torch_threads``."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {list(RUNTIMES)}, got {runtime!r}")
     if clock not in CLOCKS:
@@ -111,7 +119,10 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r}: no CUDA device is available")
-    model = model.eval()
+    try:
+        model = copy.deepcopy(model).eval()
+    except Exception:  # a module that can't be copied is timed in place
+        model = model.eval()
     cin = in_channels or input_channels(model)
     cond: dict[str, Any] = dict(runtime=runtime, device=device, batch=batch, input_size=input_size,
                                 in_channels=cin, threads=threads, channels_last=channels_last,

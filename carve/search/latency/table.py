@@ -142,8 +142,11 @@ def fit_correction(points: Sequence[Sequence[float]]) -> Correction:
 
 
 def sample_specs(space: Any, n: int, seed: int = 0) -> list[ArchSpec]:
-    """``n`` specs from a search space with ``.sample(rng)`` or ``.sample(optuna_trial)``."""
+    """``n`` specs from a search space: ``.sample_random(rng)`` (carve.search.spaces), else
+    ``.sample(rng)``, else ``.sample(optuna_trial)`` from a random-sampler study."""
     rng = random.Random(seed)
+    if hasattr(space, "sample_random"):
+        return [space.sample_random(rng)[0] for _ in range(n)]
     try:
         return [space.sample(rng) for _ in range(n)]
     except (TypeError, AttributeError):
