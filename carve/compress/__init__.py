@@ -6,9 +6,11 @@ Every step takes and returns ``(model, spec)``; ``pipeline`` chains them and rep
 from .export import OnnxCheck, file_size, state_size, to_onnx, to_program, verify_onnx
 from .fold import fold, fuse_conv_bn
 from .lowrank import lowrank, relative_error, svd_factors
+from .pipeline import STEPS, parse_steps, pipeline
 from .prune import PruneError, prune, pruned_spec
+from .report import CompressReport, StepRow
 from .quantize import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e
 
-__all__ = ["OnnxCheck", "PruneError", "QuantizeError", "cast", "file_size", "fold", "fuse_conv_bn", "lowrank",
+__all__ = ["STEPS", "CompressReport", "StepRow", "parse_steps", "pipeline", "OnnxCheck", "PruneError", "QuantizeError", "cast", "file_size", "fold", "fuse_conv_bn", "lowrank",
            "package_aoti", "prune", "pruned_spec", "quantize", "quantize_ort", "quantize_pt2e", "relative_error",
            "state_size", "svd_factors", "to_onnx", "to_program", "verify_onnx"]

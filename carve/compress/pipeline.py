@@ -68,15 +68,21 @@ def _loader(data: Any, split: tuple[str, ...], img_size: int, per_class: int, ba
     return eval_loader(data, img_size, batch_size, per_class=per_class, workers=0, split=split)
 
 
-def _tensor_bytes(model: nn.Module) -> int:
-    seen, total = set(), 0
-    for m in model.modules():
-        tensors = list(m._parameters.values()) + list(m._buffers.values())
-        tensors += [v for v in vars(m).values() if isinstance(v, torch.Tensor)]
-        for t in tensors:
-            if t is not None and id(t) not in seen:
-                seen.add(id(t))
-                total += t.numel() * t.element_size()
+def _graph_bytes(model: nn.Module) -> int:
+    """Bytes of the tensors a quantized graph actually reads (its ``get_attr`` nodes), else of its state."""
+    graph = getattr(getattr(model, "converted", model), "graph", None)
+    if graph is None:
+        return state_size(model)
+    root, seen, total = getattr(model, "converted", model), set(), 0
+    for node in graph.nodes:
+        if node.op != "get_attr":
+            continue
+        obj = root
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, torch.Tensor) and id(obj) not in seen:
+            seen.add(id(obj))
+            total += obj.numel() * obj.element_size()
     return total
 
 
@@ -94,7 +100,7 @@ class _Runner:
         plain = not isinstance(model, (Int8Model, OrtModel))
         params = count_params(model) if plain else (prev.params if prev else 0)
         macs = conv_macs(model, self.input_size, spec.in_channels) if plain else (prev.macs if prev else 0)
-        size = size if size is not None else (state_size(model) if plain else _tensor_bytes(model))
+        size = size if size is not None else (state_size(model) if plain else _graph_bytes(model))
         lat = p10 = p90 = None
         rt = "eager"
         if self.latency:

@@ -17,7 +17,7 @@ from torch import nn
 from carve.zoo import ArchSpec, CarveNet
 from carve.zoo.weights import load_state_dict_strict
 
-from .channels import Label, Trace, identity_labels, rebuild_spec, shuffle_labels, walk
+from .channels import Label, Trace, rebuild_spec, shuffle_labels, walk
 
 CRITERIA = ("l1", "l2", "bn", "taylor")
 
@@ -109,8 +109,9 @@ def plan_counts(spec: ArchSpec, trace: Trace, ratio: float, round_to: int = 8,
     for start, n in trace.shuffle_runs:
         half = blocks[start].out_channels // 2
         new = keep_count(half, ratio, max(1, round_to // 2))
-        for cand in range(new, half + 1):
-            if cand <= half and _shuffle_select(n, half, cand, lambda *a: 0.0) is not None:
+        # not every half-width can host the run's channel lifetimes: take the closest that can
+        for cand in sorted(range(1, half + 1), key=lambda c: (abs(c - new), -c)):
+            if _shuffle_select(n, half, cand, lambda *a: 0.0) is not None:
                 new = cand
                 break
         for k in range(n):
@@ -356,4 +357,4 @@ def ratio_for_target(spec: ArchSpec, fraction: float, cost: Callable[[ArchSpec],
 
 
 __all__ = ["PruneError", "accumulate_gradients", "channel_scores", "keep_count", "plan_counts", "prune",
-           "pruned_spec", "ratio_for_target", "slice_state", "identity_labels"]
+           "pruned_spec", "ratio_for_target", "slice_state", "conv_macs", "check_ratio"]

@@ -72,6 +72,11 @@ class Int8Model(nn.Module):
             with torch.no_grad():
                 self._compiled(example)
 
+    def train(self, mode: bool = True) -> Int8Model:
+        """No-op for the graph: exported quantized graphs refuse ``.train()``/``.eval()``."""
+        self.training = mode
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = self.converted if self._compiled is None else self._compiled
         if x.shape[0] == 1:

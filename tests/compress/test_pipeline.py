@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+
+from carve.cli import main
+from carve.compress import parse_steps, pipeline
+from carve.compress.prune import PruneError
+
+from .conftest import cifar_dir
+
+
+def test_prune_finetune_with_kd_recovers_accuracy_and_report_is_written(trained_tiny, tmp_path):
+    model, weights, top1 = trained_tiny
+    data = cifar_dir()
+    common = dict(eval=data, out_dir=tmp_path / "a", eval_per_class=20, latency=False)
+    cut = pipeline(weights, [("prune", {"ratio": 0.3})], **common)
+    report = pipeline(weights, [("prune", {"ratio": 0.3}), "fold", ("export", {"formats": ("onnx",)})],
+                      finetune_epochs=2, finetune={"train_per_class": 100, "val_per_class": 20, "batch_size": 50,
+                                                   "lr": 0.5, "aug": "none", "label_smoothing": 0.0},
+                      **{**common, "out_dir": tmp_path / "b"})
+    original, pruned, folded, exported = report.rows
+    assert original.top1 == pytest.approx(top1, abs=0.6)
+    assert pruned.macs < 0.7 * original.macs
+    before = cut.rows[1].top1
+    assert pruned.top1 > before  # finetuning with the teacher recovers accuracy lost to pruning
+    assert pruned.top1 >= original.top1 - 10
+    assert folded.top1 == pytest.approx(pruned.top1, abs=0.6)
+    assert exported.notes["onnx_top1_agreement"] >= 0.95
+    saved = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == [r.name for r in report.rows]
+    assert (tmp_path / "b" / "report.png").stat().st_size > 1000
+    assert "| prune 0.3 + finetune 2ep |" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_bad_pipeline_inputs_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="unknown step 'sparsify'"):
+        parse_steps(["fold", "sparsify"])
+    with pytest.raises(PruneError, match=r"\[0, 1\)"):
+        parse_steps([("prune", {"ratio": 1.0})])
+    with pytest.raises(ValueError, match="calib"):
+        pipeline("mobilenet_v3_small_075", ["quantize"], out_dir=tmp_path, latency=False)
+    with pytest.raises(FileNotFoundError, match="calib: data folder not found"):
+        pipeline("mobilenet_v3_small_075", ["quantize"], calib=tmp_path / "missing", out_dir=tmp_path)
+
+
+def test_cli_reports_errors_and_runs_a_small_compression(tmp_path, capsys):
+    assert main(["compress", "mobilenet_v3_small_075", "--prune", "1.5", "--no-latency"]) == 2
+    assert "[0, 1)" in capsys.readouterr().err
+    assert main(["compress", "mobilenet_v3_small_075", "--no-latency"]) == 2
+    assert "no step" in capsys.readouterr().err
+    spec = tmp_path / "out"
+    code = main(["compress", "mobilenet_v3_small_075", "--num-classes", "10", "--fold-bn", "--prune", "0.3",
+                 "--eval", str(cifar_dir()), "--eval-per-class", "2", "--no-latency", "--out-dir", str(spec),
+                 "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in out["rows"]] == ["original", "prune 0.3", "fold"]
+    assert (spec / "pruned.safetensors").is_file() and (spec / "report.md").is_file()
