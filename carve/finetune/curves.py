@@ -9,7 +9,6 @@ AP75, the loss terms) go to TensorBoard under ``detect/`` and into ``history.jso
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,31 +38,11 @@ class DetectCurves:
 
     def plot(self, title: str = "") -> Path:
         """Loss and AP / AP50 (percent) against epoch, to ``curves.png``."""
-        import matplotlib
+        from carve.train.reporting import plot_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        epochs = [r["epoch"] for r in self.rows]
-        ax1.plot(epochs, [r["train_loss"] for r in self.rows], marker="o", label="train loss")
-        for key in ("AP", "AP50"):
-            pts = [(r["epoch"], 100 * r[key]) for r in self.rows if isinstance(r.get(key), (int, float))]
-            if pts:
-                ax2.plot(*zip(*pts), marker="o", label=f"val {key}")
-        ax1.set(xlabel="epoch", ylabel="loss")
-        ax2.set(xlabel="epoch", ylabel="COCO AP (%)")
-        for ax in (ax1, ax2):
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        fig.suptitle(title)
-        fig.tight_layout()
-        tmp = self.png_path.with_name("curves.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, self.png_path)
-        return self.png_path
+        return plot_curves(self.png_path, self.rows, left=[("train_loss", "train loss", 1.0)],
+                           right=[(k, f"val {k}", 100.0) for k in ("AP", "AP50")],
+                           left_label="loss", right_label="COCO AP (%)", title=title)
 
     def close(self) -> None:
         self.base.close()

@@ -56,41 +56,44 @@ class CurveLogger:
 
     def plot(self, title: str = "") -> Path:
         """Loss and top-1 against epoch, to ``curve.png``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        epochs = [r["epoch"] for r in self.rows]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
-            ax1.plot(*_series(epochs, self.rows, key), marker="o", label=label)
-        for key, label in (("top1", "top-1"), ("ema_top1", "EMA top-1")):
-            xs, ys = _series(epochs, self.rows, key)
-            if xs:
-                ax2.plot(xs, ys, marker="o", label=label)
-        ax1.set(xlabel="epoch", ylabel="loss")
-        ax2.set(xlabel="epoch", ylabel="top-1 (%)")
-        for ax in (ax1, ax2):
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        fig.suptitle(title)
-        fig.tight_layout()
-        tmp = self.png_path.with_name("curve.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, self.png_path)
-        return self.png_path
+        return plot_curves(self.png_path, self.rows,
+                           left=[("train_loss", "train loss", 1.0), ("val_loss", "val loss", 1.0)],
+                           right=[("top1", "top-1", 1.0), ("ema_top1", "EMA top-1", 1.0)],
+                           left_label="loss", right_label="top-1 (%)", title=title)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def _series(epochs: list, rows: list[dict], key: str) -> tuple[list, list]:
-    pairs = [(e, r[key]) for e, r in zip(epochs, rows) if isinstance(r.get(key), (int, float))]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+Series = list[tuple[str, str, float]]  # (row key, legend label, scale)
+
+
+def plot_curves(png_path: Path, rows: list[Mapping[str, Any]], left: Series, right: Series, left_label: str,
+                right_label: str, title: str = "") -> Path:
+    """Two panels of per-epoch series (e.g. losses | accuracies) written atomically to ``png_path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, series, ylabel in ((axes[0], left, left_label), (axes[1], right, right_label)):
+        for key, label, scale in series:
+            pts = [(r["epoch"], scale * r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return png_path
 
 
 def _parse(row: dict[str, str]) -> dict[str, Any]:
