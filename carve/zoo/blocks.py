@@ -42,11 +42,14 @@ class _Residual(nn.Module):
         self.has_skip = _has_skip(spec, cin)
         self.partial = self.has_skip and cin != spec.out_channels
         self.drop_path = DropPath(drop_path) if self.has_skip and drop_path > 0 else nn.Identity()
+        self._drops = self.has_skip and drop_path > 0
 
     def _add(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        # Placeholders (Identity) are skipped by flags: each eager module call costs a few us.
         if not self.has_skip:
             return x
-        x = self.drop_path(x)
+        if self._drops:
+            x = self.drop_path(x)
         if self.partial:
             c = self.in_channels
             return torch.cat([x[:, :c] + shortcut, x[:, c:]], dim=1)
@@ -62,10 +65,14 @@ class DepthwiseSeparable(_Residual):
                                    norm=norm, padding=padding)
         self.se = _se(spec, cin, norm) or nn.Identity()
         self.conv_pw = ConvNormAct(cin, spec.out_channels, 1, act=spec.act if spec.pw_act else "none", norm=norm)
+        self._has_se = spec.se is not None
         self._init_skip(spec, cin, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._add(self.conv_pw(self.se(self.conv_dw(x))), x)
+        y = self.conv_dw(x)
+        if self._has_se:
+            y = self.se(y)
+        return self._add(self.conv_pw(y), x)
 
 
 class InvertedResidual(_Residual):
@@ -81,10 +88,15 @@ class InvertedResidual(_Residual):
         self.se = _se(spec, mid, norm) or nn.Identity()
         self.act_dw = create_act(spec.dw_activation) if spec.se_before_dw_act else nn.Identity()
         self.conv_pwl = ConvNormAct(mid, spec.out_channels, 1, act="none", norm=norm)
+        self._expands, self._has_se, self._post_se_act = mid != cin, spec.se is not None, spec.se_before_dw_act
         self._init_skip(spec, cin, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act_dw(self.se(self.conv_dw(self.conv_pw(x))))
+        y = self.conv_dw(self.conv_pw(x) if self._expands else x)
+        if self._has_se:
+            y = self.se(y)
+        if self._post_se_act:
+            y = self.act_dw(y)
         return self._add(self.conv_pwl(y), x)
 
 

@@ -58,6 +58,11 @@ class ConvNormAct(nn.Sequential):
         self.conv = create_conv(cin, cout, kernel, stride, groups, padding=padding)
         self.bn = nn.BatchNorm2d(cout, eps=norm.eps, momentum=norm.momentum)
         self.act = create_act(act)
+        self._acts = act != "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.conv(x))
+        return self.act(x) if self._acts else x
 
 
 class SqueezeExcite(nn.Module):
