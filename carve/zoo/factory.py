@@ -112,8 +112,7 @@ def create_model(
     if num_classes is not None and num_classes != loaded_classes:
         model.reset_classifier(num_classes)
     if features_only:
-        features = CarveFeatures(model.spec, out_indices)
-        features.load_state_dict(model.state_dict(), strict=False)
+        features = CarveFeatures(model.spec, out_indices, body=model)
         features.pretrained_cfg = model.pretrained_cfg
         return features
     return model

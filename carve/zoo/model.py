@@ -151,9 +151,10 @@ class CarveFeatures(nn.Module):
     """Backbone that returns the feature maps at ``out_indices`` of ``feature_points(spec)``.
 
     Module names equal those of CarveNet, so a classifier's weights load into it (head ignored).
+    ``body``: an already built CarveNet of ``spec`` whose modules (and weights) are taken over.
     """
 
-    def __init__(self, spec: ArchSpec, out_indices: Sequence[int] | None = None):
+    def __init__(self, spec: ArchSpec, out_indices: Sequence[int] | None = None, body: CarveNet | None = None):
         super().__init__()
         self.spec = validate(spec)
         points = feature_points(spec)
@@ -165,7 +166,7 @@ class CarveFeatures(nn.Module):
                 raise ValueError(f"out_indices: {i} is out of range for {len(points)} feature maps "
                                  f"(reductions {[p.reduction for p in points]})")
         self.feature_info = FeatureInfo(points, out_indices)
-        full = CarveNet(spec)
+        full = body if body is not None else CarveNet(spec)
         self.stem, self.stem_pool = full.stem, full.stem_pool
         self._taps = {points[i].module for i in out_indices}
         last = max(out_indices)
