@@ -6,18 +6,23 @@ import argparse
 import json
 
 
+def add_timing_args(p: argparse.ArgumentParser) -> None:
+    """The measurement conditions shared by every latency-timing command."""
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
+    p.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"], default="eager")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores available)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: thread CPU time, blind to other processes (with --threads 1 on shared machines)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     lat = sub.add_parser("latency", help="measure, tabulate and predict latency on this device")
     lsub = lat.add_subparsers(dest="latency_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-        p.add_argument("--batch", type=int, default=1)
-        p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
-        p.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"], default="eager")
-        p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores available)")
-        p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                       help="cpu: thread CPU time, blind to other processes (use with --threads 1)")
+        add_timing_args(p)
         p.add_argument("--db", default=None, help="SQLite cache (default: $CARVE_CACHE_DIR or ~/.cache/carve)")
         p.add_argument("--json", action="store_true", help="print JSON")
 

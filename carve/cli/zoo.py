@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .latency import add_timing_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     zoo = sub.add_parser("zoo", help="list and inspect zoo models")
@@ -116,13 +118,7 @@ def fvcore_table(model: "torch.nn.Module", size: int, max_depth: int = 2) -> str
 def register_bench(zsub: argparse._SubParsersAction) -> None:
     p = zsub.add_parser("bench", help="batch latency of zoo models, optionally beside their torchvision/timm twins")
     p.add_argument("names", nargs="*", default=["*"], help="registry names or globs (default: the whole zoo)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
-    p.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"], default="eager")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores available)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="cpu: thread CPU time, blind to other processes (with --threads 1 on shared machines)")
+    add_timing_args(p)
     p.add_argument("--vs-peers", action="store_true", help="time each twin interleaved with ours, report ours/twin")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_bench)
