@@ -72,10 +72,15 @@ def _versions() -> dict[str, str]:
 
 
 def device_fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Identity of the device a figure is measured on (goes with every result and cache key)."""
+    """Identity of the device a figure is measured on (goes with every result and cache key).
+
+    Taking it pins the process's malloc (``allocator.pin_allocator``) so that what it records holds.
+    """
     import torch
 
-    fp: dict[str, Any] = {"device": device}
+    from .allocator import pin_allocator
+
+    fp: dict[str, Any] = {"device": device, "allocator": pin_allocator()}
     if device.startswith("cuda"):
         index = torch.device(device).index or 0
         props = torch.cuda.get_device_properties(index)
