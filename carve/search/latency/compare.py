@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from tqdm import tqdm
 
 from .fingerprint import device_fingerprint, physical_cores
 from .measure import LatencyResult
@@ -36,7 +37,8 @@ class Comparison:
 
 def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, device: str = "cpu",
             batch: int = 1, input_size: int = 224, threads: int | None = None, runtime: str = "eager",
-            channels_last: bool = False, protocol: Protocol | None = None, block: int | None = None) -> Comparison:
+            channels_last: bool = False, protocol: Protocol | None = None, block: int | None = None,
+            progress: bool = False) -> Comparison:
     """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
 
     ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime, whose sessions disturb
@@ -55,20 +57,28 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
         raise ValueError(f"names: expected {len(models)} names, got {len(names)}")
     fp = device_fingerprint(device, threads)
     samples: list[list[float]] = [[] for _ in models]
-    with torch_threads(threads), torch.inference_mode():
-        runners = [make_runner(m, runtime, device, batch, input_size, threads, channels_last, clock=protocol.clock)
-                   for m in models]
-        warm = [warm_up(r.timed, protocol) for r in runners]
-        start = time.perf_counter()
-        budget = protocol.max_time_s * len(models)
+    budget = protocol.max_time_s * len(models)
+    bar = tqdm(total=2 * len(models), desc="latency: compare", unit="step", disable=not progress)
+    with torch_threads(threads), torch.inference_mode(), bar:
+        runners, warm = [], []
+        for m in models:
+            runners.append(make_runner(m, runtime, device, batch, input_size, threads, channels_last,
+                                       clock=protocol.clock))
+            warm.append(warm_up(runners[-1].timed, protocol))
+            bar.update(1)
+        start, shown = time.perf_counter(), 0
         while True:
             for r, s in zip(runners, samples):
                 s.extend(r.timed() for _ in range(block))
             n = len(samples[0])
+            done = min(len(models), int(len(models) * (time.perf_counter() - start) / budget))
+            bar.update(done - shown)
+            shown = done
             if n >= protocol.max_runs or time.perf_counter() - start > budget and n >= protocol.min_runs:
                 break
             if all(is_stable(s, protocol) for s in samples):
                 break
+        bar.update(len(models) - shown)
     results = []
     for m, r, s, (w, first) in zip(models, runners, samples, warm):
         st = summarize(s)
