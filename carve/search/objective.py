@@ -185,12 +185,11 @@ class Objective:
                          max_steps=cfg.max_steps, seed=cfg.seed, device=cfg.device,
                          **{**dict(workers=0, progress=False, tensorboard=False, cutmix_alpha=0.0, mix_prob=0.0,
                                    warmup_epochs=0.0), **cfg.train_kwargs})
-        result = fit(tc)
-        if report is not None:
-            for i, row in enumerate(result.history):
-                if "top1" in row or "val_top1" in row:
-                    report(i + 1, float(row.get("val_top1", row.get("top1"))))
-        return float(result.final_top1)
+        def on_epoch(row: dict) -> None:
+            if "top1" in row:
+                report(int(row["epoch"]), float(row["top1"]))
+
+        return float(fit(tc, on_epoch=None if report is None else on_epoch).final_top1)
 
 
 def _small(spec: ArchSpec, n: int) -> ArchSpec:

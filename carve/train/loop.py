@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -155,8 +155,12 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
                         drop_path_rate=config.drop_path_rate)
 
 
-def fit(config: TrainConfig) -> FitResult:
-    """Train ``config.model`` on ``config.data``; write checkpoints, curves and weights to ``out_dir``."""
+def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """Train ``config.model`` on ``config.data``; write checkpoints, curves and weights to ``out_dir``.
+
+    ``on_epoch`` is called on the main process with each epoch's history row once its checkpoint
+    is written (early-stopping schedulers such as Ray's ASHA report from it).
+    """
     from carve.zoo import save_weights
 
     wall_start = time.perf_counter()
@@ -279,6 +283,8 @@ def fit(config: TrainConfig) -> FitResult:
             curves.plot(name)
             log.info("epoch %d/%d: loss %.4f top-1 %s lr %.4g %.0f img/s", epoch + 1, epochs, row["train_loss"],
                      f"{row['top1']:.2f}" if "top1" in row else "-", row["lr"], row["images_per_s"])
+            if on_epoch is not None:
+                on_epoch(dict(row))
         ddp.barrier()
 
     if not metrics:  # resumed a finished run: nothing trained, still report where it stands

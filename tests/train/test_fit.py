@@ -24,8 +24,11 @@ def config(data, out, **kw) -> TrainConfig:
 
 
 def test_loss_decreases_and_outputs_are_written(tiny_data, tmp_path):
+    seen = []
     result = fit(config(tiny_data, tmp_path, epochs=4, cutmix_alpha=0.0, label_smoothing=0.0, ema_decay=0.9,
-                        tensorboard=True))
+                        tensorboard=True),
+                 on_epoch=lambda row: seen.append((row["epoch"], row["top1"], (tmp_path / "last.pt").is_file())))
+    assert seen == [(h["epoch"], h["top1"], True) for h in result.history]  # per epoch, after its checkpoint
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.85 * losses[0], losses
     assert result.final_top1 > 35.0  # 4 classes: chance is 25 %
