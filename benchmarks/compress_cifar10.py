@@ -67,11 +67,16 @@ def main() -> int:
                                        ("export", {"formats": ("onnx",)})],
                               out_dir=out / name / "onnxruntime", runtime="onnxruntime",
                               **{**common, "finetune_epochs": 0})
+        pairs = side_by_side(weights, out / name / "torch" / "pruned.json", args.threads)
         results[name] = dict(train_top1=trained.final_top1, torch=torch_report.to_dict(), onnxruntime=ort_report.to_dict(),
-                             floors=floors(torch_report), wall_s=round(time.time() - t0, 1))
+                             floors=floors(torch_report), pruned_vs_original=pairs, wall_s=round(time.time() - t0, 1))
         print(torch_report.markdown())
         print(ort_report.markdown())
         print(json.dumps(results[name]["floors"], indent=2))
+        print(f"{name}: pruned vs original, interleaved in one process (batch 1, {args.threads} thread(s), CPU clock)")
+        print(f"{'size':>5s} {'runtime':>12s} {'original ms':>12s} {'pruned ms':>10s} {'speed-up':>9s}")
+        for r in pairs:
+            print(f"{r['size']:5d} {r['runtime']:>12s} {r['original_ms']:12.3f} {r['pruned_ms']:10.3f} {r['speedup']:9.3f}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "compress_cifar10.json"
     tmp = path.with_suffix(".tmp")
@@ -79,6 +84,24 @@ def main() -> int:
     os.replace(tmp, path)
     print(f"written: {path} and report.md/report.png under {out}/<model>/torch|onnxruntime")
     return 0
+
+
+def side_by_side(weights: Path, pruned_spec: Path, threads: int) -> list[dict]:
+    """Original vs pruned architecture timed interleaved (``compare``) at 32, 112 and 224 px, eager
+    and ONNX Runtime: the pipeline's rows are timed one after another, which drifts more than the
+    ratio being asked about."""
+    from carve.search.latency import Protocol, compare
+    from carve.zoo import load_spec, resolve_spec
+
+    original, pruned = resolve_spec(weights)[0], load_spec(pruned_spec)
+    rows = []
+    for size in (32, 112, 224):
+        for runtime in ("eager", "onnxruntime"):
+            c = compare([original, pruned], names=["original", "pruned"], input_size=size, threads=threads,
+                        runtime=runtime, protocol=Protocol(clock="cpu" if threads == 1 else "wall", max_time_s=2))
+            rows.append(dict(size=size, runtime=runtime, original_ms=c.results[0].median_ms,
+                             pruned_ms=c.results[1].median_ms, speedup=1 / c.ratios[1]))
+    return rows
 
 
 def floors(report) -> dict:

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="INT8 flow (torch: torchao PT2E + inductor; onnxruntime: static QDQ) and latency engine")
     p.add_argument("--export", default=[], action="append", choices=["onnx", "program", "aoti"],
                    help="artefacts to write after the last step (repeatable)")
+    p.add_argument("--calibration", default="percentile", choices=["minmax", "percentile", "entropy"],
+                   help="ONNX Runtime INT8: how activation ranges are set from the calibration images")
     p.add_argument("--calib", default=None, help="image folder for calibration (train/ split); default: --eval")
     p.add_argument("--calib-per-class", type=int, default=20)
     p.add_argument("--eval", default="../shared/data/cifar10", help="image folder for top-1 (val/ or test/)")
@@ -54,7 +56,10 @@ def steps_from_args(args: argparse.Namespace) -> list:
     if args.lowrank is not None:
         steps.append(("lowrank", dict(energy=args.lowrank)))
     if args.quantize:
-        steps.append(("quantize", dict(precision=args.quantize)))
+        q = dict(precision=args.quantize)
+        if args.quantize == "int8" and args.runtime == "onnxruntime":
+            q["calibration"] = args.calibration
+        steps.append(("quantize", q))
     if args.export:
         steps.append(("export", dict(formats=tuple(args.export))))
     if not steps:

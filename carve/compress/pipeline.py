@@ -201,7 +201,13 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             save_weights(trainable, out / "pruned.safetensors")
             notes.update(ratio=ratio, iterations=iters, finetune_epochs=epochs, spec_file=str(out / "pruned.json"))
             spec.save(out / "pruned.json")
-            label = f"prune{'' if ratio is None else f' {ratio:g}'}" + (f" + finetune {epochs}ep" if epochs else "")
+            label = "prune"
+            if ratio is not None:
+                label += f" {ratio:g}"
+            elif "target_macs" in kw:
+                label += f" to {kw['target_macs']:.0%} MACs"
+            if epochs:
+                label += f" + finetune {epochs}ep"
         elif name == "lowrank":
             model, spec = lowrank(model, spec, **kw)
             notes["layers"] = getattr(model, "lowrank_layers", [])

@@ -16,10 +16,12 @@ def _agreement(a, b, batches):
     return same / sum(len(y) for _, y in batches)
 
 
-def test_int8_onnxruntime_agrees_with_fp32_on_real_images(trained_tiny, tmp_path):
+@pytest.mark.parametrize("calibration", ["minmax", "percentile"])
+def test_int8_onnxruntime_agrees_with_fp32_on_real_images(trained_tiny, tmp_path, calibration):
     model, _, _ = trained_tiny
     calib, test = cifar_batches("train", 10, 50), cifar_batches("test", 10, 50)
-    q, spec = quantize(model, calib=calib, runtime="onnxruntime", out_dir=tmp_path, calib_images=100)
+    q, spec = quantize(model, calib=calib, runtime="onnxruntime", out_dir=tmp_path, calib_images=100,
+                       calibration=calibration)
     assert isinstance(q, OrtModel) and spec == model.spec
     assert (tmp_path / "model_int8.onnx").stat().st_size < 0.6 * (tmp_path / "model_fp32.onnx").stat().st_size
     assert _agreement(model, q, test) >= 0.85
@@ -54,3 +56,5 @@ def test_bad_quantization_requests_are_clear():
         quantize(model, precision="int4")
     with pytest.raises(QuantizeError, match="runtime"):
         quantize(model, runtime="tflite", calib=[torch.zeros(1, 3, 32, 32)])
+    with pytest.raises(QuantizeError, match="calibration"):
+        quantize(model, runtime="onnxruntime", calib=[torch.zeros(1, 3, 32, 32)], calibration="kl")
