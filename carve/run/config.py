@@ -66,6 +66,8 @@ class TrainSection:
     weight_decay: float
     aug: str
     workers: int
+    warmup_epochs: float = 0.3
+    cutmix: float = 0.0
 
 
 @dataclass
@@ -80,11 +82,12 @@ class FinetuneSection:
 @dataclass
 class CompressSection:
     steps: list[str]
-    prune_ratio: float
+    prune_ratio: float | None
     finetune_epochs: int
     calib_images: int
     runtime: str
     onnx: bool
+    prune_macs: float | None = None
 
 
 @dataclass
@@ -244,8 +247,17 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"compress.runtime: expected onnxruntime or torch, got {cfg.compress.runtime!r}")
     if cfg.compress.finetune_epochs < 0:
         raise ConfigError(f"compress.finetune_epochs: expected 0 or more, got {cfg.compress.finetune_epochs!r}")
-    if not 0.0 <= cfg.compress.prune_ratio < 1.0:
-        raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {cfg.compress.prune_ratio!r}")
+    c = cfg.compress
+    if c.prune_ratio is not None and not 0.0 <= c.prune_ratio < 1.0:
+        raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {c.prune_ratio!r}")
+    if c.prune_macs is not None and not 0.0 < c.prune_macs <= 1.0:
+        raise ConfigError(f"compress.prune_macs: expected a fraction of the MACs in (0, 1], got {c.prune_macs!r}")
+    if (c.prune_ratio is None) == (c.prune_macs is None) and "prune" in c.steps:
+        raise ConfigError("compress.prune_macs: expected exactly one of it and compress.prune_ratio to be set, "
+                          f"got {c.prune_ratio!r} and {c.prune_macs!r}")
+    for where, value in [("train.warmup_epochs", cfg.train.warmup_epochs), ("train.cutmix", cfg.train.cutmix)]:
+        if value < 0:
+            raise ConfigError(f"{where}: expected 0 or more, got {value!r}")
     if not cfg.name or "/" in cfg.name:
         raise ConfigError(f"name: expected a plain folder name, got {cfg.name!r}")
     return cfg

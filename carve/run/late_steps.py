@@ -46,7 +46,8 @@ def run_compress_step(cfg: RunConfig, state: RunState) -> dict:
     steps: list = []
     for name in c.steps:
         if name == "prune":
-            steps.append(("prune", {"ratio": c.prune_ratio, "finetune_epochs": c.finetune_epochs}))
+            target = {"ratio": c.prune_ratio} if c.prune_macs is None else {"target_macs": c.prune_macs}
+            steps.append(("prune", {**target, "finetune_epochs": c.finetune_epochs}))
         elif name == "quantize":
             steps.append(("quantize", {"precision": "int8", "calib_images": c.calib_images}))
         else:

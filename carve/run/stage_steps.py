@@ -114,6 +114,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                          epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, aug=t.aug,
                          img_size=t.img_size, small_input=t.small_input, train_per_class=t.train_per_class or 0,
                          val_per_class=t.val_per_class or 0, seed=cfg.seed, workers=t.workers,
+                         warmup_epochs=t.warmup_epochs, cutmix_alpha=t.cutmix, mix_prob=0.5 if t.cutmix else 0.0,
                          resume=(out / role / "last.pt").is_file())
         print(f"[carve run] train: {role} ({spec.name})", file=sys.stderr, flush=True)
         res = fit(tc)
@@ -125,7 +126,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                             checkpoint=rel(state, res.best_path or res.last_path), spec=rel(state, deploy_spec),
                             wall_s=round(res.wall_s, 1),
                             images_per_s=round(res.images_per_s, 1), epochs=t.epochs)
-    # both deployable models timed in one process, interleaved, like the zoo step
+    # both deployable models timed in one process, interleaved, for their ratio
     deploy = {role: create_model(spec.with_num_classes(10)).eval() for role, spec in candidates.items()}
     timings, engine = measure_many(deploy, zoo["input_size"], zoo["runtime"], cfg.zoo.protocol, cfg.zoo.threads)
     for role, timing in timings.items():

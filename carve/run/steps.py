@@ -61,7 +61,7 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
     from carve.zoo import create_model, get_entry, list_models, profile
 
     from . import plots
-    from .latency import measure_many
+    from .latency import measure_each
 
     out = state.step_dir("zoo")
     names = list_models(cfg.zoo.models)
@@ -77,9 +77,9 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
         models[name] = model
         rows.append(dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
                          macs_m=round(prof.macs / 1e6, 1), imagenet_top1=best_published_top1(entry)))
-    print(f"[carve run] zoo: timing {len(models)} models interleaved ({cfg.zoo.runtime}, {cfg.zoo.input_size} px)",
-          file=sys.stderr, flush=True)
-    timings, engine = measure_many(models, cfg.zoo.input_size, cfg.zoo.runtime, cfg.zoo.protocol, cfg.zoo.threads)
+    print(f"[carve run] zoo: timing {len(models)} models, one at a time as the search times its candidates "
+          f"({cfg.zoo.runtime}, {cfg.zoo.input_size} px)", file=sys.stderr, flush=True)
+    timings, engine = measure_each(models, cfg.zoo.input_size, cfg.zoo.runtime, cfg.zoo.protocol, cfg.zoo.threads)
     for r in rows:
         t = timings[r["name"]]
         r.update(latency_ms=round(t.median_ms, 3), p10_ms=round(t.p10_ms, 3), p90_ms=round(t.p90_ms, 3))
