@@ -58,3 +58,18 @@ def test_bad_quantization_requests_are_clear():
         quantize(model, runtime="tflite", calib=[torch.zeros(1, 3, 32, 32)])
     with pytest.raises(QuantizeError, match="calibration"):
         quantize(model, runtime="onnxruntime", calib=[torch.zeros(1, 3, 32, 32)], calibration="kl")
+
+
+def test_int8_pt2e_copies_keep_the_compiled_kernels(trained_tiny):
+    """The latency engine times a deep copy: it must run the frozen INT8 kernels, not the bare graph."""
+    import copy
+
+    model, _, _ = trained_tiny
+    calib = cifar_batches("train", 1, 10)
+    q, _ = quantize(model, calib=calib, runtime="torch", calib_images=10)
+    clone = copy.deepcopy(q)
+    assert isinstance(q._compiled, torch._dynamo.eval_frame.OptimizedModule)
+    assert clone._compiled is q._compiled and clone.converted is q.converted
+    x = calib[0][0][:1]
+    with torch.no_grad():
+        assert torch.equal(clone(x), q(x))

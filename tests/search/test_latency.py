@@ -126,3 +126,17 @@ def test_measure_leaves_the_callers_model_alone(db: LatencyCache) -> None:
     weight = model.stem.conv.weight
     measure(model, input_size=32, threads=1, channels_last=True, cache=db, protocol=QUICK)
     assert model.training and model.stem.conv.weight is weight and weight.is_contiguous()
+
+
+def test_measure_times_a_compiled_module_compiled(db: LatencyCache) -> None:
+    calls = []
+
+    def counting_backend(gm: torch.fx.GraphModule, example_inputs):  # noqa: ANN001
+        def run(*args):  # noqa: ANN002
+            calls.append(1)
+            return gm.forward(*args)
+        return run
+
+    compiled = torch.compile(create_model(tiny_spec()).eval(), backend=counting_backend)
+    r = measure(compiled, input_size=32, threads=1, cache=db, protocol=QUICK)
+    assert len(calls) >= r.runs  # every timed run went through the compiled graph, not a bare copy
