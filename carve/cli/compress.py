@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="artefacts to write after the last step (repeatable)")
     p.add_argument("--calibration", default="percentile", choices=["minmax", "percentile", "entropy"],
                    help="ONNX Runtime INT8: how activation ranges are set from the calibration images")
+    p.add_argument("--keep-if-faster", type=float, default=None, metavar="X",
+                   help="keep the quantized model only if it is at least X times faster than the row before "
+                        "(it is measured and reported either way)")
     p.add_argument("--calib", default=None, help="image folder for calibration (train/ split); default: --eval")
     p.add_argument("--calib-per-class", type=int, default=20)
     p.add_argument("--eval", default="../shared/data/cifar10", help="image folder for top-1 (val/ or test/)")
@@ -59,6 +62,8 @@ def steps_from_args(args: argparse.Namespace) -> list:
         q = dict(precision=args.quantize)
         if args.quantize == "int8" and args.runtime == "onnxruntime":
             q["calibration"] = args.calibration
+        if args.keep_if_faster is not None:
+            q["min_speedup"] = args.keep_if_faster
         steps.append(("quantize", q))
     if args.export:
         steps.append(("export", dict(formats=tuple(args.export))))

@@ -41,21 +41,29 @@ class CompressReport:
     def add(self, row: StepRow) -> None:
         self.rows.append(row)
 
+    def kept_rows(self) -> list[StepRow]:
+        """The rows whose model was carried on (a quantization that did not pay can be measured and dropped)."""
+        return [r for r in self.rows if r.notes.get("kept", True)]
+
     def verdicts(self) -> list[str]:
-        """One line per step: speed-up and top-1 change against the row before, said plainly."""
+        """One line per step: speed-up and top-1 change against the kept row before, said plainly."""
         lines = []
-        for prev, row in zip(self.rows, self.rows[1:]):
+        prev = self.rows[0] if self.rows else None
+        for row in self.rows[1:]:
             parts = [f"{row.name}:"]
             if prev.latency_ms and row.latency_ms:
                 speed = prev.latency_ms / row.latency_ms
                 parts.append(f"{speed:.2f}x the speed of the previous row")
                 if row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:
-                    parts.append("(quantization did not pay here)")
+                    parts.append("(quantization did not pay here" +
+                                 ("; the model before it was kept)" if not row.notes.get("kept", True) else ")"))
             if prev.top1 is not None and row.top1 is not None:
                 parts.append(f"top-1 {row.top1 - prev.top1:+.2f} points")
             if prev.macs and row.macs != prev.macs:
                 parts.append(f"MACs x{row.macs / prev.macs:.2f}")
             lines.append(" ".join(parts))
+            if row.notes.get("kept", True):
+                prev = row
         base = self.rows[0] if self.rows else None
         comp = self.reference.get("original_compiled_ms")
         if base and comp and self.rows[-1].latency_ms:

@@ -88,6 +88,7 @@ class CompressSection:
     runtime: str
     onnx: bool
     prune_macs: float | None = None
+    int8_min_speedup: float | None = None
 
 
 @dataclass
@@ -250,6 +251,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     c = cfg.compress
     if c.prune_ratio is not None and not 0.0 <= c.prune_ratio < 1.0:
         raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {c.prune_ratio!r}")
+    if c.int8_min_speedup is not None and not c.int8_min_speedup > 0:
+        raise ConfigError(f"compress.int8_min_speedup: expected a positive speed-up factor, got {c.int8_min_speedup!r}")
     if c.prune_macs is not None and not 0.0 < c.prune_macs <= 1.0:
         raise ConfigError(f"compress.prune_macs: expected a fraction of the MACs in (0, 1], got {c.prune_macs!r}")
     if (c.prune_ratio is None) == (c.prune_macs is None) and "prune" in c.steps:

@@ -49,7 +49,10 @@ def run_compress_step(cfg: RunConfig, state: RunState) -> dict:
             target = {"ratio": c.prune_ratio} if c.prune_macs is None else {"target_macs": c.prune_macs}
             steps.append(("prune", {**target, "finetune_epochs": c.finetune_epochs}))
         elif name == "quantize":
-            steps.append(("quantize", {"precision": "int8", "calib_images": c.calib_images}))
+            q = {"precision": "int8", "calib_images": c.calib_images}
+            if c.int8_min_speedup is not None:
+                q["min_speedup"] = c.int8_min_speedup
+            steps.append(("quantize", q))
         else:
             steps.append(name)
     if c.onnx:

@@ -57,3 +57,22 @@ def test_cli_reports_errors_and_runs_a_small_compression(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in out["rows"]] == ["original", "prune 0.3", "fold"]
     assert (spec / "pruned.safetensors").is_file() and (spec / "report.md").is_file()
+
+
+@pytest.mark.parametrize("min_speedup, kept", [(1e6, False), (1e-6, True)])
+def test_quantization_is_kept_only_where_it_pays(trained_tiny, tmp_path, min_speedup, kept):
+    _, weights, _ = trained_tiny
+    report = pipeline(weights, [("quantize", {"runtime": "onnxruntime", "min_speedup": min_speedup,
+                                              "calib_images": 20}), "export"],
+                      calib=cifar_dir(), eval=cifar_dir(), eval_per_class=5, out_dir=tmp_path, threads=1,
+                      runtime="onnxruntime")
+    original, int8, exported = report.rows
+    assert int8.latency_ms and int8.notes.get("kept", True) is kept
+    assert ("not kept" in int8.name) is not kept
+    if kept:  # the deployable is the INT8 graph
+        assert exported.notes["onnx"].endswith("model_int8.onnx") and exported.runtime == "int8-onnxruntime"
+    else:  # the FP32 model went on to export, verified against PyTorch
+        assert exported.runtime == "onnxruntime" and exported.notes["onnx_top1_agreement"] >= 0.95
+        assert exported.size_bytes > 1.5 * int8.size_bytes  # FP32 weights, not INT8 ones
+        assert "the model before it was kept" in report.verdicts()[0]
+        assert report.verdicts()[1].startswith("export: ")
