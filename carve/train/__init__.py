@@ -1,5 +1,6 @@
 """Classification training: recipe pieces, the ``fit`` loop, evaluation and reporting."""
 
+from .batchnorm import calibration_loader, recalibrate_bn
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
 from .data import (SafeImageFolder, build_transforms, collate_skipping, eval_loader, find_split, set_epoch,
@@ -13,8 +14,8 @@ from .reporting import CurveLogger
 
 __all__ = [
     "BatchMixer", "CurveLogger", "DistillLoss", "FitResult", "NonFiniteLoss", "SafeImageFolder", "TrainConfig",
-    "WarmupCosine", "amp_dtype", "build_optimizer", "build_scheduler", "build_transforms", "capture_rng",
+    "WarmupCosine", "amp_dtype", "build_optimizer", "build_scheduler", "build_transforms", "calibration_loader", "capture_rng",
     "collate_skipping", "eval_loader", "evaluate", "find_split", "fit", "kd_loss", "load_checkpoint",
-    "load_teacher", "param_groups", "restore_rng", "save_checkpoint", "scaled_lr", "set_epoch", "train_loader",
+    "load_teacher", "param_groups", "recalibrate_bn", "restore_rng", "save_checkpoint", "scaled_lr", "set_epoch", "train_loader",
     "train_one_epoch",
 ]

@@ -21,6 +21,8 @@ class TrainConfig:
     scaled linearly with the effective (global) batch size. ``max_steps`` caps the optimizer steps
     (the schedule then spans them); ``train_per_class``/``val_per_class`` take the first N images
     of each class. ``resume``: True (the out_dir's last checkpoint) or a checkpoint path.
+    ``bn_recalibration``: batches of training images over which BatchNorm statistics are
+    re-estimated before each evaluation (0: off; short schedules want it, see ``batchnorm``).
     """
 
     model: Any = "mobilenet_v2_100"
@@ -61,6 +63,7 @@ class TrainConfig:
     drop_rate: float | None = None
     drop_path_rate: float | None = None
     sync_bn: bool = False
+    bn_recalibration: int = 0
     eval_every: int = 1
     progress: bool = True
     tensorboard: bool = True
@@ -99,6 +102,7 @@ class TrainConfig:
         need(self.max_steps >= 0, "max_steps", "an integer >= 0 (0 = no cap)")
         need(self.workers >= 0, "workers", "an integer >= 0")
         need(self.eval_every >= 1, "eval_every", "an integer >= 1")
+        need(self.bn_recalibration >= 0, "bn_recalibration", "an integer >= 0 (batches; 0 = off)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (a spec given as an object is stored as its dict)."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import ddp
+from .batchnorm import calibration_loader, recalibrate_bn
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
 from .data import SkipCounter, eval_loader, num_classes_of, set_epoch, train_loader
@@ -177,6 +178,10 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     val_dl = eval_loader(config.data, config.img_size, config.batch_size, config.val_per_class, config.workers,
                          dist.rank, dist.world_size)
     num_classes = num_classes_of(train_dl)
+    calib_dl = None
+    if config.bn_recalibration:
+        calib_dl = calibration_loader(config.data, config.img_size, config.batch_size, config.bn_recalibration,
+                                      config.train_per_class, config.seed)
 
     # Model (same initial weights on every rank: seeded identically)
     model = build_model(config, num_classes)
@@ -258,6 +263,9 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
                                    train_loss=stats["train_loss"], epoch_s=stats["seconds"],
                                    images_per_s=stats["images"] / max(stats["seconds"], 1e-9))
         if last_epoch or (epoch + 1) % config.eval_every == 0:
+            if calib_dl is not None:
+                for net in [unwrapped] + ([ema.module] if ema is not None else []):
+                    recalibrate_bn(net, calib_dl, device, config.channels_last)
             metrics = evaluate(unwrapped, val_dl, device=device, amp_dtype=dtype, channels_last=config.channels_last)
             row.update(val_loss=metrics["loss"], top1=metrics["top1"], top5=metrics["top5"])
             candidates = [(metrics["top1"], unwrapped, "model")]

@@ -65,7 +65,7 @@ class _Interrupting:
 
 def test_resume_continues_exactly(tiny_data, tmp_path, monkeypatch):
     kw = dict(epochs=3, cutmix_alpha=1.0, mixup_alpha=0.2, mix_prob=0.8, aug="medium", ema_decay=0.9,
-              deterministic=True, train_per_class=24)
+              deterministic=True, train_per_class=24, bn_recalibration=2)
     straight = fit(config(tiny_data, tmp_path / "straight", **kw))
 
     real_epoch = loop_module.train_one_epoch
