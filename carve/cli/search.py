@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="../shared/data/cifar10", help="ImageFolder with train/ and test/")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="cap proxy-training steps (0: no cap)")
+    p.add_argument("--bn-recalibration", type=int, default=20, metavar="BATCHES",
+                   help="re-estimate BatchNorm statistics on this many training batches before a trial is "
+                        "evaluated (0: off)")
     p.add_argument("--train-per-class", type=int, default=200)
     p.add_argument("--val-per-class", type=int, default=50)
     p.add_argument("--img-size", type=int, default=32, help="proxy-training image size")
@@ -117,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           img_size=args.img_size, small_input=args.small_input, batch_size=args.batch_size,
                           lr=args.lr, latency=args.latency, latency_table=args.latency_table, runtime=args.runtime,
                           device=args.device, threads=args.threads, seed=args.seed,
-                          quick_latency=args.quick_latency, latency_cache=args.latency_cache)
+                          quick_latency=args.quick_latency, latency_cache=args.latency_cache,
+                          bn_recalibration=args.bn_recalibration)
     cfg = SearchConfig(space=args.space, objective=obj, study_name=args.study_name, storage=args.storage,
                        out_dir=args.out, trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
                        population=args.population, seed=args.seed, latency_budget_ms=args.latency_budget,

@@ -52,6 +52,7 @@ class SearchSection:
     lr: float
     budget_factor: float
     study: str
+    bn_recalibration: int = 20
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TrainSection:
     workers: int
     warmup_epochs: float = 0.3
     cutmix: float = 0.0
+    bn_recalibration: int = 20
 
 
 @dataclass
@@ -239,6 +241,10 @@ def validate(cfg: RunConfig) -> RunConfig:
                          ("train.val_per_class", cfg.train.val_per_class),
                          ("finetune.max_steps", cfg.finetune.max_steps)]:
         _positive(value, where, allow_none=True)
+    for where, value in [("search.bn_recalibration", cfg.search.bn_recalibration),
+                         ("train.bn_recalibration", cfg.train.bn_recalibration)]:
+        if value < 0:
+            raise ConfigError(f"{where}: expected a number of batches >= 0 (0 = off), got {value!r}")
     if cfg.train.aug not in AUGS:
         raise ConfigError(f"train.aug: expected one of {', '.join(AUGS)}, got {cfg.train.aug!r}")
     for i, step in enumerate(cfg.compress.steps):

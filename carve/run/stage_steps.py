@@ -32,7 +32,7 @@ def objective_config(cfg: RunConfig, zoo: dict) -> Any:
                            img_size=s.img_size, small_input=s.small_input, epochs=s.epochs, batch_size=s.batch_size,
                            lr=s.lr, train_per_class=s.train_per_class or 0, val_per_class=s.val_per_class or 0,
                            runtime=zoo["runtime"], threads=cfg.zoo.threads, latency_size=zoo["input_size"],
-                           seed=cfg.seed)
+                           bn_recalibration=s.bn_recalibration, seed=cfg.seed)
 
 
 def _trials(study_name: str, storage: str) -> list[dict]:
@@ -115,7 +115,7 @@ def run_train_step(cfg: RunConfig, state: RunState) -> dict:
                          img_size=t.img_size, small_input=t.small_input, train_per_class=t.train_per_class or 0,
                          val_per_class=t.val_per_class or 0, seed=cfg.seed, workers=t.workers,
                          warmup_epochs=t.warmup_epochs, cutmix_alpha=t.cutmix, mix_prob=0.5 if t.cutmix else 0.0,
-                         resume=(out / role / "last.pt").is_file())
+                         bn_recalibration=t.bn_recalibration, resume=(out / role / "last.pt").is_file())
         print(f"[carve run] train: {role} ({spec.name})", file=sys.stderr, flush=True)
         res = fit(tc)
         deploy_spec = spec.with_num_classes(10).save(out / role / "deploy_spec.json")

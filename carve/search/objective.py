@@ -31,7 +31,9 @@ class ObjectiveConfig:
     """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing;
     ``latency_cache`` is a latency cache file (default: carve's cache; "off": none);
     ``quick_latency`` uses the latency engine's short protocol; ``latency_protocol`` overrides
-    fields of the timing protocol (``carve.search.latency.Protocol``)."""
+    fields of the timing protocol (``carve.search.latency.Protocol``). ``bn_recalibration``: batches
+    over which proxy training re-estimates BatchNorm statistics before evaluating (0: off; one epoch
+    leaves a BN momentum of 0.01 far from the current weights' statistics)."""
 
     accuracy: str = "proxy"
     data: str = "../shared/data/cifar10"
@@ -45,6 +47,7 @@ class ObjectiveConfig:
     train_per_class: int = 200
     val_per_class: int = 50
     proxy_batch: int = 16
+    bn_recalibration: int = 20
     latency: str = "measure"
     runtime: str = "onnxruntime"
     device: str = "cpu"
@@ -183,6 +186,7 @@ class Objective:
                          batch_size=cfg.batch_size, lr=cfg.lr, img_size=cfg.img_size, small_input=cfg.small_input,
                          train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
                          max_steps=cfg.max_steps, seed=cfg.seed, device=cfg.device,
+                         bn_recalibration=cfg.bn_recalibration,
                          **{**dict(workers=0, progress=False, tensorboard=False, cutmix_alpha=0.0, mix_prob=0.0,
                                    warmup_epochs=0.0), **cfg.train_kwargs})
         def on_epoch(row: dict) -> None:
