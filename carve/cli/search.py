@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="../shared/data/cifar10", help="ImageFolder with train/ and test/")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="cap proxy-training steps (0: no cap)")
+    p.add_argument("--warm-start", nargs="+", default=(), metavar="MODEL",
+                   help="zoo names or spec files: the space's nearest points to them are the first trials")
     p.add_argument("--bn-recalibration", type=int, default=20, metavar="BATCHES",
                    help="re-estimate BatchNorm statistics on this many training batches before a trial is "
                         "evaluated (0: off)")
@@ -127,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        population=args.population, seed=args.seed, latency_budget_ms=args.latency_budget,
                        macs_budget=args.macs_budget, params_budget=args.params_budget, resolution=args.resolution,
                        resume=args.resume, workers=args.workers, remeasure=not args.no_remeasure,
-                       backend=args.backend, ray_address=args.address, cpus_per_trial=args.cpus_per_trial)
+                       backend=args.backend, ray_address=args.address, cpus_per_trial=args.cpus_per_trial,
+                       warm_start=tuple(args.warm_start))
     result = run_search(cfg)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))

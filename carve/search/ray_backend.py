@@ -14,7 +14,8 @@ from typing import Any
 
 from .objective import Objective
 from .spaces import FixedParams, SearchSpace
-from .study import SearchConfig, count_states, create_or_load_study, evaluate_candidate, make_sampler
+from .study import (SearchConfig, count_states, create_or_load_study, evaluate_candidate, make_sampler,
+                    warm_start_params)
 
 
 class _Recorder(FixedParams):
@@ -85,7 +86,8 @@ def run_ray(cfg: SearchConfig) -> Any:
 
     population = cfg.population or max(4, min(50, cfg.trials // 4))
     searcher = OptunaSearch(space=_Define(space), metric=["accuracy", "latency_ms"], mode=["max", "min"],
-                            sampler=make_sampler(cfg.sampler, cfg.seed, population, False))
+                            sampler=make_sampler(cfg.sampler, cfg.seed, population, False),
+                            points_to_evaluate=warm_start_params(cfg, space) if done == 0 else None)
     scheduler = None
     if cfg.asha and cfg.objective.accuracy == "proxy" and cfg.objective.epochs > 1:
         from ray.tune.schedulers import ASHAScheduler

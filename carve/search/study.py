@@ -28,7 +28,11 @@ ATTR = "carve"  # study user attr holding the search's space and objective confi
 
 @dataclass
 class SearchConfig:
-    """One search. Budgets are upper bounds (latency in ms, MACs and params as counts)."""
+    """One search. Budgets are upper bounds (latency in ms, MACs and params as counts).
+
+    ``warm_start``: zoo names or spec files whose nearest points in the space are the new study's
+    first trials (``SearchSpace.nearest``), so the search starts from known architectures.
+    """
 
     space: str = "mbconv"
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -55,6 +59,7 @@ class SearchConfig:
     asha: bool = True
     progress: bool = True
     heartbeat_s: int = 5
+    warm_start: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -209,7 +214,24 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, worker: int = 0)
                                 load_if_exists=True)
     if ATTR not in study.user_attrs:
         study.set_user_attr(ATTR, _study_attrs(cfg, space))
+    if done == 0 and worker == 0 and cfg.backend == "optuna":  # Ray's searcher takes them itself
+        for params in warm_start_params(cfg, space):
+            study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def warm_start_params(cfg: SearchConfig, space: SearchSpace) -> list[dict[str, Any]]:
+    """The params of the space's points nearest to ``cfg.warm_start``'s architectures."""
+    from carve.zoo import resolve_spec
+
+    out = []
+    for i, item in enumerate(cfg.warm_start):
+        try:
+            spec = resolve_spec(item)[0]
+        except (KeyError, FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"warm_start[{i}]: {exc}") from exc
+        out.append(space.nearest(spec, cfg.resolution))
+    return out
 
 
 def count_states(study: Any) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from carve.search import export, run_search
 from carve.search.export import load_study
+from carve.search.spaces import get_space
 from carve.zoo import create_model
 
 from .conftest import tiny_config
@@ -71,7 +72,10 @@ def test_postgres_storage_two_runs_share_the_study(tiny_space, tmp_path, postgre
 def test_ray_backend_runs_trials_and_records_them(tiny_space, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
-    cfg = tiny_config(tiny_space, tmp_path, trials=2, backend="ray", cpus_per_trial=2.0, params_budget=3000)
+    seed = get_space(tiny_space).sample_random(5)[0]
+    seed.save(tmp_path / "seed.json")
+    cfg = tiny_config(tiny_space, tmp_path, trials=2, backend="ray", cpus_per_trial=2.0, params_budget=3000,
+                      warm_start=(str(tmp_path / "seed.json"),))
     try:
         result = run_search(cfg)
     finally:
@@ -80,6 +84,7 @@ def test_ray_backend_runs_trials_and_records_them(tiny_space, tmp_path, monkeypa
     study = load_study(cfg.name, cfg.storage_url)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert all(t.user_attrs["backend"] == "ray" for t in done)
+    assert seed.to_dict() in [t.user_attrs["spec"] for t in done]  # the warm-start point ran
     for t in done:  # constraints recorded the Optuna way, spec recorded and rebuildable from params
         assert t.system_attrs["constraints:params"] == pytest.approx(t.user_attrs["params"] - 3000)
     assert (tmp_path / "ray").is_dir()  # Ray's results under the run folder, not ~/ray_results

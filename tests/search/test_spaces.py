@@ -36,6 +36,32 @@ def test_every_sample_is_a_spec_create_model_builds(name, seed):
         assert len(spec.stages[si].blocks) - (1 if si == len(space.stages) - 1 and spec.stages[si].blocks[-1].kind == "conv" else 0) == depth
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(BUILTIN), seed=st.integers(0, 2**31 - 1))
+def test_the_nearest_point_of_a_sample_is_the_sample(name, seed):
+    space = _SPACES[name]
+    spec, resolution, _ = space.sample_random(seed)
+    assert space.decode(space.nearest(spec, resolution)) == (spec, resolution)
+
+
+@pytest.mark.parametrize("space_name, model", [("carve", "carve_100"), ("mbconv", "mobilenet_v3_large_100"),
+                                               ("shuffle", "shufflenet_v2_100")])
+def test_zoo_models_project_to_close_points(space_name, model):
+    space, zoo = _SPACES[space_name], create_model(model).spec
+    near, _ = space.decode(space.nearest(zoo))
+    body = lambda s: [b for st in s.stages for b in st.blocks if b.kind != "conv"]  # noqa: E731
+    assert len(body(near)) == len(body(zoo))  # same depth per stage here
+    for a, b in zip(body(near), body(zoo)):
+        assert a.stride == b.stride and a.kernel == b.kernel
+    widths = [b.out_channels for b in body(zoo)]
+    assert all(abs(a.out_channels - w) <= 0.3 * w for a, w in zip(body(near), widths))
+
+
+def test_nearest_refuses_a_different_stage_count():
+    with pytest.raises(SpaceError, match="warm_start: mobilenet_v2_100 has 7 stages"):
+        _SPACES["carve"].nearest(create_model("mobilenet_v2_100").spec)
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_samples_run_forward(name):
     spec, _, _ = _SPACES[name].sample_random(3)

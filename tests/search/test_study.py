@@ -49,6 +49,21 @@ def test_search_records_specs_constraints_and_pareto(tiny_space, tmp_path):
     assert [p["number"] for p in saved["pareto"]] == [e.number for e in result.pareto]
 
 
+def test_warm_start_architectures_are_the_first_trials(tiny_space, tmp_path):
+    space = get_space(tiny_space)
+    seeds = [space.sample_random(s)[0] for s in (11, 12)]
+    for i, spec in enumerate(seeds):
+        spec.save(tmp_path / f"seed{i}.json")
+    cfg = tiny_config(tiny_space, tmp_path, trials=4, warm_start=(str(tmp_path / "seed0.json"),
+                                                                  str(tmp_path / "seed1.json")))
+    run_search(cfg)
+    trials = load_study(cfg.name, cfg.storage_url).get_trials(states=(TrialState.COMPLETE,))
+    assert [t.user_attrs["spec"] for t in trials[:2]] == [s.to_dict() for s in seeds]
+    assert len(trials) == 4
+    with pytest.raises(ValueError, match=r"warm_start\[0\]"):
+        run_search(tiny_config(tiny_space, tmp_path / "bad", trials=1, warm_start=("no_such_model",)))
+
+
 def test_export_round_trip(tiny_space, tmp_path):
     cfg = tiny_config(tiny_space, tmp_path, trials=3)
     run_search(cfg)

@@ -141,6 +141,49 @@ class SearchSpace:
         fixed = FixedParams(params)
         return self.sample(fixed), self.sample_resolution(fixed)
 
+    def nearest(self, spec: ArchSpec, resolution: int | None = None) -> dict[str, Any]:
+        """Params of the space's point closest to ``spec`` (stages matched by position, each choice
+        the one nearest to the spec's own value): a known architecture as a search's starting point."""
+        stages = [list(st.blocks) for st in spec.stages]
+        last = stages[-1].pop().out_channels if stages and stages[-1] and stages[-1][-1].kind == "conv" else 0
+        if stages and not stages[-1]:  # the last 1x1 conv was a stage of its own
+            stages.pop()
+        if len(stages) != len(self.stages) or not all(stages):
+            raise SpaceError("warm_start", f"{spec.name} has {len(stages)} stages of blocks, the space "
+                                           f"{self.name!r} has {len(self.stages)}: no nearest point")
+        params: dict[str, Any] = {}
+
+        def pick(name: str, choices: tuple, value: Any) -> Any:
+            chosen = _closest(choices, value)
+            if len(choices) > 1:
+                params[name] = chosen
+            return chosen
+
+        pick("resolution", self.resolution, resolution or max(self.resolution))
+        # the global act/SE choices apply to the stages without a choice of their own
+        pick("activation", self.activation,
+             _majority([b.act for st, blocks in zip(self.stages, stages) if st.act is None for b in blocks]))
+        pick("se", self.se,
+             _majority([b.se is not None for st, blocks in zip(self.stages, stages) if st.se is None for b in blocks]))
+        pick("last_conv", self.last_conv, last)
+        cin = spec.stem.channels
+        for si, (st, blocks) in enumerate(zip(self.stages, stages)):
+            depth = pick(f"s{si}.depth", st.depth, len(blocks))
+            pick(f"s{si}.width", st.width, blocks[-1].out_channels)
+            if st.act is not None:
+                pick(f"s{si}.act", st.act, _majority([b.act for b in blocks]))
+            if st.se is not None:
+                pick(f"s{si}.se", st.se, _majority([b.se is not None for b in blocks]))
+            for bi in range(depth):
+                b = blocks[min(bi, len(blocks) - 1)]
+                pick(f"s{si}.b{bi}.kernel", st.kernel, b.kernel)
+                if self.block == "ir":
+                    block_in = cin if bi < len(blocks) and bi == 0 else blocks[max(0, min(bi, len(blocks)) - 1)].out_channels
+                    pick(f"s{si}.b{bi}.expansion", st.expansion, (b.mid_channels or block_in) / block_in)
+            cin = blocks[-1].out_channels
+        self.decode(params)  # every nearest point is a valid sample
+        return params
+
     def sample_random(self, seed: int | random.Random = 0) -> tuple[ArchSpec, int, dict[str, Any]]:
         """One random (spec, resolution, params)."""
         t = RandomTrial(seed)
@@ -163,6 +206,20 @@ class SearchSpace:
 
 def _ask(trial: Suggester, name: str, choices: tuple) -> Any:
     return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
+
+
+def _closest(choices: tuple, value: Any) -> Any:
+    """The choice equal to ``value``, else the numerically nearest one (the first on a tie)."""
+    if value in choices:
+        return value
+    numeric = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return min(numeric, key=lambda c: abs(c - value))
+    return choices[0]
+
+
+def _majority(values: list) -> Any:
+    return max(set(values), key=lambda v: (values.count(v), str(v))) if values else None
 
 
 # -- parsing -----------------------------------------------------------------------------------
