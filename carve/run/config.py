@@ -91,6 +91,7 @@ class CompressSection:
     onnx: bool
     prune_macs: float | None = None
     int8_min_speedup: float | None = None
+    finetune_lr: float = 0.02
 
 
 @dataclass
@@ -255,6 +256,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.compress.finetune_epochs < 0:
         raise ConfigError(f"compress.finetune_epochs: expected 0 or more, got {cfg.compress.finetune_epochs!r}")
     c = cfg.compress
+    if not c.finetune_lr > 0:
+        raise ConfigError(f"compress.finetune_lr: expected a positive learning rate, got {c.finetune_lr!r}")
     if c.prune_ratio is not None and not 0.0 <= c.prune_ratio < 1.0:
         raise ConfigError(f"compress.prune_ratio: expected a fraction in [0, 1), got {c.prune_ratio!r}")
     if c.int8_min_speedup is not None and not c.int8_min_speedup > 0:

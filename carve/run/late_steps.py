@@ -63,7 +63,8 @@ def run_compress_step(cfg: RunConfig, state: RunState) -> dict:
     report = pipeline(str(state.root / winner["checkpoint"]), steps, calib=cifar, eval=cifar, out_dir=str(out),
                       runtime=c.runtime, img_size=t.img_size, eval_per_class=t.val_per_class or 0,
                       calib_per_class=max(1, c.calib_images // 10), threads=cfg.zoo.threads,
-                      finetune=dict(train_per_class=t.train_per_class or 0, batch_size=t.batch_size))
+                      finetune=dict(train_per_class=t.train_per_class or 0, batch_size=t.batch_size,
+                                    bn_recalibration=t.bn_recalibration, lr=c.finetune_lr))
     data = report.to_dict()
     onnx = next((r["notes"]["onnx"] for r in data["rows"] if str(r["notes"].get("onnx", "")).endswith(".onnx")), None)
     rows = [dict(step=r["name"], params_m=round(r["params"] / 1e6, 3), macs_m=round(r["macs"] / 1e6, 1),

@@ -35,6 +35,7 @@ def test_user_file_merges_over_defaults(tmp_path):
     ("compress: {prune_ratio: 1.5, prune_macs: null}", "compress.prune_ratio"),
     ("compress: {prune_macs: 1.5}", "compress.prune_macs"),
     ("compress: {int8_min_speedup: 0}", "compress.int8_min_speedup"),
+    ("compress: {finetune_lr: 0}", "compress.finetune_lr"),
     ("train: {bn_recalibration: -1}", "train.bn_recalibration"),
     ("compress: {prune_ratio: 0.3}", "compress.prune_macs"),
     ("train: {warmup_epochs: -1}", "train.warmup_epochs"),
