@@ -105,7 +105,7 @@ def main() -> None:
                 dict(spec=e.spec, trial=e.number, proxy_accuracy=e.accuracy) for e in finalists])
     search_s = time.perf_counter() - t0
 
-    from carve.train import evaluate
+    from carve.train import TrainConfig, evaluate, fit
     from carve.zoo import parse_spec
 
     def train_final(name: str, spec, data: str, val_per_class: int) -> dict:
@@ -125,8 +125,6 @@ def main() -> None:
                                         workers=0, device="cpu")["top1"])
         write_json(done, result)
         return result
-
-    from carve.train import TrainConfig, fit
 
     candidates = [(n, create_model(n).spec, "zoo") for n in args.zoo if zoo[n]["latency_ms"] <= budget * 1.05]
     trained = {name: train_final(name, spec, args.data, args.test_per_class) for name, spec, _ in candidates}
@@ -151,10 +149,10 @@ def main() -> None:
     rows = []
     for (name, spec, kind), spec10 in zip(candidates, specs10):
         r, q = timing[name]
+        prof = profile(create_model(spec10))
         rows.append(dict(name=name, kind=kind, top1=trained[name]["top1"], latency_ms=r.median_ms, p10_ms=r.p10_ms,
                          p90_ms=r.p90_ms, vs_reference=q, train_s=trained[name].get("wall_s"),
-                         macs_m=profile(create_model(spec10)).macs / 1e6,
-                         params_m=sum(p.numel() for p in create_model(spec10).parameters()) / 1e6))
+                         macs_m=prof.macs / 1e6, params_m=prof.params / 1e6))
     report = dict(budget_ms=budget, runtime=args.runtime, zoo=zoo, searched=searched, rows=rows,
                   verdict=verdict(rows), search_s=search_s, total_s=time.perf_counter() - t0, args=vars(args))
     write_json(out / "search_cifar10.json", report)

@@ -69,7 +69,7 @@ def run_compress_step(cfg: RunConfig, state: RunState) -> dict:
     onnx = next((r["notes"]["onnx"] for r in data["rows"] if str(r["notes"].get("onnx", "")).endswith(".onnx")), None)
     rows = [dict(step=r["name"], params_m=round(r["params"] / 1e6, 3), macs_m=round(r["macs"] / 1e6, 1),
                  size_mb=round(r["size_bytes"] / 1e6, 3), latency_ms=r["latency_ms"], runtime=r["runtime"],
-                 top1=r["top1"]) for r in data["rows"]]
+                 top1=r["top1"], kept=r["notes"].get("kept", True)) for r in data["rows"]]
     return dict(winner=train["winner"], name=winner["name"], input_size=data["input_size"], runtime=c.runtime,
                 rows=rows, verdicts=data["verdicts"], onnx=rel(state, onnx), chart=rel(state, report.files.get("png")),
                 markdown=rel(state, report.files.get("markdown")))

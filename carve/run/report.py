@@ -84,8 +84,8 @@ def headline(state: RunState) -> list[Block]:
                          f"uncompressed model, {first['size_mb']:.2f} -> {last['size_mb']:.2f} MB, top-1 "
                          f"{fmt(first['top1'])} -> {fmt(last['top1'])} %.")
         for before, row in zip(c["rows"], c["rows"][1:]):
-            if row["step"].endswith("(not kept)") and before["latency_ms"] and row["latency_ms"]:
-                lines.append(f"{row['step'][:-len(' (not kept)')]} was measured at {before['latency_ms'] / row['latency_ms']:.2f}x "
+            if not row.get("kept", True) and before["latency_ms"] and row["latency_ms"]:
+                lines.append(f"{row['step'].removesuffix(' (not kept)')} was measured at {before['latency_ms'] / row['latency_ms']:.2f}x "
                              f"the speed of the model before it and not kept (it did not pay here).")
     return [Para(" ".join(lines), "note")] if lines else []
 

@@ -178,7 +178,7 @@ class SearchSpace:
                 b = blocks[min(bi, len(blocks) - 1)]
                 pick(f"s{si}.b{bi}.kernel", st.kernel, b.kernel)
                 if self.block == "ir":
-                    block_in = cin if bi < len(blocks) and bi == 0 else blocks[max(0, min(bi, len(blocks)) - 1)].out_channels
+                    block_in = cin if bi == 0 else blocks[min(bi, len(blocks)) - 1].out_channels
                     pick(f"s{si}.b{bi}.expansion", st.expansion, (b.mid_channels or block_in) / block_in)
             cin = blocks[-1].out_channels
         self.decode(params)  # every nearest point is a valid sample
