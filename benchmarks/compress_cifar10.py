@@ -129,7 +129,7 @@ def side_by_side(weights: Path, pruned_spec: Path, threads: int) -> list[dict]:
     """Original vs pruned architecture as trained (32 px) timed interleaved (``compare``), eager and
     ONNX Runtime: the pipeline's rows are timed one after another, which drifts more than the ratio
     being asked about."""
-    from carve.search.latency import Protocol, compare
+    from carve.latency import Protocol, compare
     from carve.zoo import load_spec, resolve_spec
 
     original, pruned = resolve_spec(weights)[0], load_spec(pruned_spec)
@@ -161,9 +161,9 @@ def deployment_speed(name: str, weights: Path, pruned_weights: Path, args, out: 
     import torch
 
     from carve.compress import fold, quantize
-    from carve.compress.quantize import OrtModel
-    from carve.compress._onnx import export_onnx
-    from carve.search.latency import Protocol, compare
+    from carve.compress.quantization import OrtModel
+    from carve.latency.onnx_export import export_onnx
+    from carve.latency import Protocol, compare
     from carve.train import eval_loader
     from carve.zoo import create_model
 

@@ -1,8 +1,8 @@
 """Detection transfer benchmark: same short CIFAR-10 pretraining, same SSDLite finetune on coco128.
 
 For each backbone: pretrain with ``carve.train.fit`` (same recipe and step budget for all), then
-finetune SSDLite on coco128 (fixed split by image id, fixed seed) with ``carve.finetune.detect``,
-and time the detectors' CPU latency interleaved in one process (``carve.search.latency.compare``).
+finetune SSDLite on coco128 (fixed split by image id, fixed seed) with ``carve.finetune.detect()``,
+and time the detectors' CPU latency interleaved in one process (``carve.latency.compare``).
 Also an overfit check: a detector trained on 16 coco128 images should reach a high AP50 on them.
 
 Stages cache their results under ``--out`` so an interrupted run picks up where it stopped:
@@ -34,9 +34,9 @@ def _json(path: Path) -> Any:
 
 
 def _write(path: Path, data: Any) -> None:
-    from carve.finetune.evaluate import write_json_atomic
+    from carve.files import write_json
 
-    write_json_atomic(path, data)
+    write_json(path, data)
 
 
 def pretrain(name: str, args: argparse.Namespace) -> Path:
@@ -109,8 +109,8 @@ def latency(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from carve.finetune import build_detector
-    from carve.search.latency import compare
-    from carve.search.latency.protocol import Protocol
+    from carve.latency import compare
+    from carve.latency.protocol import Protocol
 
     out = Path(args.out) / "latency.json"
     done = _json(out)

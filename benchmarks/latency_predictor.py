@@ -28,8 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from carve.search.latency import LatencyCache, Protocol, device_fingerprint, measure
-from carve.search.latency.table import LatencyTable, build_table, fit_correction, predict
+from carve.latency import LatencyCache, Protocol, device_fingerprint, measure
+from carve.latency.table import LatencyTable, build_table, fit_correction, predict
 from carve.zoo import ArchSpec, SESpec, StageSpec, get_entry, make_divisible
 
 BASES = ["mobilenet_v2_100", "mobilenet_v3_large_100", "mobilenet_v3_small_100", "efficientnet_b0", "carve_100"]
@@ -60,7 +60,7 @@ def perturb(spec: ArchSpec, rng: random.Random) -> ArchSpec:
 def sample(n: int, seed: int, space: str | None = None) -> list[ArchSpec]:
     """``n`` specs from ``carve.search.spaces.get_space(space)``, or perturbed zoo specs."""
     if space:
-        from carve.search.latency.table import sample_specs
+        from carve.latency.table import sample_specs
         from carve.search.spaces import get_space
 
         return sample_specs(get_space(space), n, seed)

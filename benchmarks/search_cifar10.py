@@ -25,8 +25,8 @@ import torch
 
 from carve.search import ObjectiveConfig, SearchConfig, run_search
 from carve.search.objective import measure_latency
-from carve.search.study import write_json
-from carve.search.latency import compare
+from carve.files import write_json
+from carve.latency import compare
 from carve.zoo import create_model, list_models, profile
 
 
@@ -92,7 +92,7 @@ def main() -> None:
         if args.search_s > 0:
             result = run_search(cfg)
         else:  # reuse the studies of an earlier run (re-measuring their Pareto sets)
-            from carve.search.export import load_study
+            from carve.search.storage import load_study
             from carve.search.study import finish
 
             result = finish(cfg, load_study(cfg.name, cfg.storage_url))

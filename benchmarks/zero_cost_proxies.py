@@ -19,7 +19,7 @@ import torch
 from carve.search import ObjectiveConfig, get_space
 from carve.search.objective import Objective
 from carve.search.proxies import BASELINES, PROXIES
-from carve.search.study import write_json
+from carve.files import write_json
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from carve.search.latency import Protocol, compare, device_fingerprint, physical_cores
-from carve.search.latency.zoo_bench import bench_zoo, format_rows
+from carve.latency import Protocol, compare, device_fingerprint, physical_cores
+from carve.latency.zoo_bench import bench_zoo, format_rows
 
 
 def main(argv: list[str] | None = None) -> int:

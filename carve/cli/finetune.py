@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from carve.finetune.detect import DetectConfig, detect
+    from carve.finetune import DetectConfig, detect
     from carve.finetune.evaluate import format_metrics
 
     cfg = DetectConfig(backbone=args.backbone, head=args.head, data=args.data, data_format=args.format,
@@ -121,7 +121,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from carve.finetune.detect import evaluate_checkpoint
+    from carve.finetune import evaluate_checkpoint
     from carve.finetune.evaluate import format_metrics
 
     out = evaluate_checkpoint(args.checkpoint, args.data, args.format, args.subset, args.out, args.batch_size,
@@ -137,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from carve.finetune.classify import ClassifyConfig, classify
+    from carve.finetune import ClassifyConfig, classify
 
     cfg = ClassifyConfig(backbone=args.backbone, data=args.data, out_dir=args.out, pretrained=_pretrained(args.pretrained),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _protocol(args: argparse.Namespace):  # noqa: ANN202
-    from carve.search.latency import Protocol
+    from carve.latency import Protocol
 
     return Protocol(clock=args.clock)
 
@@ -63,7 +63,7 @@ def _cache(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from carve.search.latency import measure
+    from carve.latency import measure
 
     r = measure(args.model, device=args.device, batch=args.batch, input_size=args.size, threads=args.threads,
                 runtime=args.runtime, cache=_cache(args), remeasure=args.remeasure, protocol=_protocol(args))
@@ -78,8 +78,8 @@ def _specs(items: list[str]) -> list:
 
 
 def cmd_build_table(args: argparse.Namespace) -> int:
-    from carve.search.latency import physical_cores
-    from carve.search.latency.table import build_table, sample_specs
+    from carve.latency import physical_cores
+    from carve.latency.table import build_table, sample_specs
 
     specs, sizes = _specs(args.specs), args.sizes
     if args.space:
@@ -94,7 +94,7 @@ def cmd_build_table(args: argparse.Namespace) -> int:
     table = build_table(specs, input_sizes=sizes or [args.size], runtime=args.runtime, device=args.device,
                         batch=args.batch, threads=threads, fit_models=args.fit, cache=_cache(args),
                         protocol=_protocol(args), save=args.out or True)
-    from carve.search.latency.table import default_table_path
+    from carve.latency.table import default_table_path
 
     path = args.out or default_table_path(table.fingerprint, table.runtime, table.batch)
     summary = dict(table=str(path), parts=len(table.entries), specs=len(specs),
@@ -107,15 +107,15 @@ def cmd_build_table(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from carve.search.latency import device_fingerprint, measure, physical_cores
-    from carve.search.latency.table import LatencyTable, default_table_path, predict
+    from carve.latency import device_fingerprint, measure, physical_cores
+    from carve.latency.table import LatencyTable, default_table_path, predict
 
     threads = args.threads or physical_cores()
     path = args.table or default_table_path(device_fingerprint(args.device, threads), args.runtime, args.batch)
     table = LatencyTable.load(path)
     spec = _specs([args.spec])[0]
     if args.extend and table.missing(spec, args.size):
-        from carve.search.latency.table import build_table
+        from carve.latency.table import build_table
 
         table = build_table([spec], input_sizes=args.size, runtime=args.runtime, device=args.device,
                             batch=args.batch, threads=threads, fit_models=0, cache=_cache(args),

@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _storage(args: argparse.Namespace) -> str:
-    from carve.search.study import SearchConfig
+    from carve.search import SearchConfig
 
     return SearchConfig(out_dir=args.out, storage=args.storage).storage_url
 
@@ -141,9 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from carve.search.export import load_study
+    from carve.search.storage import load_study
     from carve.search.pareto import format_table, pareto_entries
-    from carve.search.study import count_states
+    from carve.search.storage import count_states
 
     study = load_study(args.study, _storage(args))
     entries = pareto_entries(study)
@@ -169,7 +169,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from carve.search.export import load_study
+    from carve.search.storage import load_study
     from carve.search.plot import DEFAULT_REFERENCES, plot_study, zoo_references
 
     study = load_study(args.study, _storage(args))
@@ -181,9 +181,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from carve.search import export
+    from carve.search import export_spec
 
-    spec = export(args.study, _storage(args), args.trial, args.output, args.num_classes)
+    spec = export_spec(args.study, _storage(args), args.trial, args.output, args.num_classes)
     print(f"wrote {args.output}: {spec.name} ({len(spec.blocks)} blocks, hash {spec.hash()})")
     return 0
 

@@ -125,8 +125,8 @@ def register_bench(zsub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from carve.search.latency import Protocol
-    from carve.search.latency.zoo_bench import bench_zoo, format_rows
+    from carve.latency import Protocol
+    from carve.latency.zoo_bench import bench_zoo, format_rows
 
     rows = bench_zoo(args.names, device=args.device, batch=args.batch, input_size=args.size, runtime=args.runtime,
                      threads=args.threads, vs_peers=args.vs_peers, protocol=Protocol(clock=args.clock))

@@ -3,13 +3,13 @@
 Every step takes and returns ``(model, spec)``; ``pipeline`` chains them and reports each.
 """
 
-from .export import OnnxCheck, file_size, state_size, to_onnx, to_program, verify_onnx
-from .fold import fold, fuse_conv_bn
-from .lowrank import lowrank, relative_error, svd_factors
-from .pipeline import STEPS, parse_steps, pipeline
-from .prune import PruneError, prune, pruned_spec
+from .artefacts import OnnxCheck, file_size, state_size, to_onnx, to_program, verify_onnx
+from .folding import fold, fuse_conv_bn
+from .factorisation import lowrank, relative_error, svd_factors
+from .stepwise import STEPS, parse_steps, pipeline
+from .pruning import PruneError, prune, pruned_spec
 from .report import CompressReport, StepRow
-from .quantize import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e
+from .quantization import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e
 
 __all__ = ["STEPS", "CompressReport", "StepRow", "parse_steps", "pipeline", "OnnxCheck", "PruneError", "QuantizeError", "cast", "file_size", "fold", "fuse_conv_bn", "lowrank",
            "package_aoti", "prune", "pruned_spec", "quantize", "quantize_ort", "quantize_pt2e", "relative_error",

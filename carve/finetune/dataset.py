@@ -176,28 +176,3 @@ def collate(batch: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
     """Detection batches are lists (images differ in size)."""
     images, targets = zip(*batch)
     return list(images), list(targets)
-
-
-def open_dataset(path: str | Path, fmt: str = "auto", split: str | None = None, min_box_size: float = 1.0,
-                 images: str | Path | None = None) -> DetectionDataset:
-    """Open a COCO-format or YOLO-format dataset.
-
-    ``path``: a COCO instances JSON file (images in ``images`` or found next to it), or a dataset
-    root holding ``annotations/instances_<split>.json`` + ``images/<split>/`` (COCO) or
-    ``images/<split>/`` + ``labels/<split>/`` + ``names.yaml`` (YOLO). ``fmt``: auto, coco or yolo.
-    """
-    from .data_coco import find_coco, read_coco
-    from .data_yolo import read_yolo
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset not found: {path} (expected a COCO instances JSON or a dataset folder, "
-                                "e.g. ../shared/data/coco128)")
-    if fmt not in ("auto", "coco", "yolo"):
-        raise ValueError(f"format: expected auto, coco or yolo, got {fmt!r}")
-    if fmt == "coco" or (fmt == "auto" and (path.suffix == ".json" or (path / "annotations").is_dir())):
-        ann, img_dir = find_coco(path, split, images)
-        return read_coco(ann, img_dir, min_box_size=min_box_size)
-    if fmt == "yolo" or (path / "labels").is_dir():
-        return read_yolo(path, split, min_box_size=min_box_size)
-    raise FileNotFoundError(f"{path}: neither a COCO dataset (annotations/*.json) nor a YOLO dataset (labels/)")

@@ -6,27 +6,18 @@ import contextlib
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from carve.files import write_json
+
 from .dataset import DetectionDataset, collate
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
               "AR_small", "AR_medium", "AR_large")
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-    return path
 
 
 @torch.no_grad()
@@ -109,8 +100,8 @@ def evaluate_detector(model: nn.Module, dataset: DetectionDataset, batch_size: i
     metrics = coco_metrics(dataset.to_coco(), results)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_json_atomic(out_dir / "detections.json", results)
-        write_json_atomic(out_dir / "metrics.json", metrics)
+        write_json(out_dir / "detections.json", results)
+        write_json(out_dir / "metrics.json", metrics)
     return metrics, predictions
 
 

@@ -34,8 +34,8 @@ def build_detector(head: str, backbone: str | Path | ArchSpec | dict, num_classe
         from .ssdlite import build_ssdlite
 
         return build_ssdlite(adapter, num_classes + 1, img_size, **norm, **kwargs)
-    from . import fasterrcnn
+    from . import fpn_detectors
 
-    build = {"fasterrcnn": fasterrcnn.build_fasterrcnn, "retinanet": fasterrcnn.build_retinanet,
-             "fcos": fasterrcnn.build_fcos}[head]
+    build = {"fasterrcnn": fpn_detectors.build_fasterrcnn, "retinanet": fpn_detectors.build_retinanet,
+             "fcos": fpn_detectors.build_fcos}[head]
     return build(adapter, num_classes + 1, img_size, fpn_channels, **norm, **kwargs)

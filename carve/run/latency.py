@@ -20,7 +20,7 @@ class Timing:
 
 
 def _protocol(protocol: str):
-    from carve.search.latency import QUICK, Protocol
+    from carve.latency import QUICK, Protocol
 
     return QUICK if protocol == "quick" else Protocol()
 
@@ -31,7 +31,7 @@ def measure_each(models: dict[str, nn.Module], input_size: int = 224, runtime: s
     cache), ratio to the first, and a description of how they were timed."""
     from tqdm import tqdm
 
-    from carve.search.latency import measure
+    from carve.latency import measure
 
     proto = _protocol(protocol)
     results = {name: measure(model, input_size=input_size, runtime=runtime, threads=threads, protocol=proto,
@@ -39,17 +39,17 @@ def measure_each(models: dict[str, nn.Module], input_size: int = 224, runtime: s
                for name, model in tqdm(models.items(), desc="zoo: latency", unit="model")}
     first = next(iter(results.values())).median_ms
     out = {n: Timing(r.median_ms, r.p10_ms, r.p90_ms, r.runs, r.median_ms / first) for n, r in results.items()}
-    return out, f"latency engine (carve.search.latency.measure, {runtime}, {protocol} protocol, one model at a time)"
+    return out, f"latency engine (carve.latency.measure, {runtime}, {protocol} protocol, one model at a time)"
 
 
 def measure_many(models: dict[str, nn.Module], input_size: int = 224, runtime: str = "eager",
                  protocol: str = "full", threads: int | None = None) -> tuple[dict[str, Timing], str]:
     """Median/p10/p90 latency (ms, batch 1) of each model, ratio to the first, and a description of
     how they were timed. ``protocol``: "full" (the engine's default) or "quick" (smoke runs)."""
-    from carve.search.latency import compare
+    from carve.latency import compare
 
     comparison = compare(list(models.values()), names=list(models), input_size=input_size, runtime=runtime,
                          threads=threads, protocol=_protocol(protocol), progress=True)
     out = {n: Timing(r.median_ms, r.p10_ms, r.p90_ms, r.runs, q)
            for n, r, q in zip(models, comparison.results, comparison.ratios)}
-    return out, f"latency engine (carve.search.latency.compare, {runtime}, {protocol} protocol, interleaved)"
+    return out, f"latency engine (carve.latency.compare, {runtime}, {protocol} protocol, interleaved)"

@@ -12,8 +12,10 @@ from typing import Callable
 import torch
 
 from .config import ConfigError, RunConfig, dump_config
-from .state import STEPS, RunState, write_atomic
-from .steps import DEPENDS, STEP_FUNCTIONS, StageMissing
+from carve.files import write_atomic
+
+from .state import STEPS, RunState
+from .steps import DEPENDS, STEP_FUNCTIONS
 
 
 @dataclass
@@ -83,11 +85,6 @@ def _run_steps(cfg: RunConfig, state: RunState, selected: list[str], outcome: Ru
         state.clear_failure(step)
         try:
             summary = STEP_FUNCTIONS[step](cfg, state)
-        except StageMissing as exc:
-            log(f"{head}: FAILED: {exc}")
-            outcome.failed[step] = str(exc)
-            state.write_failure(step, str(exc))
-            continue
         except Exception as exc:  # recorded in the run folder and the report; later steps go on
             message = f"{type(exc).__name__}: {exc}"
             log(f"{head}: FAILED: {message}")

@@ -11,7 +11,9 @@ from pathlib import Path
 from .blocks import Block, Para, Table
 from .config import RunConfig
 from .sections import SECTIONS
-from .state import STEPS, RunState, write_atomic
+from carve.files import write_atomic
+
+from .state import STEPS, RunState
 
 TEMPLATE = Path(__file__).with_name("report.html")
 

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from carve.files import write_json
 
 STEPS = ("zoo", "search", "train", "finetune", "compress", "report")
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def parse_steps(text: str | None) -> list[str]:
@@ -87,3 +65,14 @@ class RunState:
 
     def clear_failure(self, step: str) -> None:
         (self.root / step / "failed.json").unlink(missing_ok=True)
+
+
+def rel(state: RunState, path: str | Path | None) -> str | None:
+    """``path`` relative to the run folder (summaries stay valid when the folder moves)."""
+    if path is None:
+        return None
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(state.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

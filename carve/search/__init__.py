@@ -1,13 +1,14 @@
-"""Hardware-aware architecture search: spaces, objectives, the Optuna and Ray engines, export.
+"""Hardware-aware architecture search: spaces, objectives, the Optuna and Ray engines, trial specs.
 
 Import-light: optuna and ray load only inside the functions that need them; the latency engine
-lives in ``carve.search.latency``.
+is ``carve.latency``.
 """
 
-from .export import export
+from .config import SearchConfig, SearchResult
 from .objective import Objective, ObjectiveConfig
 from .spaces import SearchSpace, SpaceError, get_space, list_spaces, load_space
-from .study import SearchConfig, SearchResult, run_search
+from .study import run_search
+from .trials import export_spec
 
-__all__ = ["Objective", "ObjectiveConfig", "SearchConfig", "SearchResult", "SearchSpace", "SpaceError", "export",
+__all__ = ["Objective", "ObjectiveConfig", "SearchConfig", "SearchResult", "SearchSpace", "SpaceError", "export_spec",
            "get_space", "list_spaces", "load_space", "run_search"]

@@ -3,7 +3,7 @@
 Accuracy estimators (``ObjectiveConfig.accuracy``): ``proxy`` trains through ``carve.train.fit``
 for a fixed budget (a few hundred steps on a CIFAR-10 subset), a zero-cost proxy name
 (``synflow``, ``naswot``, ``jacob_cov``, ``grad_norm``, ``snip``) scores the untrained network,
-``params``/``macs`` use size as the estimate. Latency is measured by ``carve.search.latency.measure``
+``params``/``macs`` use size as the estimate. Latency is measured by ``carve.latency.measure``
 in the chosen runtime (ONNX Runtime by default on CPU) or predicted from a latency table.
 """
 
@@ -31,7 +31,7 @@ class ObjectiveConfig:
     """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing;
     ``latency_cache`` is a latency cache file (default: carve's cache; "off": none);
     ``quick_latency`` uses the latency engine's short protocol; ``latency_protocol`` overrides
-    fields of the timing protocol (``carve.search.latency.Protocol``). ``bn_recalibration``: batches
+    fields of the timing protocol (``carve.latency.Protocol``). ``bn_recalibration``: batches
     over which proxy training re-estimates BatchNorm statistics before evaluating (0: off; one epoch
     leaves a BN momentum of 0.01 far from the current weights' statistics)."""
 
@@ -83,11 +83,11 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
     if cfg.latency == "none":
         return float("nan")
     if cfg.latency == "predict":
-        from carve.search.latency.table import LatencyTable, predict
+        from carve.latency.table import LatencyTable, predict
 
         return float(predict(spec, LatencyTable.load(cfg.latency_table), size))
     try:
-        from carve.search.latency import QUICK, measure
+        from carve.latency import QUICK, measure
     except ImportError:  # latency engine absent from this checkout: a plain eager timer stands in
         return _fallback_latency(spec, size, cfg)
     cache: bool | str = False if cfg.latency_cache == "off" else (cfg.latency_cache or True)
@@ -95,7 +95,7 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
     if cfg.latency_protocol:
         from dataclasses import replace
 
-        from carve.search.latency import Protocol
+        from carve.latency import Protocol
 
         protocol = replace(protocol or Protocol(), **cfg.latency_protocol)
     result = measure(spec, device=cfg.device, batch=1, input_size=size, threads=cfg.threads, runtime=cfg.runtime,

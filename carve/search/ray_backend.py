@@ -14,8 +14,9 @@ from typing import Any
 
 from .objective import Objective
 from .spaces import FixedParams, SearchSpace
-from .study import (SearchConfig, count_states, create_or_load_study, evaluate_candidate, make_sampler,
-                    warm_start_params)
+from .candidate import evaluate_candidate
+from .config import SearchConfig
+from .storage import count_states, create_or_load_study, make_sampler, warm_start_params
 
 
 class _Recorder(FixedParams):

@@ -6,7 +6,7 @@ from .config import TrainConfig
 from .data import (SafeImageFolder, build_transforms, collate_skipping, eval_loader, find_split, set_epoch,
                    train_loader)
 from .distill import DistillLoss, kd_loss, load_teacher
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .loop import FitResult, NonFiniteLoss, amp_dtype, fit, train_one_epoch
 from .mixing import BatchMixer
 from .optim import WarmupCosine, build_optimizer, build_scheduler, param_groups, scaled_lr

@@ -20,7 +20,7 @@ from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoi
 from .config import TrainConfig
 from .data import SkipCounter, eval_loader, num_classes_of, set_epoch, train_loader
 from .distill import DistillLoss, load_teacher
-from .evaluate import autocast, evaluate
+from .evaluation import autocast, evaluate
 from .mixing import BatchMixer
 from .optim import build_optimizer, build_scheduler, scaled_lr
 from .reporting import CurveLogger

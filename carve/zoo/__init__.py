@@ -2,7 +2,7 @@
 
 from .factory import create_model, pretrained_cfg, resolve_spec
 from .model import CarveFeatures, CarveNet, FeatureInfo, feature_points
-from .profile import Profile, count_params, profile
+from .counting import Profile, count_params, profile
 from .registry import ModelEntry, PublishedWeights, get_entry, list_models
 from .spec import ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible
 from .validation import load_spec, parse_spec, validate

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from .families.carve import carve
-from .families.efficientnet import efficientnet_b0
-from .families.mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3
-from .families.rexnet import rexnet
-from .families.shufflenet import shufflenet_v2
+from .families.carve import carve_spec
+from .families.efficientnet import efficientnet_b0_spec
+from .families.mobilenet import mobilenet_v1_spec, mobilenet_v2_spec, mobilenet_v3_spec
+from .families.rexnet import rexnet_spec
+from .families.shufflenet import shufflenet_v2_spec
 from .spec import ArchSpec, NormSpec
 
 TIMM_BN = NormSpec(eps=1e-5, momentum=0.1)
@@ -84,7 +84,7 @@ def _register_all() -> None:
     for w in (0.25, 0.5, 0.75, 1.0):
         tag = f"{round(w * 100):03d}"
         weights = (_timm("mobilenetv1_100.ra4_e3600_r224_in1k", None),) if w == 1.0 else ()
-        register(ModelEntry(f"mobilenet_v1_{tag}", "mobilenet_v1", partial(mobilenet_v1, w),
+        register(ModelEntry(f"mobilenet_v1_{tag}", "mobilenet_v1", partial(mobilenet_v1_spec, w),
                             timm="mobilenetv1_100" if w == 1.0 else None, weights=weights,
                             published=Published(*v1_pub[w])))
     v2_pub = {0.35: (1.66, 59, "TF-slim mobilenet/README.md table (1.66M, 59M)"),
@@ -100,7 +100,7 @@ def _register_all() -> None:
     }
     for w in (0.35, 0.5, 0.75, 1.0, 1.4):
         tag = f"{round(w * 100):03d}"
-        register(ModelEntry(f"mobilenet_v2_{tag}", "mobilenet_v2", partial(mobilenet_v2, w),
+        register(ModelEntry(f"mobilenet_v2_{tag}", "mobilenet_v2", partial(mobilenet_v2_spec, w),
                             torchvision="mobilenet_v2" if w == 1.0 else None, timm=f"mobilenetv2_{tag}",
                             weights=v2_weights.get(w, ()), published=Published(*v2_pub[w])))
     v3_pub = {("large", 1.0): (5.483, 217, "torchvision MobileNet_V3_Large_Weights meta (5,483,032, 0.217 G); "
@@ -123,7 +123,7 @@ def _register_all() -> None:
     for size in ("small", "large"):
         for w in (0.75, 1.0):
             tag = f"{round(w * 100):03d}"
-            register(ModelEntry(f"mobilenet_v3_{size}_{tag}", f"mobilenet_v3_{size}", partial(mobilenet_v3, size, w),
+            register(ModelEntry(f"mobilenet_v3_{size}_{tag}", f"mobilenet_v3_{size}", partial(mobilenet_v3_spec, size, w),
                                 torchvision=f"mobilenet_v3_{size}" if w == 1.0 else None,
                                 timm=f"mobilenetv3_{size}_{tag}", weights=v3_weights.get((size, w), ()),
                                 published=Published(*v3_pub[(size, w)]), peer_norm={"timm": TIMM_BN}))
@@ -135,9 +135,9 @@ def _register_all() -> None:
     for w in (0.5, 1.0, 1.5, 2.0):
         tag = f"{round(w * 100):03d}"
         tv = f"shufflenet_v2_x{str(w).replace('.', '_')}"
-        register(ModelEntry(f"shufflenet_v2_{tag}", "shufflenet_v2", partial(shufflenet_v2, w), torchvision=tv,
+        register(ModelEntry(f"shufflenet_v2_{tag}", "shufflenet_v2", partial(shufflenet_v2_spec, w), torchvision=tv,
                             weights=(_tv("IMAGENET1K_V1", tv, sn_top1[w]),), published=Published(*sn_pub[w])))
-    register(ModelEntry("efficientnet_b0", "efficientnet", efficientnet_b0, torchvision="efficientnet_b0",
+    register(ModelEntry("efficientnet_b0", "efficientnet", efficientnet_b0_spec, torchvision="efficientnet_b0",
                         timm="efficientnet_b0",
                         weights=(_tv("IMAGENET1K_V1", "efficientnet_b0", 77.692),
                                  _timm("efficientnet_b0.ra_in1k", 77.69),
@@ -152,11 +152,11 @@ def _register_all() -> None:
     rx_top1 = {1.0: 77.86, 1.3: 79.49, 1.5: 80.31, 2.0: 81.63}
     for w in (1.0, 1.3, 1.5, 2.0):
         tag = f"{round(w * 100):03d}"
-        register(ModelEntry(f"rexnet_{tag}", "rexnet", partial(rexnet, w), timm=f"rexnet_{tag}",
+        register(ModelEntry(f"rexnet_{tag}", "rexnet", partial(rexnet_spec, w), timm=f"rexnet_{tag}",
                             weights=(_timm(f"rexnet_{tag}.nav_in1k", rx_top1[w]),), published=Published(*rx_pub[w])))
     for w in (0.75, 1.0, 1.25):
         tag = f"{round(w * 100):03d}"
-        register(ModelEntry(f"carve_{tag}", "carve", partial(carve, w)))
+        register(ModelEntry(f"carve_{tag}", "carve", partial(carve_spec, w)))
 
 
 _register_all()

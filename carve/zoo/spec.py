@@ -166,18 +166,6 @@ class ArchSpec:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
-        from .validation import parse_spec
-
-        return parse_spec(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> ArchSpec:
-        from .validation import parse_spec
-
-        return parse_spec(json.loads(text))
-
     def hash(self) -> str:
         """Stable 16-hex-digit hash of everything that defines the module tree (not the name)."""
         data = self.to_dict()

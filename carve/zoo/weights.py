@@ -29,19 +29,15 @@ def _is_buffer_count(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def convert_weights(state_dict: Mapping[str, torch.Tensor], source: str, model: Any) -> dict[str, torch.Tensor]:
+def convert_weights(state_dict: Mapping[str, torch.Tensor], source: str, model: nn.Module) -> dict[str, torch.Tensor]:
     """Map a torchvision or timm state dict onto a carve model's parameter names.
 
-    ``model`` is a carve model, a registry name or a spec. Tensors are matched in order (the zoo
+    ``model`` is the carve model the weights are for. Tensors are matched in order (the zoo
     builds modules in the peers' order) and checked by shape; a linear head stored as a 1x1 conv
     (timm's MobileNetV3 ``conv_head``) is reshaped.
     """
     if source not in ("torchvision", "timm"):
         raise ValueError(f"source: expected 'torchvision' or 'timm', got {source!r}")
-    if not isinstance(model, nn.Module):
-        from .factory import create_model
-
-        model = create_model(model)
     ours = [(k, v) for k, v in model.state_dict().items() if not _is_buffer_count(k)]
     theirs = [(k, v) for k, v in state_dict.items() if not _is_buffer_count(k)]
     if len(ours) != len(theirs):

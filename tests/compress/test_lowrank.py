@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from carve.compress import fold, lowrank, relative_error, svd_factors
-from carve.compress.lowrank import Factorized, rank_for_energy
+from carve.compress.factorisation import Factorized, rank_for_energy
 from carve.zoo import create_model
 
 from .conftest import TINY_SPEC

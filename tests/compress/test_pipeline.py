@@ -5,7 +5,7 @@ import torch
 
 from carve.cli import main
 from carve.compress import parse_steps, pipeline
-from carve.compress.prune import PruneError
+from carve.compress.pruning import PruneError
 
 from .conftest import cifar_dir
 

@@ -1,11 +1,11 @@
+import json
 import pytest
 import torch
 
 from carve.compress import PruneError, prune, pruned_spec
-import importlib
-from carve.zoo import ArchSpec, count_params, create_model, profile, save_weights
+from carve.zoo import count_params, create_model, parse_spec, profile, save_weights
 
-prune_mod = importlib.import_module("carve.compress.prune")
+from carve.compress import pruning as prune_mod
 
 from .conftest import FAMILIES, randomize_bn
 
@@ -21,7 +21,7 @@ def test_pruned_model_runs_and_round_trips_for_every_family(name, tmp_path):
         y = pruned.eval()(x)
     assert y.shape == (2, 10) and torch.isfinite(y).all()
     assert count_params(pruned) < 0.75 * base
-    assert ArchSpec.from_json(spec.to_json()) == spec
+    assert parse_spec(json.loads(spec.to_json())) == spec
     path = save_weights(pruned, tmp_path / f"{name}.safetensors")
     rebuilt = create_model(path).eval()
     with torch.no_grad():

@@ -3,8 +3,8 @@ import torch
 
 from carve.compress import QuantizeError, quantize
 from carve.compress import state_size
-from carve.compress.pipeline import _graph_bytes
-from carve.compress.quantize import Int8Model, OrtModel
+from carve.compress.stepwise import _graph_bytes
+from carve.compress.quantization import Int8Model, OrtModel
 from carve.zoo import create_model
 
 from .conftest import cifar_batches

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from carve.finetune.classify import ClassifyConfig, classify
+from carve.finetune import ClassifyConfig, classify
 from carve.zoo import create_model
 
 CIFAR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"

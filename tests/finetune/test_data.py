@@ -6,7 +6,7 @@ import torch
 
 from carve.finetune.data_coco import read_coco
 from carve.finetune.data_yolo import read_yolo
-from carve.finetune.dataset import AnnotationError, open_dataset
+from carve.finetune import AnnotationError, open_dataset
 from carve.finetune.transforms import train_transforms
 
 from .conftest import SUBSET_IDS

@@ -1,14 +1,12 @@
-import importlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from carve.finetune.detect import DetectConfig, detect, load_detector
+from carve.finetune import DetectConfig, detect, load_detector
+from carve.finetune import detection as detect_mod
 
-# the package exports the function ``detect``, which shadows the module of the same name
-detect_mod = importlib.import_module("carve.finetune.detect")
 IDS = [9, 25, 30, 34]
 
 

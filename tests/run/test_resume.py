@@ -7,9 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from carve.run.steps import StageMissing, require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,10 +43,6 @@ def carve_run(out: Path, config: Path) -> list[str]:
 
 
 def test_killed_search_resumes_without_redoing_steps_or_trials(tmp_path):
-    try:
-        require("search")
-    except StageMissing as exc:
-        pytest.skip(str(exc))
     config = tmp_path / "three.yaml"
     config.write_text("search: {trials: 3}\n")
     out = tmp_path / "run"

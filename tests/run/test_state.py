@@ -3,8 +3,8 @@ import json
 import pytest
 
 from carve.run import RunState, load_config, run_pipeline
-from carve.run.state import write_atomic
-from carve.run.steps import strongest_under_budget
+from carve.files import write_atomic
+from carve.run.zoo_step import strongest_under_budget
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from carve.search import export, run_search
-from carve.search.export import load_study
+from carve.search import export_spec, run_search
+from carve.search.storage import load_study
 from carve.search.spaces import get_space
 from carve.zoo import create_model
 
@@ -65,7 +65,7 @@ def test_postgres_storage_two_runs_share_the_study(tiny_space, tmp_path, postgre
     assert second.n_complete == 5
     study = load_study(cfg.name, postgres_url)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
-    spec = export(cfg.name, postgres_url, trial=4)
+    spec = export_spec(cfg.name, postgres_url, trial=4)
     assert create_model(spec).spec == spec
 
 
@@ -89,5 +89,5 @@ def test_ray_backend_runs_trials_and_records_them(tiny_space, tmp_path, monkeypa
         assert t.system_attrs["constraints:params"] == pytest.approx(t.user_attrs["params"] - 3000)
     assert (tmp_path / "ray").is_dir()  # Ray's results under the run folder, not ~/ray_results
     if result.pareto:
-        spec = export(cfg.name, cfg.storage_url, trial=result.pareto[0].number)
+        spec = export_spec(cfg.name, cfg.storage_url, trial=result.pareto[0].number)
         assert create_model(spec).spec == spec

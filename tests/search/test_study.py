@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from carve.search import export, run_search
-from carve.search.export import load_study
+from carve.search import export_spec, run_search
+from carve.search.storage import load_study
 from carve.search.objective import Objective
 from carve.search.spaces import get_space
 from carve.search.study import optimize
@@ -70,15 +70,15 @@ def test_export_round_trip(tiny_space, tmp_path):
     study = load_study(cfg.name, cfg.storage_url)
     trial = study.trials[1]
     out = tmp_path / "arch.json"
-    spec = export(cfg.name, cfg.storage_url, trial=1, out=out)
+    spec = export_spec(cfg.name, cfg.storage_url, trial=1, out=out)
     assert spec.to_dict() == trial.user_attrs["spec"]
     model = create_model(str(out))
     assert model.spec == spec
     assert get_space(tiny_space).decode(trial.params)[0] == spec  # params alone also rebuild it
     with pytest.raises(KeyError, match="trial 99"):
-        export(cfg.name, cfg.storage_url, trial=99)
+        export_spec(cfg.name, cfg.storage_url, trial=99)
     with pytest.raises(KeyError, match="nosuch"):
-        export("nosuch", cfg.storage_url)
+        export_spec("nosuch", cfg.storage_url)
 
 
 def test_failed_trials_are_recorded_and_search_goes_on(tiny_space, tmp_path, monkeypatch):

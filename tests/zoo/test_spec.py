@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from carve.zoo import ArchSpec, SpecError, create_model, list_models, parse_spec
+from carve.zoo import SpecError, create_model, list_models, parse_spec
 
 
 def module_signature(model: torch.nn.Module) -> tuple[str, list[tuple[str, tuple[int, ...]]]]:
@@ -14,7 +14,7 @@ def module_signature(model: torch.nn.Module) -> tuple[str, list[tuple[str, tuple
 def test_spec_round_trips_through_json(name):
     model = create_model(name)
     text = model.spec.to_json()
-    again = ArchSpec.from_json(text)
+    again = parse_spec(json.loads(text))
     assert again == model.spec
     assert again.hash() == model.spec.hash()
     assert module_signature(create_model(again)) == module_signature(model)

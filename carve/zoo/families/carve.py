@@ -53,7 +53,7 @@ _CARVE = [
 _LAST_CONV = 768
 
 
-def carve(width: float = 1.0) -> ArchSpec:
+def carve_spec(width: float = 1.0) -> ArchSpec:
     rc = lambda c: make_divisible(c * width)  # noqa: E731
     stem_ch = rc(16)
     cin, stages = stem_ch, []

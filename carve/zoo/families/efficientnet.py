@@ -10,7 +10,7 @@ _B0 = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
        (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 
 
-def efficientnet_b0() -> ArchSpec:
+def efficientnet_b0_spec() -> ArchSpec:
     cin, stages = 32, []
     for e, k, s, c, n in _B0:
         blocks = []

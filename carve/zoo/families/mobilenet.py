@@ -15,7 +15,7 @@ from ._common import expand, se, stage, width_tag
 TF_BN = NormSpec(eps=1e-3, momentum=0.01)
 
 
-def mobilenet_v1(width: float = 1.0) -> ArchSpec:
+def mobilenet_v1_spec(width: float = 1.0) -> ArchSpec:
     rc = lambda c: make_divisible(c * width)  # noqa: E731
     table = [(64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 6, 2), (1024, 2, 2)]
     stages = []
@@ -27,7 +27,7 @@ def mobilenet_v1(width: float = 1.0) -> ArchSpec:
                     stem=StemSpec(rc(32), act="relu6"), stages=tuple(stages), head=HeadSpec(dropout=0.0))
 
 
-def mobilenet_v2(width: float = 1.0) -> ArchSpec:
+def mobilenet_v2_spec(width: float = 1.0) -> ArchSpec:
     rc = lambda c: make_divisible(c * width)  # noqa: E731
     cin = rc(32)
     stages = [stage(BlockSpec("ds", rc(16), 3, 1, act="relu6"))]
@@ -64,7 +64,7 @@ _V3_SMALL = [
 ]
 
 
-def mobilenet_v3(size: str = "large", width: float = 1.0) -> ArchSpec:
+def mobilenet_v3_spec(size: str = "large", width: float = 1.0) -> ArchSpec:
     rc = lambda c: make_divisible(c * width)  # noqa: E731
     table = _V3_LARGE if size == "large" else _V3_SMALL
     stem_ch = rc(16) if width >= 0.75 else 16

@@ -12,7 +12,7 @@ from ..spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, make_divisible
 from ._common import se, stage, width_tag
 
 
-def rexnet(width: float = 1.0, depth: float = 1.0) -> ArchSpec:
+def rexnet_spec(width: float = 1.0, depth: float = 1.0) -> ArchSpec:
     layers = [ceil(n * depth) for n in (1, 2, 2, 3, 3, 5)]
     strides = [1, 2, 2, 2, 1, 2]
     n_blocks = sum(layers)

@@ -10,7 +10,7 @@ _WIDTHS = {0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024),
 _REPEATS = (4, 8, 4)
 
 
-def shufflenet_v2(width: float = 1.0) -> ArchSpec:
+def shufflenet_v2_spec(width: float = 1.0) -> ArchSpec:
     if width not in _WIDTHS:
         raise ValueError(f"width: ShuffleNetV2 is defined for {sorted(_WIDTHS)}, got {width}")
     *stage_widths, last = _WIDTHS[width]

@@ -22,7 +22,7 @@ from torch import nn
 
 from carve.zoo import ArchSpec
 
-from ._onnx import export_onnx, onnx_session
+from carve.latency.onnx_export import export_onnx, onnx_session
 
 PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")

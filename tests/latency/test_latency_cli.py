@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from carve.cli import main
-from carve.search.latency import QUICK
-from carve.search.latency.zoo_bench import bench_zoo, format_rows, peer_model
+from carve.latency import QUICK
+from carve.latency.zoo_bench import bench_zoo, format_rows, peer_model
 from carve.zoo import parse_spec
 
 

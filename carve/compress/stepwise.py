@@ -1,7 +1,7 @@
 """``pipeline``: apply compression steps in order and measure the model after each one.
 
 Every row of the report is measured in this process: parameters, MACs, artefact size, latency
-(``carve.search.latency.measure``) and top-1 (``carve.train.evaluate``). Pruning works on the
+(``carve.latency.measure``) and top-1 (``carve.train.evaluate``). Pruning works on the
 trainable (unfolded) model and re-applies folding when it came first; finetuning after pruning
 uses ``carve.train.fit`` with the unpruned model as the KD teacher.
 """
@@ -17,11 +17,11 @@ from torch import nn
 
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
-from .export import file_size, state_size, to_onnx, to_program
-from .fold import fold
-from .lowrank import lowrank
-from .prune import check_ratio, conv_macs, prune
-from .quantize import Int8Model, OrtModel, package_aoti, quantize
+from .artefacts import file_size, state_size, to_onnx, to_program
+from .folding import fold
+from .factorisation import lowrank
+from .pruning import check_ratio, conv_macs, prune
+from .quantization import Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
 
 STEPS = ("fold", "prune", "lowrank", "quantize", "export")
@@ -104,7 +104,7 @@ class _Runner:
         lat = p10 = p90 = None
         rt = "eager"
         if self.latency:
-            from carve.search.latency import measure
+            from carve.latency import measure
 
             rt = "onnxruntime" if (self.runtime == "onnxruntime" and plain) else "eager"
             res = measure(model, runtime=rt, input_size=self.input_size, threads=self.threads, cache=False,
@@ -172,7 +172,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
     report.add(runner.row("original", original, spec, None))
     if compare_compiled and latency:
-        from carve.search.latency import measure
+        from carve.latency import measure
 
         res = measure(original, runtime="compile", input_size=runner.input_size, threads=threads, cache=False)
         report.reference["original_compiled_ms"] = res.median_ms

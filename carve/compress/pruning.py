@@ -272,7 +272,7 @@ def prune(model: nn.Module, spec: ArchSpec | None = None, ratio: float | None = 
 
     Give one target: ``ratio`` (fraction of channels removed per group), ``target_macs`` (fraction
     of the original MACs to keep) or ``target_latency`` (fraction of the original latency measured
-    by ``carve.search.latency.measure``). ``importance``: l1, l2, bn or taylor (needs ``data``).
+    by ``carve.latency.measure``). ``importance``: l1, l2, bn or taylor (needs ``data``).
     """
     spec = spec or getattr(model, "spec", None)
     if spec is None:
@@ -289,7 +289,7 @@ def prune(model: nn.Module, spec: ArchSpec | None = None, ratio: float | None = 
         ratio = ratio_for_target(spec, target_macs, lambda s: conv_macs(CarveNet(s), input_size),
                                  round_to, ratios, "target_macs")
     elif target_latency is not None:
-        from carve.search.latency import measure
+        from carve.latency import measure
 
         kw = dict(input_size=input_size, **(latency_kwargs or {}))
         ratio = ratio_for_target(spec, target_latency, lambda s: measure(s, **kw).median_ms, round_to, ratios,

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from ._onnx import export_onnx, onnx_session
+from carve.latency.onnx_export import export_onnx, onnx_session
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from carve.search.latency import QUICK, LatencyCache, measure
-from carve.search.latency.parts import decompose, part_modules
-from carve.search.latency.table import Correction, LatencyTable, build_table, fit_correction, predict
+from carve.latency import QUICK, LatencyCache, measure
+from carve.latency.parts import decompose, part_modules
+from carve.latency.table import Correction, LatencyTable, build_table, fit_correction, predict
 from carve.zoo import create_model, parse_spec
 
 
@@ -94,7 +94,7 @@ def test_table_rejects_other_conditions(tmp_path: Path) -> None:
 
 
 def test_sample_specs_from_a_search_space() -> None:
-    from carve.search.latency.table import sample_specs
+    from carve.latency.table import sample_specs
     from carve.search.spaces import get_space
 
     specs = sample_specs(get_space("mbconv"), 4, seed=1)

@@ -8,8 +8,8 @@ from torch import nn
 
 from carve.zoo import create_model, get_entry, list_models
 
-from .compare import compare
-from .measure import measure
+from .comparison import compare
+from .measurement import measure
 from .protocol import Protocol
 
 

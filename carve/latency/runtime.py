@@ -150,7 +150,7 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
     import numpy as np
     import onnxruntime as ort
 
-    from carve.zoo.export import export_onnx, onnx_session
+    from .onnx_export import export_onnx, onnx_session
 
     from .cache import cache_dir
 

@@ -21,7 +21,7 @@ from carve.zoo import ArchSpec
 
 from .cache import LatencyCache, cache_dir
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
-from .measure import measure
+from .measurement import measure
 from .parts import decompose, part_modules
 from .protocol import Protocol
 

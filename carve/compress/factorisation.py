@@ -90,7 +90,7 @@ def lowrank(model: nn.Module, spec: ArchSpec | None = None, energy: float = 0.9,
         raise ValueError(f"min_saving: must be in [0, 1), got {min_saving!r}")
     if target_latency is not None:
         if latency is None:
-            from carve.search.latency import measure
+            from carve.latency import measure
 
             latency = lambda m: measure(m, cache=False).median_ms  # noqa: E731
         base = latency(model)

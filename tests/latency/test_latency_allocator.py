@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from carve.search.latency import allocator, device_fingerprint
+from carve.latency import allocator, device_fingerprint
 
 # The probe loads the allocator module by path and allocates through libc directly, without
 # importing torch: torch's import and first operator free large blocks and spawn threads, which

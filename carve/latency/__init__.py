@@ -1,9 +1,9 @@
 """Latency engine: measured on the real device, cached in SQLite, predicted from block tables."""
 
 from .cache import LatencyCache, cache_dir, default_db_path
-from .compare import Comparison, compare
+from .comparison import Comparison, compare
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
-from .measure import LatencyResult, measure
+from .measurement import LatencyResult, measure
 from .protocol import QUICK, Protocol
 from .table import LatencyTable, build_table, predict
 

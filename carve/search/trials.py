@@ -1,26 +1,15 @@
-"""Export a trial of a finished study as an ArchSpec (and arch.json that create_model builds)."""
+"""A finished study's trials as specs: one trial's spec, the most accurate feasible one, written as arch.json."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from carve.files import write_json
 from carve.zoo import ArchSpec, parse_spec
 
 from .spaces import get_space
-
-
-def load_study(study_name: str, storage: str) -> Any:
-    """Load an existing study; the error lists the studies that do exist."""
-    import optuna
-
-    from .study import open_storage
-
-    st = open_storage(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(st)]
-    if study_name not in names:
-        raise KeyError(f"study {study_name!r} not found in {storage}; studies there: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=st)
+from .storage import load_study
 
 
 def trial_spec(study: Any, number: int) -> tuple[ArchSpec, int]:
@@ -48,7 +37,7 @@ def best_trial_number(study: Any) -> int:
     return max(entries, key=lambda e: e.accuracy).number
 
 
-def export(study_name: str, storage: str, trial: int | None = None, out: str | Path | None = None,
+def export_spec(study_name: str, storage: str, trial: int | None = None, out: str | Path | None = None,
            num_classes: int | None = None) -> ArchSpec:
     """The spec of ``trial`` (default: the most accurate feasible Pareto trial); written to ``out``."""
     study = load_study(study_name, storage)
@@ -57,7 +46,5 @@ def export(study_name: str, storage: str, trial: int | None = None, out: str | P
     if num_classes is not None:
         spec = spec.with_num_classes(num_classes)
     if out is not None:
-        from .study import write_json
-
         write_json(Path(out), spec.to_dict())
     return spec

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from carve.search.latency import QUICK, LatencyCache, compare, measure
-from carve.search.latency.protocol import summarize
+from carve.latency import QUICK, LatencyCache, compare, measure
+from carve.latency.protocol import summarize
 from carve.zoo import create_model, parse_spec
 
 
@@ -65,7 +65,7 @@ def test_onnxruntime_runtime_on_tiny_model(tmp_path: Path, monkeypatch: pytest.M
     onnx_file = Path(r.conditions["onnx_file"])
     assert onnx_file.is_file() and onnx_file.parent.parent == tmp_path
     assert (tmp_path / "latency.db").is_file() and r.median_ms > 0 and r.conditions["threads"] == 1
-    from carve.zoo.export import onnx_session
+    from carve.latency.onnx_export import onnx_session
 
     session = onnx_session(onnx_file, threads=1)
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)

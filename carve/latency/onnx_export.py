@@ -68,9 +68,14 @@ def _quiet_export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, *
         logging.getLogger("torch.onnx").setLevel(level)
 
 
-def onnx_session(path: str | Path, threads: int) -> Any:
-    """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads (1 inter-op)."""
+def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads (1 inter-op;
+    default: the physical cores this process may use)."""
     import onnxruntime as ort
+
+    from .fingerprint import physical_cores
+
+    threads = physical_cores() if threads is None else threads
 
     path = Path(path)
     if not path.is_file():
