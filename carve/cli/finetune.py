@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from carve.finetune import ClassifyConfig, classify
 
-    cfg = ClassifyConfig(backbone=args.backbone, data=args.data, out_dir=args.out, pretrained=_pretrained(args.pretrained),
+    cfg = ClassifyConfig(model=args.backbone, data=args.data, out_dir=args.out, pretrained=_pretrained(args.pretrained),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          backbone_lr_mult=args.backbone_lr_mult, freeze=args.freeze, frozen_bn=args.frozen_bn,
                          img_size=args.img_size, small_input=args.small_input, aug=args.aug,

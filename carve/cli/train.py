@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="JSON file with TrainConfig fields (command-line flags override it)")
     choices = {"aug": AUG_PRESETS, "amp": AMP_MODES}
     for f in fields(TrainConfig):
-        if f.name in ("model", "extra"):
+        if f.name in ("model", "extra", "lr_scale"):
             continue
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data = json.load(f)
     data["model"] = args.model
     for f in fields(TrainConfig):
-        if f.name in ("model", "extra"):
+        if f.name in ("model", "extra", "lr_scale"):
             continue
         value = getattr(args, f.name)
         if f.name in ("resume", "pretrained", "teacher"):

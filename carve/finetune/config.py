@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from carve.train import TrainConfig
+
 from .heads import HEADS
 
 
@@ -89,43 +91,27 @@ class DetectConfig:
 
 
 @dataclass
-class ClassifyConfig:
-    """A classification finetuning run. ``data``: an image-folder root with ``train/`` and
-    ``val/`` (or ``test/``). ``freeze``: none, stem, all or N stages (the head always trains);
-    ``backbone_lr_mult`` scales every non-head parameter's LR; ``frozen_bn`` freezes all BN
-    statistics of the body."""
+class ClassifyConfig(TrainConfig):
+    """A classification transfer run: ``TrainConfig``'s recipe training a new classifier on
+    ``model``'s (pretrained) body over an image folder with ``train/`` and ``val/`` (or ``test/``).
 
-    backbone: Any = "carve_100"
-    data: str = "../shared/data/cifar10"
+    ``freeze``: none, stem, all or N stages (the head always trains); ``backbone_lr_mult`` scales
+    every non-head parameter's learning rate; ``frozen_bn`` freezes all BatchNorm layers of the body.
+    """
+
+    model: Any = "carve_100"
     out_dir: str = "runs/classify"
-    pretrained: Any = False
     epochs: int = 5
     batch_size: int = 64
     lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
+    base_batch_size: int = 0
     warmup_epochs: float = 0.5
-    backbone_lr_mult: float = 0.1
+    cutmix_alpha: float = 0.0
     freeze: Any = "none"
+    backbone_lr_mult: float = 0.1
     frozen_bn: bool = False
-    label_smoothing: float = 0.1
-    aug: str = "weak"
-    img_size: int = 32
-    small_input: int = 0
-    train_per_class: int = 0
-    val_per_class: int = 0
-    max_steps: int = 0
-    amp: str = "none"
-    seed: int = 0
-    workers: int = 2
-    device: str = "cpu"
-    progress: bool = True
-    tensorboard: bool = True
 
-    def __post_init__(self) -> None:
-        for name, ok, expected in (("epochs", self.epochs >= 1, "an integer >= 1"),
-                                   ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-                                   ("lr", self.lr > 0, "a positive number"),
-                                   ("backbone_lr_mult", self.backbone_lr_mult >= 0, "a number >= 0")):
-            if not ok:
-                raise ValueError(f"ClassifyConfig.{name}: expected {expected}, got {getattr(self, name)!r}")
+    def validate(self) -> None:
+        super().validate()
+        if not self.backbone_lr_mult >= 0:
+            raise ValueError(f"ClassifyConfig.backbone_lr_mult: expected a number >= 0, got {self.backbone_lr_mult!r}")

@@ -23,6 +23,8 @@ class TrainConfig:
     of each class. ``resume``: True (the out_dir's last checkpoint) or a checkpoint path.
     ``bn_recalibration``: batches of training images over which BatchNorm statistics are
     re-estimated before each evaluation (0: off; short schedules want it, see ``batchnorm``).
+    ``lr_scale``: learning-rate multipliers by parameter-name prefix (longest match wins; e.g. a lower
+    rate for a pretrained body when finetuning).
     """
 
     model: Any = "mobilenet_v2_100"
@@ -64,6 +66,7 @@ class TrainConfig:
     drop_path_rate: float | None = None
     sync_bn: bool = False
     bn_recalibration: int = 0
+    lr_scale: dict = field(default_factory=dict)
     eval_every: int = 1
     progress: bool = True
     tensorboard: bool = True
@@ -76,7 +79,7 @@ class TrainConfig:
         """Raise ValueError naming the first field with an unusable value."""
         def need(ok: bool, name: str, expected: str) -> None:
             if not ok:
-                raise ValueError(f"TrainConfig.{name}: expected {expected}, got {getattr(self, name)!r}")
+                raise ValueError(f"{type(self).__name__}.{name}: expected {expected}, got {getattr(self, name)!r}")
 
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
@@ -108,6 +111,7 @@ class TrainConfig:
         """Plain JSON-able data (a spec given as an object is stored as its dict)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["extra"] = dict(self.extra)
+        data["lr_scale"] = dict(self.lr_scale)
         if hasattr(self.model, "to_dict"):
             data["model"] = self.model.to_dict()
         elif not isinstance(self.model, (str, Path, dict)):
@@ -128,5 +132,5 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
