@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
+CACHE_ENV = "CARVE_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """carve's cache folder: $CARVE_CACHE_DIR, else $XDG_CACHE_HOME/carve, else ~/.cache/carve."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "carve"
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)

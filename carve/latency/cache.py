@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from carve.files import cache_dir
+
 T = TypeVar("T")
-ENV_VAR = "CARVE_CACHE_DIR"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS measurements (
     key TEXT PRIMARY KEY,
@@ -24,14 +25,6 @@ CREATE TABLE IF NOT EXISTS measurements (
 );
 CREATE INDEX IF NOT EXISTS measurements_model ON measurements(model_key);
 """
-
-
-def cache_dir() -> Path:
-    """carve's cache folder: $CARVE_CACHE_DIR, else $XDG_CACHE_HOME/carve, else ~/.cache/carve."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "carve"
 
 
 def default_db_path() -> Path:

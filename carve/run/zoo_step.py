@@ -14,7 +14,7 @@ from .state import RunState
 
 
 def best_published_top1(entry: Any) -> float | None:
-    scores = [w.top1 for w in entry.weights if w.top1 is not None]
+    scores = [w.top1 for w in entry.weights if w.top1 is not None and w.dataset == "imagenet-1k"]
     return max(scores) if scores else None
 
 

@@ -17,17 +17,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .data import SafeImageFolder, build_transforms, collate_skipping, find_split
+from .shards import ShardDataset, is_shards
 
 _BN = nn.modules.batchnorm._BatchNorm
 
 
 def calibration_loader(root: str | Path, img_size: int, batch_size: int, batches: int, per_class: int = 0,
-                       seed: int = 0) -> DataLoader:
+                       seed: int = 0, val_fraction: float = 0.1) -> DataLoader:
     """``batches`` batches of training images (no augmentation) in a fixed shuffled order.
 
     Uses its own random generator, so drawing from it leaves the global RNG (and an exact resume)
     untouched.
     """
+    if is_shards(root):
+        shards = ShardDataset(root, "train", build_transforms("none", img_size, False), per_class, val_fraction,
+                              shuffle=True, seed=seed, batch_size=batch_size, limit=batches * batch_size)
+        return DataLoader(shards, batch_size=batch_size, collate_fn=collate_skipping)
     dataset = SafeImageFolder(find_split(root, ("train",)), build_transforms("none", img_size, False), per_class)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     subset = Subset(dataset, order[:batches * batch_size].tolist())

@@ -20,7 +20,8 @@ class TrainConfig:
     (``carve.zoo.for_small_images``). ``lr`` is for ``base_batch_size`` images per step and is
     scaled linearly with the effective (global) batch size. ``max_steps`` caps the optimizer steps
     (the schedule then spans them); ``train_per_class``/``val_per_class`` take the first N images
-    of each class. ``resume``: True (the out_dir's last checkpoint) or a checkpoint path.
+    of each class. ``data`` may also be a set of WebDataset shards (a folder of ``.tar``/``.tar.gz``
+    files or a brace pattern), streamed; ``val_fraction`` of their samples, chosen by key, are held out. ``resume``: True (the out_dir's last checkpoint) or a checkpoint path.
     ``bn_recalibration``: batches of training images over which BatchNorm statistics are
     re-estimated before each evaluation (0: off; short schedules want it, see ``batchnorm``).
     ``lr_scale``: learning-rate multipliers by parameter-name prefix (longest match wins; e.g. a lower
@@ -55,6 +56,7 @@ class TrainConfig:
     small_input: int = 0
     train_per_class: int = 0
     val_per_class: int = 0
+    val_fraction: float = 0.1
     max_steps: int = 0
     seed: int = 0
     deterministic: bool = False
@@ -102,6 +104,7 @@ class TrainConfig:
         need(self.small_input >= 0, "small_input", "an integer >= 0")
         need(self.train_per_class >= 0, "train_per_class", "an integer >= 0 (0 = all)")
         need(self.val_per_class >= 0, "val_per_class", "an integer >= 0 (0 = all)")
+        need(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)")
         need(self.max_steps >= 0, "max_steps", "an integer >= 0 (0 = no cap)")
         need(self.workers >= 0, "workers", "an integer >= 0")
         need(self.eval_every >= 1, "eval_every", "an integer >= 1")

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from .shards import ShardDataset, is_shards, shard_index
+
 log = logging.getLogger("carve.train")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,7 +35,9 @@ def find_split(root: str | Path, names: Sequence[str]) -> Path:
 
 
 def class_names(root: str | Path) -> list[str]:
-    """The classes of ``root/train`` (its folder names, sorted): the class list of the whole dataset."""
+    """The dataset's classes: the folder names of ``root/train`` (sorted), or a shard set's class list."""
+    if is_shards(root):
+        return list(shard_index(root).classes)
     return datasets.folder.find_classes(str(find_split(root, ["train"])))[0]
 
 
@@ -122,9 +126,17 @@ def build_transforms(aug: str, img_size: int, train: bool, mean: Sequence[float]
 
 
 def train_loader(root: str | Path, img_size: int, batch_size: int, aug: str = "weak", per_class: int = 0,
-                 workers: int = 2, seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Shuffled, drop-last loader over ``root/train`` sharded like DDP; call ``set_epoch(loader, e)`` each epoch."""
-    dataset = SafeImageFolder(find_split(root, ["train"]), build_transforms(aug, img_size, True), per_class)
+                 workers: int = 2, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 val_fraction: float = 0.1) -> DataLoader:
+    """Shuffled, drop-last loader over ``root/train`` (or a shard set's training part) split over DDP
+    processes; call ``set_epoch(loader, e)`` each epoch."""
+    transform = build_transforms(aug, img_size, True)
+    if is_shards(root):
+        shards = ShardDataset(root, "train", transform, per_class, val_fraction, shuffle=True, seed=seed,
+                              batch_size=batch_size, workers=workers, rank=rank, world_size=world_size)
+        return DataLoader(shards, batch_size=batch_size, num_workers=workers, drop_last=True,
+                          collate_fn=collate_skipping)
+    dataset = SafeImageFolder(find_split(root, ["train"]), transform, per_class)
     if len(dataset) < batch_size * world_size:
         raise ValueError(f"data: {root}/train has {len(dataset)} images, fewer than one global batch "
                          f"({batch_size} x {world_size} processes)")
@@ -138,6 +150,8 @@ def set_epoch(loader: DataLoader, epoch: int, seed: int = 0) -> None:
     """Make the shuffle order and the worker seeds a function of (seed, epoch) only (exact resume)."""
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
+    if isinstance(loader.dataset, ShardDataset):
+        loader.dataset.set_epoch(epoch)
     if loader.generator is not None:
         loader.generator.manual_seed(seed * 100_003 + epoch)
 
@@ -154,9 +168,17 @@ class _Shard(Dataset):
 
 
 def eval_loader(root: str | Path, img_size: int, batch_size: int, per_class: int = 0, workers: int = 2,
-                rank: int = 0, world_size: int = 1, split: Sequence[str] = ("val", "test")) -> DataLoader:
-    """Sequential loader over ``root/val`` (or ``root/test``); each rank gets a disjoint shard, no padding."""
-    dataset: Dataset = SafeImageFolder(find_split(root, split), build_transforms("none", img_size, False), per_class)
+                rank: int = 0, world_size: int = 1, split: Sequence[str] = ("val", "test"),
+                val_fraction: float = 0.1) -> DataLoader:
+    """Sequential loader over ``root/val`` (or ``root/test``; a shard set's held-out part, or its
+    training part for ``split=("train",)``); each rank gets a disjoint part, no padding."""
+    transform = build_transforms("none", img_size, False)
+    if is_shards(root):
+        part = "train" if tuple(split) == ("train",) else "val"
+        shards = ShardDataset(root, part, transform, per_class, val_fraction, workers=workers, rank=rank,
+                              world_size=world_size)
+        return DataLoader(shards, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
+    dataset: Dataset = SafeImageFolder(find_split(root, split), transform, per_class)
     if world_size > 1:
         dataset = _Shard(dataset, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -164,6 +186,7 @@ def eval_loader(root: str | Path, img_size: int, batch_size: int, per_class: int
 
 
 def num_classes_of(loader: DataLoader) -> int:
+    """Classes of the dataset behind ``loader`` (all of the dataset's classes, not only those it yields)."""
     dataset = loader.dataset
     while isinstance(dataset, _Shard):
         dataset = dataset.dataset

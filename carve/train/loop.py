@@ -119,14 +119,14 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
 
     # Data
     train_dl = train_loader(config.data, config.img_size, config.batch_size, config.aug, config.train_per_class,
-                            config.workers, config.seed, dist.rank, dist.world_size)
+                            config.workers, config.seed, dist.rank, dist.world_size, config.val_fraction)
     val_dl = eval_loader(config.data, config.img_size, config.batch_size, config.val_per_class, config.workers,
-                         dist.rank, dist.world_size)
+                         dist.rank, dist.world_size, val_fraction=config.val_fraction)
     num_classes = num_classes_of(train_dl)
     calib_dl = None
     if config.bn_recalibration:
         calib_dl = calibration_loader(config.data, config.img_size, config.batch_size, config.bn_recalibration,
-                                      config.train_per_class, config.seed)
+                                      config.train_per_class, config.seed, config.val_fraction)
 
     # Model (same initial weights on every rank: seeded identically)
     model = build_model(config, num_classes, model)

@@ -10,6 +10,7 @@ from torch import nn
 
 from .model import CarveFeatures, CarveNet
 from .registry import ModelEntry, PublishedWeights, get_entry
+from .shipped import record, shipped_file
 from .spec import ArchSpec
 from .validation import load_spec, parse_spec
 from .variants import for_small_images
@@ -81,7 +82,9 @@ def create_model(
             weights_file = Path(str(pretrained))
         else:
             published = find_weights(entry, str(pretrained))
-    if published is not None and published.norm is not None:
+    if published is not None and published.source == "carve":
+        weights_file = shipped_file(published.tag, entry.name)
+    elif published is not None and published.norm is not None:
         spec = replace(spec, norm=published.norm)
     state: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
@@ -105,7 +108,10 @@ def create_model(
         model = _load_file(model, state, weights_file, entry)
     elif published is not None:
         model.load_state_dict(convert_weights(peer_state_dict(published), published.source, model))
-    model.pretrained_cfg = pretrained_cfg(published, model.spec)
+    if published is not None and published.source == "carve":
+        model.pretrained_cfg = pretrained_cfg(published, model.spec, record(published.tag, entry.name))
+    else:
+        model.pretrained_cfg = pretrained_cfg(published, model.spec)
     if weights_file is not None:
         model.pretrained_cfg.update(file=str(weights_file), metrics=metadata.get("metrics"))
 
@@ -119,8 +125,10 @@ def create_model(
 
 
 def default_weights(entry: ModelEntry) -> PublishedWeights:
-    """The weights ``pretrained=True`` loads: the highest published top-1 (unknown top-1 last)."""
-    return max(entry.weights, key=_top1_key)
+    """The weights ``pretrained=True`` loads: the highest published ImageNet-1k top-1 (unknown top-1
+    last), else the best of carve's shipped weights."""
+    imagenet = [w for w in entry.weights if w.dataset == "imagenet-1k"]
+    return max(imagenet or entry.weights, key=_top1_key)
 
 
 def _top1_key(weights: PublishedWeights) -> float:
@@ -150,8 +158,10 @@ def _load_file(model: CarveNet, state: dict[str, Any], path: Path, entry: ModelE
     return model
 
 
-def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec) -> dict[str, Any]:
-    """Evaluation preprocessing of ``weights`` (resize, crop, interpolation, mean, std), timm-style keys."""
+def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec,
+                   shipped: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluation preprocessing of ``weights`` (resize, crop, interpolation, mean, std), timm-style keys;
+    ``shipped`` is the manifest record of carve's own weights."""
     cfg: dict[str, Any] = dict(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bilinear",
                                mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=spec.head.num_classes,
                                first_conv="stem.conv", classifier="classifier", tag=None)
@@ -159,7 +169,14 @@ def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec) -> dict[str
         return cfg
     cfg["tag"] = weights.tag
     cfg["top1"] = weights.top1
-    if weights.source == "torchvision":
+    cfg["dataset"] = weights.dataset
+    if shipped is not None:
+        ev = shipped.get("eval", {})
+        size = int(ev.get("input_size", 224))
+        cfg.update(input_size=(3, size, size), crop_pct=float(ev.get("crop_pct", 1.0)),
+                   interpolation=ev.get("interpolation", "bilinear"), mean=tuple(ev.get("mean", IMAGENET_MEAN)),
+                   std=tuple(ev.get("std", IMAGENET_STD)), top5=shipped.get("top5"))
+    elif weights.source == "torchvision":
         import torchvision
 
         enum = torchvision.models.get_model_weights(weights.peer_model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Callable
 
@@ -13,6 +13,7 @@ from .families.efficientnet import efficientnet_b0_spec
 from .families.mobilenet import mobilenet_v1_spec, mobilenet_v2_spec, mobilenet_v3_spec
 from .families.rexnet import rexnet_spec
 from .families.shufflenet import shufflenet_v2_spec
+from .shipped import manifest
 from .spec import ArchSpec, NormSpec
 
 TIMM_BN = NormSpec(eps=1e-5, momentum=0.1)
@@ -22,9 +23,11 @@ TIMM_BN = NormSpec(eps=1e-5, momentum=0.1)
 class PublishedWeights:
     """A peer's published ImageNet weights for a zoo model.
 
-    ``tag`` is what users pass as ``pretrained=``; ``peer_model`` names the peer's builder (a
-    torchvision function or a timm ``name.tag``); ``top1`` is the peer's published ImageNet-1k
-    top-1; ``norm`` overrides the spec's BN settings to match the peer that trained them.
+    ``tag`` is what users pass as ``pretrained=``; ``source`` is torchvision, timm or carve (shipped
+    in ``carve/weights``); ``peer_model`` names the peer's builder (a torchvision function or a timm
+    ``name.tag``) or carve's file; ``top1`` is the published top-1 on ``dataset`` (ImageNet-1k for
+    the peers, the held-out split for carve's own); ``norm`` overrides the spec's BN settings to
+    match the weights.
     """
 
     tag: str
@@ -32,6 +35,7 @@ class PublishedWeights:
     peer_model: str
     top1: float | None
     norm: NormSpec | None = None
+    dataset: str = "imagenet-1k"
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,18 @@ def _register_all() -> None:
         register(ModelEntry(f"carve_{tag}", "carve", partial(carve_spec, w)))
 
 
+def _register_shipped() -> None:
+    """Add the weights that ship in ``carve/weights`` to their models' entries."""
+    for tag, models in manifest().items():
+        for name, rec in models.items():
+            if name in _REGISTRY:
+                entry = _REGISTRY[name]
+                shipped = PublishedWeights(tag, "carve", rec["file"], rec.get("top1"), dataset=rec.get("dataset", tag))
+                _REGISTRY[name] = replace(entry, weights=entry.weights + (shipped,))
+
+
 _register_all()
+_register_shipped()
 
 
 def get_entry(name: str) -> ModelEntry:
