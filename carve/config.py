@@ -104,6 +104,17 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def field_settings(cls: type) -> dict[str, Mapping[str, Any]]:
+    """The rule, choices and help of each field of the dataclass ``cls``; a subclass that only
+    changes a field's default keeps what its base declared for it."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        declared = (base.__dataclass_fields__.get(f.name) for base in cls.__mro__ if dataclasses.is_dataclass(base))
+        out[f.name] = next((d.metadata for d in declared if d is not None and d.metadata), f.metadata)
+    return out
+
+
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
@@ -178,9 +189,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
-def _check_rules(value: Any, f: dataclasses.Field, path: str) -> None:
+def _check_rules(value: Any, meta: Mapping[str, Any], path: str) -> None:
     """The field's rule and choices hold for ``value`` (for each item of a list); None always passes."""
-    rule, choices = f.metadata.get("rule"), f.metadata.get("choices")
+    rule, choices = meta.get("rule"), meta.get("choices")
     if value is None or (rule is None and choices is None):
         return
     items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
@@ -220,7 +231,7 @@ def build(cls: type[T], data: Any, where: str = "") -> T:
         raise exc.moved(cls.__name__, where) from None
     if not isinstance(obj, Config):  # a plain dataclass: its rules are checked here
         for f in fields:
-            _check_rules(getattr(obj, f.name), f, _join(where, f.name))
+            _check_rules(getattr(obj, f.name), field_settings(cls)[f.name], _join(where, f.name))
     return obj
 
 
@@ -251,7 +262,7 @@ class Config:
         """Check every field's type and rule, nested configs included, then ``check``; the first bad
         field raises ``ConfigError`` naming it as ``ClassName.field``."""
         cls = type(self)
-        hints = field_types(cls)
+        hints, settings = field_types(cls), field_settings(cls)
         for f in dataclasses.fields(self):
             path = f"{cls.__name__}.{f.name}"
             value = _coerce(getattr(self, f.name), hints[f.name], path)
@@ -261,7 +272,7 @@ class Config:
                 except ConfigError as exc:
                     raise exc.moved(type(value).__name__, path) from None
             object.__setattr__(self, f.name, value)
-            _check_rules(value, f, path)
+            _check_rules(value, settings[f.name], path)
         self.check()
 
     def check(self) -> None:
@@ -301,4 +312,4 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["Config", "ConfigError", "Rule", "build", "field_types", "read_mapping", "setting"]
+__all__ = ["Config", "ConfigError", "Rule", "build", "field_settings", "field_types", "read_mapping", "setting"]

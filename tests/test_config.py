@@ -10,6 +10,7 @@ import torch
 
 from carve.compress import CompressConfig
 from carve.config import Config, ConfigError, Rule, build, read_mapping, setting
+from carve.finetune import ClassifyConfig
 from carve.search import ObjectiveConfig, SearchConfig
 from carve.train import TrainConfig
 
@@ -72,6 +73,8 @@ def test_construction_in_python_is_checked_the_same_way():
         TrainConfig(lr="1")
     with pytest.raises(ConfigError, match=r"^TrainConfig\.epochz: unknown field"):
         TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match=r"^ClassifyConfig\.epochs: expected an integer >= 1"):
+        ClassifyConfig(epochs=0)  # a subclass changing a default keeps its base's rule
     cfg = Outer()
     cfg.rate = 0
     with pytest.raises(ConfigError, match=r"^Outer\.rate"):

@@ -27,6 +27,10 @@ def test_finetune_train_and_compress_flags():
                   "--no-progress", "--resume", "--pretrained", "true", "--freeze", "2", "--train-ids", "1", "2"])
     assert (cfg.data_format, cfg.out_dir, cfg.expansion_tap, cfg.progress) == ("yolo", "o", False, False)
     assert (cfg.resume, cfg.pretrained, cfg.freeze, cfg.train_ids) == (True, True, 2, [1, 2])
+    cfg = config(["finetune", "classify", "--backbone", "b", "--data", "d", "--out", "o", "--freeze", "stem",
+                  "--frozen-bn", "--no-progress"])
+    assert (cfg.model, cfg.data, cfg.out_dir, cfg.freeze, cfg.frozen_bn, cfg.progress) == ("b", "d", "o", "stem",
+                                                                                           True, False)
     cfg = config(["train", "m", "--channels-last", "--progress", "false", "--resume", "runs/x/last.pt",
                   "--drop-rate", "none", "--no-tensorboard"])
     assert (cfg.model, cfg.channels_last, cfg.progress, cfg.resume) == ("m", True, False, "runs/x/last.pt")

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = fsub.add_parser("classify", help="new classifier head on an image folder, optional freezing",
                         formatter_class=fmt)
-    config_flags(c, ClassifyConfig, required=("backbone", "data"), flags={"out_dir": flag("--out")})
+    config_flags(c, ClassifyConfig, required=("model", "data"),
+                 flags={"model": flag("--backbone"), "out_dir": flag("--out")})
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_classify)
 
@@ -85,7 +86,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{cfg.backbone} on {cfg.data}: top-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  "
+        print(f"{cfg.model} on {cfg.data}: top-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  "
               f"({res.frozen_params:,} frozen / {res.trainable_params:,} trainable params, {res.wall_s:.0f} s)")
         print(f"weights: {res.weights}")
     return 0

@@ -17,9 +17,10 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Sequence
 
-from carve.config import ConfigError, build, field_types, read_mapping
+from carve.config import ConfigError, build, field_settings, field_types, read_mapping
 
 NoneType = type(None)
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -90,9 +91,9 @@ class _Switch(argparse.Action):
         setattr(namespace, self.dest, True if values is None or values == [] else values)
 
 
-def _leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
-    """(path, field, type) of every field, nested configs flattened."""
-    hints = field_types(cls)
+def _leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Mapping[str, Any], Any]]:
+    """(path, field, its settings, type) of every field, nested configs flattened."""
+    hints, settings = field_types(cls), field_settings(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if not f.init:
@@ -100,7 +101,7 @@ def _leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Fiel
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, f"{prefix}{f.name}.")
         else:
-            yield prefix + f.name, f, tp
+            yield prefix + f.name, f, settings[f.name], tp
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -168,9 +169,9 @@ class ConfigFlags:
         self.shown: dict[str, str] = {}  # field path -> how the command line names it
         parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                             help=f"JSON or YAML file of {cls.__name__} fields (flags override it)")
-        groups: dict[str, list[tuple[str, dataclasses.Field, Any]]] = {}
-        for path, f, tp in _leaves(cls):
-            groups.setdefault(f.name, []).append((path, f, tp))
+        groups: dict[str, list[tuple[str, dataclasses.Field, Mapping[str, Any], Any]]] = {}
+        for path, f, meta, tp in _leaves(cls):
+            groups.setdefault(f.name, []).append((path, f, meta, tp))
         for name, members in groups.items():
             self._add(name, members, flags or {}, positional, bool_values)
         parser.set_defaults(config_flags=self)
@@ -178,12 +179,12 @@ class ConfigFlags:
     def _add(self, name: str, members: list, flags: dict[str, Flag], positional: Sequence[str],
              bool_values: bool) -> None:
         """One flag (or positional argument) setting the fields ``members`` share a name with."""
-        paths = [path for path, _, _ in members]
-        _, f, tp = members[0]
+        paths = [path for path, _, _, _ in members]
+        _, f, meta, tp = members[0]
         extra = next((flags[p] for p in paths if p in flags), Flag())
         option = "--" + name.replace("_", "-")
-        kwargs = _argument(tp, f.metadata.get("choices"), bool_values)
-        text = f.metadata.get("help", "")
+        kwargs = _argument(tp, meta.get("choices"), bool_values)
+        text = meta.get("help", "")
         default = _default(f)
         if default is not dataclasses.MISSING and "default" not in text and not set(paths) & set(self.required):
             text += f" (default: {'none' if default is None else default})"

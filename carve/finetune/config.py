@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carve.config import Config, setting
-from carve.train.config import AMP_MODES, AUG_PRESETS
+from carve.train.config import AMP_MODES, TrainConfig
 
 from .heads import HEADS
 from .sources import FORMATS
@@ -65,32 +65,18 @@ class DetectConfig(Config):
 
 
 @dataclass
-class ClassifyConfig(Config):
-    """A classification finetuning run (a new classifier head; the head always trains)."""
+class ClassifyConfig(TrainConfig):
+    """A classification transfer run: ``TrainConfig``'s recipe training a new classifier on
+    ``model``'s (pretrained) body over an image folder with ``train/`` and ``val/`` (or ``test/``)."""
 
-    backbone: Any = setting("carve_100", help="zoo name, spec file or carve weights file")
-    data: str = setting("../shared/data/cifar10", help="image-folder root with train/ and val/ (or test/)")
-    out_dir: str = setting("runs/classify", help="output folder")
-    pretrained: bool | str = setting(False, help="true, a peer tag or a weights file")
-    epochs: int = setting(5, ">= 1", help="passes over the training images")
-    batch_size: int = setting(64, ">= 1", help="images per step")
-    lr: float = setting(0.05, "positive", help="learning rate")
-    momentum: float = setting(0.9, "in [0, 1)", help="SGD momentum")
-    weight_decay: float = setting(4e-5, ">= 0", help="weight decay")
-    warmup_epochs: float = setting(0.5, ">= 0", help="linear warmup length in epochs")
+    model: Any = "carve_100"
+    out_dir: str = "runs/classify"
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.05
+    base_batch_size: int = 0
+    warmup_epochs: float = 0.5
+    cutmix_alpha: float = 0.0
+    freeze: str | int = setting("none", help=FREEZE_HELP + " (the head always trains)")
     backbone_lr_mult: float = setting(0.1, ">= 0", help="scales every non-head parameter's learning rate")
-    freeze: str | int = setting("none", help=FREEZE_HELP)
-    frozen_bn: bool = setting(False, help="freeze all BatchNorm statistics of the body")
-    label_smoothing: float = setting(0.1, "in [0, 1)", help="label smoothing")
-    aug: str = setting("weak", choices=AUG_PRESETS, help="augmentation preset")
-    img_size: int = setting(32, ">= 8", help="image size in px")
-    small_input: int = setting(0, ">= 0", help="early strides removed (e.g. 2 for 32 px)")
-    train_per_class: int = setting(0, ">= 0", help="first N training images per class (0 = all)")
-    val_per_class: int = setting(0, ">= 0", help="first N validation images per class (0 = all)")
-    max_steps: int = setting(0, ">= 0", help="cap on optimizer steps (0 = none)")
-    amp: str = setting("none", choices=AMP_MODES, help="mixed precision")
-    seed: int = setting(0, help="random seed")
-    workers: int = setting(2, ">= 0", help="data loader workers")
-    device: str = setting("cpu", help="cpu or cuda[:N]")
-    progress: bool = setting(True, help="progress bars")
-    tensorboard: bool = setting(True, help="TensorBoard logs")
+    frozen_bn: bool = setting(False, help="freeze all BatchNorm layers of the body")

@@ -1,7 +1,7 @@
 """``detect(DetectConfig) -> DetectResult``: finetune a detector with a zoo backbone, evaluate, report.
 
-The recipe pieces (SGD Nesterov with per-prefix LR, warm-up + cosine per step, atomic
-checkpoints, RNG capture, AMP dtype, curves) come from ``carve.train``.
+The loop (optimizer step, epoch, checkpoint, exact resume) is ``carve.train.engine``'s, shared
+with classification; what is detection's own is the data, the detector, the loss and COCO mAP.
 """
 
 from __future__ import annotations
@@ -16,17 +16,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from carve.files import write_json
+from carve.train import (LoopState, amp_dtype, build_optimizer, build_scheduler, load_checkpoint, plan_schedule,
+                         seed_everything)
+from carve.train.ddp import resolve_device
+from carve.train.engine import LossFn, epoch_row, resume, run_epoch, save
+
 from .config import DetectConfig
 from .dataset import DetectionDataset, collate
-from .sources import open_dataset
-from carve.files import write_json
-
 from .evaluate import evaluate_detector, format_metrics
 from .heads import build_detector
+from .sources import open_dataset
+from .transforms import train_transforms
 
 log = logging.getLogger("carve.finetune")
 
-CHECKPOINT_FORMAT = "carve-detect-1"
+CHECKPOINT_KIND = "detect"
 
 
 @dataclass
@@ -84,10 +89,8 @@ def detector_from_meta(meta: dict[str, Any], pretrained: Any = False) -> nn.Modu
 
 def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A trained detector and its metadata (config, spec, categories) from a detect checkpoint."""
-    from carve.train import load_checkpoint
-
     state = load_checkpoint(path)
-    if state.get("format") != CHECKPOINT_FORMAT:
+    if state.get("format") != f"carve-{CHECKPOINT_KIND}-1":
         raise ValueError(f"{path}: not a carve detection checkpoint (format {state.get('format')!r})")
     model = detector_from_meta(state)
     model.load_state_dict(state["model"])
@@ -115,57 +118,21 @@ def _to_device(images: list, targets: list, device: torch.device) -> tuple[list,
     return images, targets
 
 
-def train_epoch(model: nn.Module, loader: Any, optimizer: Any, scheduler: Any, ctx: dict[str, Any],
-                epoch: int) -> dict[str, float]:
-    """One pass; returns mean total loss, mean of each loss term, images and seconds."""
-    from tqdm import tqdm
+def detection_loss(model: nn.Module, state: LoopState) -> LossFn:
+    """The summed loss of one ``(images, targets)`` batch, with each of the detector's loss terms."""
 
-    from carve.train.evaluation import autocast
-
-    model.train()
-    sums: dict[str, float] = {}
-    seen, start = 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not ctx["progress"], leave=False, unit="batch")
-    for images, targets in bar:
-        images, targets = _to_device(images, targets, ctx["device"])
-        with autocast(ctx["device"], ctx["amp"]):
+    def loss_of(batch: Any) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+        images, targets = _to_device(*batch, state.device)
+        with state.autocast():
             losses = model(images, targets)
-        loss = sum(losses.values())
-        value = float(loss.item())
-        if not math.isfinite(value):
-            raise RuntimeError(f"detection loss became {value} at epoch {epoch + 1}, step {ctx['step'] + 1}; the "
-                               f"last good checkpoint is {ctx['last_path']} (lower lr or set grad_clip)")
-        optimizer.zero_grad(set_to_none=True)
-        ctx["scaler"].scale(loss).backward()
-        if ctx["grad_clip"]:
-            ctx["scaler"].unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), ctx["grad_clip"])
-        ctx["scaler"].step(optimizer)
-        ctx["scaler"].update()
-        scheduler.step()
-        ctx["step"] += 1
-        n = len(images)
-        seen += n
-        sums["loss"] = sums.get("loss", 0.0) + value * n
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.item()) * n
-        bar.set_postfix(loss=f"{value:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}", refresh=False)
-        if ctx["step"] >= ctx["total_steps"]:
-            break
-    bar.close()
-    out = {k: v / max(seen, 1) for k, v in sums.items()}
-    out.update(images=seen, seconds=time.perf_counter() - start)
-    return out
+        return sum(losses.values()), len(images), {k: v.detach() for k, v in losses.items()}
+
+    return loss_of
 
 
-def _state(model: nn.Module, optimizer: Any, scheduler: Any, ctx: dict[str, Any], epoch: int, best_ap: float,
-           history: list[dict], config: DetectConfig, spec: Any, train: DetectionDataset) -> dict[str, Any]:
-    from carve.train import capture_rng
-
-    return dict(format=CHECKPOINT_FORMAT, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), scaler=ctx["scaler"].state_dict(), rng=capture_rng(),
-                epoch=epoch, step=ctx["step"], best_ap=best_ap, history=history, config=config.to_dict(),
-                spec=spec.to_dict(), cat_ids=train.cat_ids, class_names=train.class_names)
+def train_epoch(state: LoopState, model: nn.Module, loader: Any, loss_fn: LossFn) -> dict[str, float]:
+    """One detection epoch (``engine.run_epoch``); the point tests and callers hook into."""
+    return run_epoch(state, model, loader, loss_fn)
 
 
 def detect(config: DetectConfig) -> DetectResult:
@@ -175,90 +142,72 @@ def detect(config: DetectConfig) -> DetectResult:
     ``metrics.csv``/``tb/``/``curve.png`` (carve.train's CurveLogger), ``history.json``,
     ``detections.json`` (COCO results on the validation set), ``metrics.json`` and ``examples.png``.
     """
-    from carve.train import build_optimizer, build_scheduler, load_checkpoint, restore_rng, save_checkpoint
-    from carve.train.loop import amp_dtype, seed_everything
-
     from .curves import DetectCurves
 
     wall = time.perf_counter()
     out_dir = Path(config.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    device = torch.device(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(config.device)
     seed_everything(config.seed)
 
+    # Data
     train_set, val_set = load_splits(config)
     if len(train_set) == 0:
         raise ValueError(f"{config.data}: no training images")
-    from .transforms import train_transforms
-
     fill = [round(255 * m) for m in (0.485, 0.456, 0.406)]
     train_set = train_set.with_transforms(train_transforms(config.head, config.img_size, fill, config.augment))
+
+    # Model
     model = build_detector(config.head, config.backbone, train_set.num_classes, config.img_size,
                            pretrained=config.pretrained, freeze=config.freeze, frozen_bn=config.frozen_bn,
                            expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels).to(device)
     prefix, adapter = find_backbone(model)
     spec = adapter.spec
 
+    # Recipe
     n, bs = len(train_set), config.batch_size
     steps_per_epoch = n // bs if _drop_last(n, bs) else math.ceil(n / bs)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    epochs = math.ceil(total_steps / steps_per_epoch)
+    total_steps, epochs = plan_schedule(config.epochs, steps_per_epoch, config.max_steps)
     lr_scale = {prefix + ".": config.backbone_lr_mult} if config.backbone_lr_mult != 1 else None
     optimizer = build_optimizer(model, config.lr, config.momentum, config.weight_decay, nesterov=True,
                                 lr_scale=lr_scale)
     scheduler = build_scheduler(optimizer, total_steps, round(config.warmup_epochs * steps_per_epoch))
-    dtype = amp_dtype(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ctx: dict[str, Any] = dict(device=device, amp=dtype, scaler=scaler, grad_clip=config.grad_clip, step=0,
-                               total_steps=total_steps, progress=config.progress, last_path=last_path)
+    state = LoopState(model, optimizer, scheduler, device, total_steps, amp=amp_dtype(config.amp, device),
+                      grad_clip=config.grad_clip, progress=config.progress, checkpoint_path=last_path)
+    loss_fn = detection_loss(model, state)
+    extra = dict(config=config.to_dict(), spec=spec.to_dict(), cat_ids=train_set.cat_ids,
+                 class_names=train_set.class_names)
 
-    start_epoch, best_ap, history = 0, -1.0, []
+    # Resume
     if config.resume:
         path = last_path if config.resume is True else Path(config.resume)
-        state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a carve detection checkpoint")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
-        start_epoch, ctx["step"], best_ap = state["epoch"], state["step"], state["best_ap"]
-        history = list(state["history"])
-        log.info("resumed from %s at epoch %d, step %d", path, start_epoch, ctx["step"])
+        resume(state, path, CHECKPOINT_KIND)
+        log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
 
-    curves = DetectCurves(out_dir, config.tensorboard, resume_epoch=start_epoch if config.resume else None)
+    curves = DetectCurves(out_dir, config.tensorboard, resume_epoch=state.epoch if config.resume else None)
     log.info("%s + %s: %d classes, %d train / %d val images, %d steps", spec.name, config.head,
              train_set.num_classes, len(train_set), len(val_set), total_steps)
     metrics: dict[str, Any] = {}
     predictions: dict[int, dict] = {}
     images_seen = seconds = 0.0
-    for epoch in range(start_epoch, epochs):
-        stats = train_epoch(model, _train_loader(train_set, config, epoch), optimizer, scheduler, ctx, epoch)
+    for epoch in range(state.epoch, epochs):
+        stats = train_epoch(state, model, _train_loader(train_set, config, epoch), loss_fn)
         images_seen += stats["images"]
         seconds += stats["seconds"]
-        row: dict[str, Any] = dict(epoch=epoch + 1, step=ctx["step"], lr=optimizer.param_groups[0]["lr"],
-                                   train_loss=stats["loss"], epoch_s=stats["seconds"],
-                                   images_per_s=stats["images"] / max(stats["seconds"], 1e-9))
-        row.update({f"loss_{k}": v for k, v in stats.items() if k not in ("loss", "images", "seconds")})
+        row = epoch_row(state, stats)
         improved = False
         if epoch + 1 == epochs or (epoch + 1) % config.eval_every == 0:
             metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
                                                      config.progress)
             row.update(AP=metrics["AP"], AP50=metrics["AP50"], AP75=metrics["AP75"])
-            improved = metrics["AP"] > best_ap
-            best_ap = max(best_ap, metrics["AP"])
+            improved = metrics["AP"] > state.best
+            state.best = max(state.best, metrics["AP"])
             log.info("epoch %d/%d: loss %.3f  %s", epoch + 1, epochs, stats["loss"], format_metrics(metrics))
-        history.append(row)
-        state = _state(model, optimizer, scheduler, ctx, epoch + 1, best_ap, history, config, spec, train_set)
-        save_checkpoint(last_path, state)
-        if improved:
-            save_checkpoint(best_path, state)
-        curves.log(row, history)
+        state.history.append(row)
+        save(state, CHECKPOINT_KIND, [last_path, best_path] if improved else [last_path], **extra)
+        curves.log(row, state.history)
         curves.plot(f"{spec.name} + {config.head}")
-        write_json(out_dir / "history.json", history)
+        write_json(out_dir / "history.json", state.history)
     curves.close()
 
     if not metrics:  # resumed a finished run: evaluate the final weights again
@@ -273,7 +222,7 @@ def detect(config: DetectConfig) -> DetectResult:
     return DetectResult(metrics=metrics, out_dir=out_dir, checkpoint=last_path,
                         best_checkpoint=best_path if best_path.exists() else None, examples_png=examples,
                         results_json=out_dir / "detections.json", metrics_json=out_dir / "metrics.json",
-                        history=history, num_train=len(train_set), num_val=len(val_set),
+                        history=state.history, num_train=len(train_set), num_val=len(val_set),
                         data_stats=train_set.stats.as_dict(), wall_s=time.perf_counter() - wall,
                         images_per_s=images_seen / max(seconds, 1e-9), model=model)
 

@@ -61,6 +61,8 @@ class TrainConfig(Config):
     sync_bn: bool = setting(False, help="SyncBatchNorm under DDP")
     bn_recalibration: int = setting(0, ">= 0", help="batches re-estimating BatchNorm statistics before each "
                                                     "evaluation (0 = off)")
+    lr_scale: dict[str, float] = setting(default_factory=dict, help="learning-rate multipliers by parameter-name "
+                                                                   "prefix (longest match wins)")
     eval_every: int = setting(1, ">= 1", help="evaluate every N epochs")
     progress: bool = setting(True, help="progress bars")
     tensorboard: bool = setting(True, help="TensorBoard logs")

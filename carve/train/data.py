@@ -32,6 +32,11 @@ def find_split(root: str | Path, names: Sequence[str]) -> Path:
     raise FileNotFoundError(f"data: {root} has none of the subfolders {list(names)} (expected <split>/<class>/*.jpg)")
 
 
+def class_names(root: str | Path) -> list[str]:
+    """The classes of ``root/train`` (its folder names, sorted): the class list of the whole dataset."""
+    return datasets.folder.find_classes(str(find_split(root, ["train"])))[0]
+
+
 class SafeImageFolder(datasets.ImageFolder):
     """``ImageFolder`` that optionally keeps the first ``per_class`` images of each class and returns
     ``None`` for an image that cannot be decoded (dropped by ``collate_skipping``, which reports it)."""

@@ -67,6 +67,11 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def is_main_process() -> bool:
+    """True on rank 0, and when not distributed."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

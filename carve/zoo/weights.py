@@ -82,7 +82,8 @@ def in_peer_order(state_dict: Mapping[str, torch.Tensor], source: str, peer: str
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
     """Load weights; mismatched keys or shapes raise an error listing them, naming ``origin``."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    # BatchNorm's step counter matters only with momentum=None; frozen BN layers do not store it
+    missing = [k for k in expected if k not in state_dict and not _is_buffer_count(k)]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
              for k, v in state_dict.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
@@ -92,7 +93,8 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
 
         raise WeightsError(f"{origin}: weights do not match the model. missing keys: {show(missing)}; "
                            f"unexpected keys: {show(unexpected)}; shape mismatches: {show(wrong)}")
-    model.load_state_dict(state_dict, strict=True)
+    counts = {k: v for k, v in expected.items() if _is_buffer_count(k) and k not in state_dict}
+    model.load_state_dict({**counts, **state_dict}, strict=True)
 
 
 # -- files ---------------------------------------------------------------------------------------

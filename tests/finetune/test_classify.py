@@ -26,7 +26,7 @@ def tiny_folder(tmp_path: Path) -> Path:
 def test_classify_freezes_stages_and_trains_a_new_head(tiny_folder: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     before = create_model("mobilenet_v2_035", num_classes=2, small_input=2).state_dict()
-    cfg = ClassifyConfig(backbone="mobilenet_v2_035", data=str(tiny_folder), out_dir=str(tmp_path / "run"), epochs=2,
+    cfg = ClassifyConfig(model="mobilenet_v2_035", data=str(tiny_folder), out_dir=str(tmp_path / "run"), epochs=2,
                          batch_size=8, small_input=2, freeze=2, backbone_lr_mult=0.1, workers=0, progress=False,
                          tensorboard=False, seed=0)
     res = classify(cfg)
@@ -40,3 +40,28 @@ def test_classify_freezes_stages_and_trains_a_new_head(tiny_folder: Path, tmp_pa
     assert reloaded.num_classes == 2
     with pytest.raises(ValueError, match="ClassifyConfig.lr"):
         ClassifyConfig(lr=0)
+
+
+def test_classify_resumes_exactly_after_a_crash(tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    from carve.train import loop
+
+    kw = dict(model="mobilenet_v2_035", data=str(tiny_folder), epochs=2, batch_size=8, small_input=2, freeze=1,
+              frozen_bn=True, workers=0, progress=False, tensorboard=False, seed=0)
+    straight = classify(ClassifyConfig(out_dir=str(tmp_path / "a"), **kw))
+    real = loop.train_one_epoch
+
+    def crash_in_second_epoch(state, model, loader, loss_fn):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+        return real(state, model, loader, loss_fn)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        classify(ClassifyConfig(out_dir=str(tmp_path / "b"), **kw))
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    resumed = classify(ClassifyConfig(out_dir=str(tmp_path / "b"), resume=True, **kw))
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in straight.history] == [3, 6]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed.top1 == straight.top1

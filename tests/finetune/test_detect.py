@@ -37,10 +37,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(coco_subset: Path, tm
 
     real = detect_mod.train_epoch
 
-    def crash_in_second_epoch(model, loader, optimizer, scheduler, ctx, epoch):
-        if epoch == 1:
+    def crash_in_second_epoch(state, model, loader, loss_fn):
+        if state.epoch == 1:
             raise KeyboardInterrupt
-        return real(model, loader, optimizer, scheduler, ctx, epoch)
+        return real(state, model, loader, loss_fn)
 
     monkeypatch.setattr(detect_mod, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -65,3 +65,24 @@ def test_bad_config_names_the_field() -> None:
         DetectConfig(head="yolo")
     with pytest.raises(ValueError, match="DetectConfig.augment"):
         DetectConfig(augment="heavy")
+
+
+def test_non_finite_loss_is_the_shared_error_and_keeps_the_checkpoint(coco_subset: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from carve.train import NonFiniteLoss, load_checkpoint
+
+    real = detect_mod.detection_loss
+
+    def poisoned(model, state):
+        loss_of = real(model, state)
+
+        def nan_in_epoch_two(batch):
+            loss, n, terms = loss_of(batch)
+            return (loss * float("nan") if state.epoch == 1 else loss), n, terms
+
+        return nan_in_epoch_two
+
+    monkeypatch.setattr(detect_mod, "detection_loss", poisoned)
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at epoch 2, step 3.*last\.pt"):
+        detect(_config(coco_subset, tmp_path, head="ssdlite", epochs=2, augment="none", eval_every=100, examples=0))
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1

@@ -70,10 +70,10 @@ def test_resume_continues_exactly(tiny_data, tmp_path, monkeypatch):
 
     real_epoch = loop_module.train_one_epoch
 
-    def interrupted(model, criterion, optimizer, scheduler, loader, mixer, ctx, epoch):
-        if epoch == 1:
+    def interrupted(state, model, loader, loss_fn):
+        if state.epoch == 1:
             loader = _Interrupting(loader, after=2)
-        return real_epoch(model, criterion, optimizer, scheduler, loader, mixer, ctx, epoch)
+        return real_epoch(state, model, loader, loss_fn)
 
     monkeypatch.setattr(loop_module, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -1,0 +1,205 @@
+"""The optimisation loop's shared pieces: its typed state, one optimizer step, one epoch, checkpoint and resume.
+
+``fit`` (classification), ``carve.finetune``'s classification transfer and detection all train
+through these, so they share one step (AMP, gradient clipping, EMA, the non-finite-loss stop), one
+checkpoint layout and one exact resume.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ddp
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .evaluation import autocast
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from step to step and what a checkpoint restores.
+
+    ``model`` is the unwrapped module (what is saved); ``epoch`` counts finished epochs; ``best``
+    is the best validation figure so far (top-1, AP, ...); ``history`` one row per finished epoch.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    device: torch.device
+    total_steps: int
+    amp: torch.dtype | None = None
+    grad_clip: float = 0.0
+    ema: Any = None
+    distributed: bool = False
+    progress: bool = True
+    checkpoint_path: Path | None = None
+    scaler: torch.amp.GradScaler = field(init=False)
+    step: int = 0
+    epoch: int = 0
+    best: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    def autocast(self) -> Any:
+        return autocast(self.device, self.amp)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """``none`` -> None; ``bf16``/``fp16``; ``auto`` -> bf16 on CPU, bf16 or fp16 on CUDA."""
+    if mode == "none":
+        return None
+    if mode == "auto":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+# a batch -> (loss, images in it, extra loss terms to average), or None to skip the batch
+LossFn = Callable[[Any], "tuple[torch.Tensor, int, dict[str, torch.Tensor]] | None"]
+
+
+def plan_schedule(epochs: int, steps_per_epoch: int, max_steps: int = 0) -> tuple[int, int]:
+    """(total optimizer steps, epochs they span): ``epochs`` full epochs, capped at ``max_steps`` when set."""
+    if steps_per_epoch < 1:
+        raise ValueError("the training data yields no full batch: lower batch_size or add images")
+    total = epochs * steps_per_epoch
+    if max_steps:
+        total = min(total, max_steps)
+    return total, math.ceil(total / steps_per_epoch)
+
+
+def optimizer_step(state: LoopState, loss: torch.Tensor) -> float:
+    """Backward, clip, step the optimizer, scheduler and EMA; stop with ``NonFiniteLoss`` on NaN/inf."""
+    value = loss.item()
+    finite = math.isfinite(value)
+    if state.distributed:  # every rank stops together instead of hanging in the gradient all-reduce
+        finite = ddp.all_reduce_sum([0.0 if finite else 1.0], state.device)[0] == 0
+    if not finite:
+        what = "non-finite on another process" if math.isfinite(value) else value
+        raise NonFiniteLoss(f"loss became {what} at epoch {state.epoch + 1}, step {state.step + 1}; stopped. "
+                            f"The last good checkpoint is kept: {state.checkpoint_path} (lower lr, enable "
+                            f"grad_clip, or check the data)")
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if state.grad_clip:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    state.step += 1
+    if state.ema is not None:
+        state.ema.update(state.model, step=state.step)
+    return value
+
+
+def run_epoch(state: LoopState, model: nn.Module, loader: Iterable, loss_fn: LossFn) -> dict[str, float]:
+    """One pass over ``loader`` (until the step budget runs out); ``model`` is what runs (it may wrap
+    ``state.model``). Returns mean loss, mean extra terms, images, wall and process-CPU seconds."""
+    from tqdm import tqdm
+
+    model.train()
+    sums: dict[str, float] = {"loss": 0.0}
+    seen, start, cpu_start = 0, time.perf_counter(), time.process_time()
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}", disable=not state.progress, leave=False, unit="batch")
+    for batch in bar:
+        out = loss_fn(batch)
+        if out is None:
+            continue
+        loss, n, terms = out
+        value = optimizer_step(state, loss)
+        seen += n
+        sums["loss"] += value * n
+        for key, term in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(term) * n
+        if state.progress:
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{state.optimizer.param_groups[0]['lr']:.4f}", refresh=False)
+        if state.finished:
+            break
+    bar.close()
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    keys = sorted(sums)
+    totals = ddp.all_reduce_sum([sums[k] for k in keys] + [float(seen)], state.device)
+    images = totals[-1]
+    out_stats = {k: v / max(images, 1) for k, v in zip(keys, totals)}
+    out_stats.update(images=images, seconds=seconds, cpu_seconds=cpu_seconds)
+    state.epoch += 1
+    return out_stats
+
+
+def epoch_row(state: LoopState, stats: dict[str, float]) -> dict[str, Any]:
+    """The history row of the epoch just run: epoch, step, lr, train loss (and terms), speed."""
+    row: dict[str, Any] = dict(epoch=state.epoch, step=state.step, lr=state.optimizer.param_groups[0]["lr"],
+                               train_loss=stats["loss"], epoch_s=stats["seconds"],
+                               images_per_s=stats["images"] / max(stats["seconds"], 1e-9))
+    row.update({f"loss_{k}": v for k, v in stats.items()
+                if k not in ("loss", "images", "seconds", "cpu_seconds")})
+    return row
+
+
+def checkpoint(state: LoopState, kind: str, **extra: Any) -> dict[str, Any]:
+    """A checkpoint of the loop (format ``carve-<kind>-1``) plus ``extra`` (config, spec, classes...)."""
+    ema = state.ema.module.state_dict() if state.ema is not None else None
+    return dict(format=f"carve-{kind}-1", model=state.model.state_dict(), ema=ema,
+                optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+                scaler=state.scaler.state_dict(), rng=ddp.gather_objects(capture_rng()), epoch=state.epoch,
+                step=state.step, best=state.best, history=state.history, **extra)
+
+
+def save(state: LoopState, kind: str, paths: list[Path] | None = None, **extra: Any) -> None:
+    """Write ``checkpoint(state, kind, **extra)`` atomically to each of ``paths`` (default: the state's).
+
+    Under DDP every process calls it (the RNG states are gathered); the main process writes.
+    """
+    payload = checkpoint(state, kind, **extra)
+    if ddp.is_main_process():
+        for path in paths or [state.checkpoint_path]:
+            save_checkpoint(path, payload)
+
+
+def resume(state: LoopState, path: str | Path, kind: str, rank: int = 0) -> dict[str, Any]:
+    """Restore weights, optimizer, schedule, scaler, EMA, RNG and counters from a ``kind`` checkpoint;
+    returns the checkpoint for what the caller stored beside them."""
+    saved = load_checkpoint(path)
+    if saved.get("format") != f"carve-{kind}-1":
+        raise ValueError(f"{path}: not a carve {kind} checkpoint (format {saved.get('format')!r})")
+    state.model.load_state_dict(saved["model"])
+    if state.ema is not None and saved.get("ema"):
+        state.ema.module.load_state_dict(saved["ema"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.scaler.load_state_dict(saved["scaler"])
+    rngs = saved["rng"]
+    restore_rng(rngs[rank] if rank < len(rngs) else rngs[0])
+    state.epoch, state.step, state.best = saved["epoch"], saved["step"], saved["best"]
+    state.history = list(saved["history"])
+    return saved
