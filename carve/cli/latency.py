@@ -8,12 +8,14 @@ import json
 
 def add_timing_args(p: argparse.ArgumentParser) -> None:
     """The measurement conditions shared by every latency-timing command."""
+    from carve.latency.runtime import CLOCKS, RUNTIMES
+
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
-    p.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"], default="eager")
+    p.add_argument("--runtime", choices=RUNTIMES, default="eager")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores available)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+    p.add_argument("--clock", choices=CLOCKS, default="wall",
                    help="cpu: thread CPU time, blind to other processes (with --threads 1 on shared machines)")
 
 

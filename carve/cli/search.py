@@ -6,6 +6,8 @@ import argparse
 import json
 import re
 
+from .flags import config_flags, flag
+
 _UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 
 
@@ -32,51 +34,18 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from carve.search.config import SearchConfig
+
     search = sub.add_parser("search", help="hardware-aware architecture search (Optuna / Ray)")
     ssub = search.add_subparsers(dest="search_command", required=True, metavar="ACTION")
 
     p = ssub.add_parser("run", help="run or resume a search")
-    p.add_argument("--space", default="mbconv", help="built-in space (mbconv, carve, shuffle) or a .yaml/.json file")
-    p.add_argument("--study-name", default=None, help="default: SPACE-OBJECTIVE")
-    _storage_args(p)
-    p.add_argument("--trials", type=int, default=20, help="complete trials the study should hold")
-    p.add_argument("--timeout", type=float, default=None, help="wall budget in seconds for this run")
-    p.add_argument("--objective", default="proxy",
-                   help="accuracy estimator: proxy (training), synflow, naswot, jacob_cov, grad_norm, snip, params, macs")
-    p.add_argument("--data", default="../shared/data/cifar10", help="ImageFolder with train/ and test/")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=0, help="cap proxy-training steps (0: no cap)")
-    p.add_argument("--warm-start", nargs="+", default=(), metavar="MODEL",
-                   help="zoo names or spec files: the space's nearest points to them are the first trials")
-    p.add_argument("--bn-recalibration", type=int, default=20, metavar="BATCHES",
-                   help="re-estimate BatchNorm statistics on this many training batches before a trial is "
-                        "evaluated (0: off)")
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--img-size", type=int, default=32, help="proxy-training image size")
-    p.add_argument("--small-input", type=int, default=2, help="strides removed for proxy training on small images")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.4, help="for 256 images per step (scaled to --batch-size)")
-    p.add_argument("--latency-budget", type=parse_ms, default=None, help="e.g. 12ms")
-    p.add_argument("--macs-budget", type=parse_count, default=None, help="e.g. 300M")
-    p.add_argument("--params-budget", type=parse_count, default=None, help="e.g. 5M")
-    p.add_argument("--latency", choices=["measure", "predict", "none"], default="measure")
-    p.add_argument("--latency-table", default=None, help="latency table for --latency predict")
-    p.add_argument("--runtime", choices=["onnxruntime", "eager", "compile"], default="onnxruntime")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick-latency", action="store_true", help="the latency engine's short timing protocol")
-    p.add_argument("--latency-cache", default=None, help="latency cache file (default: carve's cache; off: none)")
-    p.add_argument("--resolution", type=int, default=None, help="fix the input resolution (else searched)")
-    p.add_argument("--sampler", choices=["nsga2", "tpe", "gp", "random"], default="nsga2")
-    p.add_argument("--population", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue an existing study of the same name")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine sharing the study")
-    p.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--no-remeasure", action="store_true", help="skip re-measuring the Pareto set")
+    config_flags(p, SearchConfig, flags={
+        "objective.accuracy": flag("--objective"), "out_dir": flag("--out"), "timeout_s": flag("--timeout"),
+        "latency_budget_ms": flag("--latency-budget", parse=parse_ms),
+        "macs_budget": flag(parse=parse_count), "params_budget": flag(parse=parse_count),
+        "ray_address": flag("--address"), "warm_start": flag(metavar="MODEL"),
+        "objective.bn_recalibration": flag(metavar="BATCHES")})
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -114,23 +83,10 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from carve.search import ObjectiveConfig, SearchConfig, run_search
+    from carve.search import run_search
     from carve.search.pareto import format_table
 
-    obj = ObjectiveConfig(accuracy=args.objective, data=args.data, epochs=args.epochs, max_steps=args.max_steps,
-                          train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                          img_size=args.img_size, small_input=args.small_input, batch_size=args.batch_size,
-                          lr=args.lr, latency=args.latency, latency_table=args.latency_table, runtime=args.runtime,
-                          device=args.device, threads=args.threads, seed=args.seed,
-                          quick_latency=args.quick_latency, latency_cache=args.latency_cache,
-                          bn_recalibration=args.bn_recalibration)
-    cfg = SearchConfig(space=args.space, objective=obj, study_name=args.study_name, storage=args.storage,
-                       out_dir=args.out, trials=args.trials, timeout_s=args.timeout, sampler=args.sampler,
-                       population=args.population, seed=args.seed, latency_budget_ms=args.latency_budget,
-                       macs_budget=args.macs_budget, params_budget=args.params_budget, resolution=args.resolution,
-                       resume=args.resume, workers=args.workers, remeasure=not args.no_remeasure,
-                       backend=args.backend, ray_address=args.address, cpus_per_trial=args.cpus_per_trial,
-                       warm_start=tuple(args.warm_start))
+    cfg = args.config_flags.build(args)
     result = run_search(cfg)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))

@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+from .flags import config_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from carve.train.config import AMP_MODES, AUG_PRESETS, TrainConfig
+    from carve.train.config import TrainConfig
 
     p = sub.add_parser("train", help="train a zoo model on an image folder (runs under torchrun for DDP)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults = TrainConfig()
-    p.add_argument("model", help="zoo name, spec file (.json/.yaml) or carve weights file")
-    p.add_argument("--config", help="JSON file with TrainConfig fields (command-line flags override it)")
-    choices = {"aug": AUG_PRESETS, "amp": AMP_MODES}
-    for f in fields(TrainConfig):
-        if f.name in ("model", "extra", "lr_scale"):
-            continue
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool) and f.name not in ("resume", "pretrained"):
-            p.add_argument(flag, type=_bool, nargs="?", const=True, default=None, help=f"(default {default})")
-        elif f.name in ("resume", "pretrained", "teacher"):
-            p.add_argument(flag, default=None, help=f"true, or a path/tag (default {default})")
-        else:
-            kind = float if isinstance(default, float) or default is None else type(default)
-            p.add_argument(flag, type=kind, choices=choices.get(f.name), default=None, help=f"(default {default})")
+    config_flags(p, TrainConfig, positional=("model",), bool_values=True)
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="top-1/top-5 of a model or weights file on an image folder's val/test split")
@@ -50,38 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-def _flag_value(name: str, text: str | None):
-    if text is None:
-        return None
-    if name in ("resume", "pretrained") and text.lower() in ("true", "false", "1", "0", "yes", "no"):
-        return _bool(text)
-    return text
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
-
-    from carve.train import TrainConfig, fit
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = {}
-    if args.config:
-        with open(args.config) as f:
-            data = json.load(f)
-    data["model"] = args.model
-    for f in fields(TrainConfig):
-        if f.name in ("model", "extra", "lr_scale"):
-            continue
-        value = getattr(args, f.name)
-        if f.name in ("resume", "pretrained", "teacher"):
-            value = _flag_value(f.name, value)
-        if value is not None:
-            data[f.name] = value
     import os
 
+    from carve.train import fit
     from carve.train.ddp import cleanup
 
-    result = fit(TrainConfig.from_dict(data))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = fit(args.config_flags.build(args))
     cleanup()
     if os.environ.get("RANK", "0") == "0":
         print(f"best top-1 {result.best_top1:.2f}  final top-1 {result.final_top1:.2f}  "

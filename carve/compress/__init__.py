@@ -1,16 +1,20 @@
 """Compression: fold, prune, quantize, factorise, export; one function per step, composable.
 
-Every step takes and returns ``(model, spec)``; ``pipeline`` chains them and reports each.
+Every step takes and returns ``(model, spec)``; ``pipeline`` chains them and reports each;
+``compress`` runs the steps a ``CompressConfig`` asks for.
 """
 
 from .artefacts import OnnxCheck, file_size, state_size, to_onnx, to_program, verify_onnx
+from .config import CompressConfig
 from .folding import fold, fuse_conv_bn
 from .factorisation import lowrank, relative_error, svd_factors
-from .stepwise import STEPS, parse_steps, pipeline
+from .stepwise import EXPORT_FORMATS, STEPS, parse_steps, pipeline
 from .pruning import PruneError, prune, pruned_spec
 from .report import CompressReport, StepRow
+from .stage import compress
 from .quantization import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e
 
-__all__ = ["STEPS", "CompressReport", "StepRow", "parse_steps", "pipeline", "OnnxCheck", "PruneError", "QuantizeError", "cast", "file_size", "fold", "fuse_conv_bn", "lowrank",
-           "package_aoti", "prune", "pruned_spec", "quantize", "quantize_ort", "quantize_pt2e", "relative_error",
-           "state_size", "svd_factors", "to_onnx", "to_program", "verify_onnx"]
+__all__ = ["EXPORT_FORMATS", "STEPS", "CompressConfig", "CompressReport", "OnnxCheck", "PruneError", "QuantizeError",
+           "StepRow", "cast", "compress", "file_size", "fold", "fuse_conv_bn", "lowrank", "package_aoti",
+           "parse_steps", "pipeline", "prune", "pruned_spec", "quantize", "quantize_ort", "quantize_pt2e",
+           "relative_error", "state_size", "svd_factors", "to_onnx", "to_program", "verify_onnx"]

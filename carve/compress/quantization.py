@@ -26,6 +26,7 @@ from carve.latency.onnx_export import export_onnx, onnx_session
 
 PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")
+CALIBRATIONS = ("minmax", "percentile", "entropy")  # ONNX Runtime's ways to set activation ranges
 
 
 class QuantizeError(ValueError):
@@ -192,10 +193,10 @@ def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+    methods = dict(zip(CALIBRATIONS, (CalibrationMethod.MinMax, CalibrationMethod.Percentile,
+                                      CalibrationMethod.Entropy)))
     if calibration not in methods:
-        raise QuantizeError(f"calibration: expected one of {list(methods)}, got {calibration!r}")
+        raise QuantizeError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
     spec = spec or getattr(model, "spec", None)
     images = _images(calib, calib_images)
     out_dir = Path(out_dir)

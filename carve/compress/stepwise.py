@@ -21,10 +21,11 @@ from .artefacts import file_size, state_size, to_onnx, to_program
 from .folding import fold
 from .factorisation import lowrank
 from .pruning import check_ratio, conv_macs, prune
-from .quantization import Int8Model, OrtModel, package_aoti, quantize
+from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
 
 STEPS = ("fold", "prune", "lowrank", "quantize", "export")
+EXPORT_FORMATS = ("onnx", "program", "aoti")
 
 
 def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -36,6 +37,10 @@ def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict
             raise ValueError(f"steps[{i}]: unknown step {name!r}; expected one of {list(STEPS)}")
         if name == "prune" and "ratio" in kwargs:
             check_ratio(kwargs["ratio"], "prune ratio")
+        formats = kwargs.get("formats", ()) if name == "export" else ()
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"steps[{i}]: unknown export format {unknown[0]!r}; expected {list(EXPORT_FORMATS)}")
         out.append((name, kwargs))
     return out
 
@@ -152,8 +157,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     plan = parse_steps(steps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if runtime not in ("torch", "onnxruntime"):
-        raise ValueError(f"runtime: expected torch or onnxruntime, got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     needs_calib = any(n == "quantize" and k.get("precision", "int8") == "int8" for n, k in plan)
     evald = _data_root(eval, "eval")
     calib = _data_root(calib, "calib")
@@ -273,4 +278,4 @@ def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: di
     return info
 
 
-__all__ = ["STEPS", "parse_steps", "pipeline"]
+__all__ = ["EXPORT_FORMATS", "STEPS", "parse_steps", "pipeline"]

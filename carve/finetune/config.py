@@ -2,102 +2,72 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from carve.train import TrainConfig
+from carve.config import Config, setting
+from carve.train.config import AMP_MODES, TrainConfig
 
 from .heads import HEADS
+from .sources import FORMATS
+from .transforms import AUGMENT_LEVELS
+
+FREEZE_HELP = "none, stem, all or N stages"
 
 
 @dataclass
-class DetectConfig:
+class DetectConfig(Config):
     """A detection finetuning run.
 
-    ``backbone``: zoo name, spec file or carve weights file; ``pretrained``: as ``create_model``
-    (False, True, a peer tag or a weights file). ``data``: COCO JSON / COCO root / YOLO root
-    (``open_dataset``). Validation: ``val_data`` if given, else ``val_fraction`` of the images split
-    off by image id with ``split_seed``; ``train_ids``/``val_ids`` pin the split (e.g. the same ids for
-    an overfitting check). ``freeze``: none, stem, all or N stages; ``backbone_lr_mult`` scales the
-    backbone's LR; ``augment``: full (SSD: photometric, zoom-out, IoU crop, flip; others: flip),
-    flip or none. ``amp``: none, bf16, fp16 or auto. ``resume``: True (out_dir/last.pt) or a path.
+    Validation: ``val_data`` if given, else ``val_fraction`` of the images split off by image id
+    with ``split_seed``; ``train_ids``/``val_ids`` pin the split (e.g. the same ids for an
+    overfitting check). ``augment``: full (SSD: photometric, zoom-out, IoU crop, flip; others:
+    flip), flip or none.
     """
 
-    backbone: Any = "carve_100"
-    head: str = "ssdlite"
-    data: str = "../shared/data/coco128"
-    out_dir: str = "runs/detect"
-    data_format: str = "auto"
-    split: str | None = None
-    val_data: str | None = None
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    train_ids: list[int] | None = None
-    val_ids: list[int] | None = None
-    pretrained: Any = False
-    img_size: int = 320
-    epochs: int = 20
-    max_steps: int = 0
-    batch_size: int = 8
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    warmup_epochs: float = 1.0
-    backbone_lr_mult: float = 1.0
-    freeze: Any = "none"
-    frozen_bn: bool = False
-    augment: str = "full"
-    amp: str = "none"
-    grad_clip: float = 0.0
-    fpn_channels: int = 256
-    expansion_tap: bool = True
-    seed: int = 0
-    workers: int = 0
-    resume: Any = False
-    eval_every: int = 1
-    device: str = "cpu"
-    progress: bool = True
-    tensorboard: bool = True
-    examples: int = 6
-    example_score: float = 0.3
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"DetectConfig.{name}: expected {expected}, got {getattr(self, name)!r}")
-
-        need(self.head in HEADS, "head", f"one of {list(HEADS)}")
-        need(self.epochs >= 1, "epochs", "an integer >= 1")
-        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(self.lr > 0, "lr", "a positive number")
-        need(self.img_size >= 32, "img_size", "an integer >= 32")
-        need(self.backbone_lr_mult >= 0, "backbone_lr_mult", "a number >= 0")
-        need(self.augment in ("full", "flip", "none"), "augment", "full, flip or none")
-        need(self.amp in ("none", "bf16", "fp16", "auto"), "amp", "none, bf16, fp16 or auto")
-        need(0 < self.val_fraction < 1, "val_fraction", "a number in (0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["backbone"] = d["backbone"] if isinstance(d["backbone"], (str, dict)) else str(d["backbone"])
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DetectConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"DetectConfig: unknown fields {unknown}")
-        return cls(**data)
+    backbone: Any = setting("carve_100", help="zoo name, spec file or carve weights file")
+    head: str = setting("ssdlite", choices=HEADS, help="detection head")
+    data: str = setting("../shared/data/coco128", help="COCO JSON / COCO root / YOLO root")
+    out_dir: str = setting("runs/detect", help="output folder")
+    data_format: str = setting("auto", choices=FORMATS, help="annotation format")
+    split: str | None = setting(None, help="dataset split name (default: the dataset's own)")
+    val_data: str | None = setting(None, help="separate validation dataset (default: split data)")
+    val_fraction: float = setting(0.2, "in (0, 1)", help="share of images held out, by image id")
+    split_seed: int = setting(0, help="seed of the train/validation split")
+    train_ids: list[int] | None = setting(None, help="image ids of the training split")
+    val_ids: list[int] | None = setting(None, help="image ids of the validation split")
+    pretrained: bool | str = setting(False, help="true, a peer tag (torchvision, timm:...) or a weights file")
+    img_size: int = setting(320, ">= 32", help="input size in px")
+    epochs: int = setting(20, ">= 1", help="passes over the training images")
+    max_steps: int = setting(0, ">= 0", help="cap on optimizer steps (0 = none)")
+    batch_size: int = setting(8, ">= 1", help="images per step")
+    lr: float = setting(0.02, "positive", help="learning rate")
+    momentum: float = setting(0.9, "in [0, 1)", help="SGD momentum")
+    weight_decay: float = setting(4e-5, ">= 0", help="weight decay")
+    warmup_epochs: float = setting(1.0, ">= 0", help="linear warmup length in epochs")
+    backbone_lr_mult: float = setting(1.0, ">= 0", help="scales the backbone's learning rate")
+    freeze: str | int = setting("none", help=FREEZE_HELP)
+    frozen_bn: bool = setting(False, help="freeze every backbone BatchNorm")
+    augment: str = setting("full", choices=AUGMENT_LEVELS, help="training augmentation")
+    amp: str = setting("none", choices=AMP_MODES, help="mixed precision")
+    grad_clip: float = setting(0.0, ">= 0", help="gradient norm clip (0 = none)")
+    fpn_channels: int = setting(256, ">= 1", help="FPN width (two-stage and FPN heads)")
+    expansion_tap: bool = setting(True, help="SSDLite: tap the stride-16 expansion, not the block output")
+    seed: int = setting(0, help="random seed")
+    workers: int = setting(0, ">= 0", help="data loader workers")
+    resume: bool | str = setting(False, help="true (out_dir/last.pt) or a checkpoint path")
+    eval_every: int = setting(1, ">= 1", help="evaluate every N epochs")
+    device: str = setting("cpu", help="cpu or cuda[:N]")
+    progress: bool = setting(True, help="progress bars")
+    tensorboard: bool = setting(True, help="TensorBoard logs")
+    examples: int = setting(6, ">= 0", help="images in examples.png (0 = none)")
+    example_score: float = setting(0.3, "in [0, 1]", help="score threshold of the drawn detections")
 
 
 @dataclass
 class ClassifyConfig(TrainConfig):
     """A classification transfer run: ``TrainConfig``'s recipe training a new classifier on
-    ``model``'s (pretrained) body over an image folder with ``train/`` and ``val/`` (or ``test/``).
-
-    ``freeze``: none, stem, all or N stages (the head always trains); ``backbone_lr_mult`` scales
-    every non-head parameter's learning rate; ``frozen_bn`` freezes all BatchNorm layers of the body.
-    """
+    ``model``'s (pretrained) body over an image folder with ``train/`` and ``val/`` (or ``test/``)."""
 
     model: Any = "carve_100"
     out_dir: str = "runs/classify"
@@ -107,11 +77,6 @@ class ClassifyConfig(TrainConfig):
     base_batch_size: int = 0
     warmup_epochs: float = 0.5
     cutmix_alpha: float = 0.0
-    freeze: Any = "none"
-    backbone_lr_mult: float = 0.1
-    frozen_bn: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.backbone_lr_mult >= 0:
-            raise ValueError(f"ClassifyConfig.backbone_lr_mult: expected a number >= 0, got {self.backbone_lr_mult!r}")
+    freeze: str | int = setting("none", help=FREEZE_HELP + " (the head always trains)")
+    backbone_lr_mult: float = setting(0.1, ">= 0", help="scales every non-head parameter's learning rate")
+    frozen_bn: bool = setting(False, help="freeze all BatchNorm layers of the body")

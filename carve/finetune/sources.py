@@ -8,6 +8,8 @@ from .data_coco import find_coco, read_coco
 from .data_yolo import read_yolo
 from .dataset import DetectionDataset
 
+FORMATS = ("auto", "coco", "yolo")
+
 
 def open_dataset(path: str | Path, fmt: str = "auto", split: str | None = None, min_box_size: float = 1.0,
                  images: str | Path | None = None) -> DetectionDataset:
@@ -21,8 +23,8 @@ def open_dataset(path: str | Path, fmt: str = "auto", split: str | None = None, 
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path} (expected a COCO instances JSON or a dataset folder, "
                                 "e.g. ../shared/data/coco128)")
-    if fmt not in ("auto", "coco", "yolo"):
-        raise ValueError(f"format: expected auto, coco or yolo, got {fmt!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "coco" or (fmt == "auto" and (path.suffix == ".json" or (path / "annotations").is_dir())):
         ann, img_dir = find_coco(path, split, images)
         return read_coco(ann, img_dir, min_box_size=min_box_size)

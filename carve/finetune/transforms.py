@@ -7,6 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+AUGMENT_LEVELS = ("full", "flip", "none")
+
 
 class _SafeIoUCrop(nn.Module):
     """``RandomIoUCrop`` that passes images without boxes through (it needs boxes to crop around)."""
@@ -35,8 +37,8 @@ def train_transforms(head: str, img_size: int | None = None, fill: Sequence[floa
     """
     from torchvision.transforms import v2
 
-    if level not in ("full", "flip", "none"):
-        raise ValueError(f"augment: expected full, flip or none, got {level!r}")
+    if level not in AUGMENT_LEVELS:
+        raise ValueError(f"augment: expected one of {', '.join(AUGMENT_LEVELS)}, got {level!r}")
     steps: list[nn.Module] = []
     if head == "ssdlite" and level == "full":
         steps += [v2.RandomPhotometricDistort(p=0.5), v2.RandomZoomOut(fill=list(fill)), _SafeIoUCrop()]

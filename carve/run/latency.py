@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+PROTOCOLS = ("full", "quick")  # the latency engine's default protocol, or its short one (smoke runs)
+
 
 @dataclass(frozen=True)
 class Timing:

@@ -68,8 +68,9 @@ def _run_steps(cfg: RunConfig, state: RunState, selected: list[str], outcome: Ru
         section_hash = cfg.section_hash(step)
         if state.is_done(step) and step != "report":
             if state.record(step)["config_hash"] != section_hash:
-                raise ConfigError(f"{step}: the config section {step!r} (or data/seed) changed since this step "
-                                  f"finished in {state.root}; use a new --out folder or delete {state.root / step}")
+                raise ConfigError(step, f"the config section {step!r} (or data/seed) changed since this step "
+                                        f"finished in {state.root}; use a new --out folder or delete "
+                                        f"{state.root / step}")
             log(f"{head}: already done, skipped")
             outcome.skipped.append(step)
             continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from carve.config import Config, setting
 
 from .objective import ObjectiveConfig
 from .pareto import ParetoEntry
@@ -15,53 +17,36 @@ BACKENDS = ("optuna", "ray")
 
 
 @dataclass
-class SearchConfig:
-    """One search. Budgets are upper bounds (latency in ms, MACs and params as counts).
+class SearchConfig(Config):
+    """One search. Budgets are upper bounds (latency in ms, MACs and params as counts)."""
 
-    ``warm_start``: zoo names or spec files whose nearest points in the space are the new study's
-    first trials (``SearchSpace.nearest``), so the search starts from known architectures.
-    """
-
-    space: str = "mbconv"
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    study_name: str | None = None
-    storage: str | None = None
-    out_dir: str = "runs/search"
-    trials: int = 20
-    timeout_s: float | None = None
-    sampler: str = "nsga2"
-    population: int | None = None
-    seed: int = 0
-    latency_budget_ms: float | None = None
-    macs_budget: float | None = None
-    params_budget: float | None = None
-    skip_infeasible: bool = True
-    resolution: int | None = None
-    resume: bool = False
-    workers: int = 1
-    remeasure: bool = True
-    backend: str = "optuna"
-    ray_address: str | None = None
-    ray_num_cpus: int = 2
-    cpus_per_trial: float = 1.0
-    asha: bool = True
-    progress: bool = True
-    heartbeat_s: int = 5
-    warm_start: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {self.backend!r}")
-        if self.trials < 1:
-            raise ValueError(f"trials: must be >= 1, got {self.trials}")
-        for name in ("latency_budget_ms", "macs_budget", "params_budget"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name}: must be positive, got {value!r}")
-        if isinstance(self.objective, dict):
-            self.objective = ObjectiveConfig(**self.objective)
+    space: str = setting("mbconv", help="built-in space (mbconv, carve, shuffle) or a .yaml/.json file")
+    objective: ObjectiveConfig = setting(default_factory=ObjectiveConfig, help="how candidates are scored")
+    study_name: str | None = setting(None, help="default: SPACE-ACCURACY")
+    storage: str | None = setting(None, help="Optuna storage URL (default: sqlite file in out_dir)")
+    out_dir: str = setting("runs/search", help="run folder")
+    trials: int = setting(20, ">= 1", help="complete trials the study should hold")
+    timeout_s: float | None = setting(None, "positive", help="wall budget in seconds for this run")
+    sampler: str = setting("nsga2", choices=SAMPLERS, help="Optuna sampler")
+    population: int | None = setting(None, ">= 1", help="NSGA-II population (default: from trials)")
+    seed: int = setting(0, help="random seed")
+    latency_budget_ms: float | None = setting(None, "positive", help="latency budget in ms, e.g. 12ms")
+    macs_budget: float | None = setting(None, "positive", help="MACs budget, e.g. 300M")
+    params_budget: float | None = setting(None, "positive", help="parameter budget, e.g. 5M")
+    skip_infeasible: bool = setting(True, help="skip the accuracy estimate of candidates over a budget")
+    resolution: int | None = setting(None, ">= 8", help="fix the input resolution (else searched)")
+    resume: bool = setting(False, help="continue an existing study of the same name")
+    workers: int = setting(1, ">= 1", help="worker processes on this machine sharing the study")
+    remeasure: bool = setting(True, help="re-measure the Pareto set's latency at the end")
+    backend: str = setting("optuna", choices=BACKENDS, help="search engine")
+    ray_address: str | None = setting(None, help="Ray cluster address (default: local Ray)")
+    ray_num_cpus: int = setting(2, ">= 1", help="CPUs of a local Ray")
+    cpus_per_trial: float = setting(1.0, "positive", help="Ray CPUs per trial")
+    asha: bool = setting(True, help="Ray: ASHA early stopping of proxy training")
+    progress: bool = setting(True, help="progress bar")
+    heartbeat_s: int = setting(5, ">= 1", help="Optuna heartbeat interval (failed-worker detection)")
+    warm_start: tuple[str, ...] = setting((), help="zoo names or spec files: the space's nearest points to "
+                                                   "them are the first trials")
 
     @property
     def name(self) -> str:
@@ -76,11 +61,6 @@ class SearchConfig:
     def load_space(self) -> SearchSpace:
         space = get_space(self.space)
         return space.with_resolution(self.resolution) if self.resolution else space
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["objective"] = self.objective.as_dict()
-        return d
 
 
 @dataclass

@@ -11,67 +11,56 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from carve.config import Config, setting
+from carve.latency.runtime import RUNTIMES
 from carve.zoo import ArchSpec, create_model, profile
 
 from .proxies import BASELINES, PROXIES
 
 ESTIMATORS = ("proxy",) + tuple(PROXIES) + BASELINES
 LATENCY_MODES = ("measure", "predict", "none")
-RUNTIMES = ("onnxruntime", "eager", "compile")
 
 
 @dataclass
-class ObjectiveConfig:
-    """How candidates are scored. ``latency_size`` overrides the sampled resolution for timing;
-    ``latency_cache`` is a latency cache file (default: carve's cache; "off": none);
-    ``quick_latency`` uses the latency engine's short protocol; ``latency_protocol`` overrides
-    fields of the timing protocol (``carve.latency.Protocol``). ``bn_recalibration``: batches
-    over which proxy training re-estimates BatchNorm statistics before evaluating (0: off; one epoch
-    leaves a BN momentum of 0.01 far from the current weights' statistics)."""
+class ObjectiveConfig(Config):
+    """How candidates are scored: the accuracy estimator, its proxy training and the latency measurement."""
 
-    accuracy: str = "proxy"
-    data: str = "../shared/data/cifar10"
-    num_classes: int = 10
-    img_size: int = 32
-    small_input: int = 2
-    epochs: int = 1
-    max_steps: int = 0
-    batch_size: int = 64
-    lr: float = 0.4
-    train_per_class: int = 200
-    val_per_class: int = 50
-    proxy_batch: int = 16
-    bn_recalibration: int = 20
-    latency: str = "measure"
-    runtime: str = "onnxruntime"
-    device: str = "cpu"
-    threads: int | None = None
-    latency_table: str | None = None
-    latency_size: int | None = None
-    latency_cache: str | None = None
-    quick_latency: bool = False
-    latency_protocol: dict[str, Any] | None = None
-    seed: int = 0
-    train_kwargs: dict[str, Any] = field(default_factory=dict)
+    accuracy: str = setting("proxy", choices=ESTIMATORS, help="accuracy estimator: proxy (training), a zero-cost "
+                                                              "proxy, or params/macs")
+    data: str = setting("../shared/data/cifar10", help="ImageFolder with train/ and test/")
+    num_classes: int = setting(10, ">= 1", help="classifier width of the candidates")
+    img_size: int = setting(32, ">= 8", help="proxy-training image size")
+    small_input: int = setting(2, ">= 0", help="strides removed for proxy training on small images")
+    epochs: int = setting(1, ">= 1", help="proxy-training epochs")
+    max_steps: int = setting(0, ">= 0", help="cap proxy-training steps (0: no cap)")
+    batch_size: int = setting(64, ">= 1", help="proxy-training batch size")
+    lr: float = setting(0.4, "positive", help="for 256 images per step (scaled to batch_size)")
+    train_per_class: int = setting(200, ">= 0", help="proxy-training images per class (0: all)")
+    val_per_class: int = setting(50, ">= 0", help="proxy-validation images per class (0: all)")
+    proxy_batch: int = setting(16, ">= 1", help="images scored by a zero-cost proxy")
+    bn_recalibration: int = setting(20, ">= 0", help="batches over which proxy training re-estimates BatchNorm "
+                                                     "statistics before evaluating (0: off)")
+    latency: str = setting("measure", choices=LATENCY_MODES, help="measure, predict (latency table) or none")
+    runtime: str = setting("onnxruntime", choices=RUNTIMES, help="runtime latency is measured in")
+    device: str = setting("cpu", help="device latency is measured on")
+    threads: int | None = setting(None, ">= 1", help="CPU threads for timing (default: physical cores)")
+    latency_table: str | None = setting(None, help="latency table file for latency=predict")
+    latency_size: int | None = setting(None, ">= 1", help="timing resolution (default: the sampled one)")
+    latency_cache: str | None = setting(None, help="latency cache file (default: carve's cache; off: none)")
+    quick_latency: bool = setting(False, help="the latency engine's short timing protocol")
+    latency_protocol: dict[str, Any] | None = setting(None, help="fields of carve.latency.Protocol to override")
+    seed: int = setting(0, help="random seed")
+    train_kwargs: dict[str, Any] = setting(default_factory=dict, help="extra TrainConfig fields of proxy training")
 
-    def __post_init__(self) -> None:
-        if self.accuracy not in ESTIMATORS:
-            raise ValueError(f"objective.accuracy: expected one of {list(ESTIMATORS)}, got {self.accuracy!r}")
-        if self.latency not in LATENCY_MODES:
-            raise ValueError(f"objective.latency: expected one of {list(LATENCY_MODES)}, got {self.latency!r}")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"objective.runtime: expected one of {list(RUNTIMES)}, got {self.runtime!r}")
+    def check(self) -> None:
         if self.latency == "predict" and not self.latency_table:
-            raise ValueError("objective.latency_table: latency='predict' needs a latency table file")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            raise self.error("latency_table", "latency='predict' needs a latency table file")
 
 
 Report = Callable[[int, float], None]

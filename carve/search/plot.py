@@ -22,7 +22,7 @@ def zoo_references(study: Any, names: list[str] | tuple[str, ...], out_dir: str 
 
     attrs = study.user_attrs.get("carve", {})
     cached = dict(study.user_attrs.get("zoo_reference", {}))
-    cfg = ObjectiveConfig(**attrs.get("objective", {}))
+    cfg = ObjectiveConfig.from_dict(attrs.get("objective", {}))
     resolution = attrs.get("resolution") or 224
     objective = Objective(cfg, out_dir)
     for name in names:

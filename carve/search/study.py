@@ -74,7 +74,7 @@ def _progress(cfg: SearchConfig, done: int) -> Any:
 
 
 def _worker_main(cfg_dict: dict[str, Any], worker: int) -> None:
-    cfg = SearchConfig(**cfg_dict)
+    cfg = SearchConfig.from_dict(cfg_dict)
     cfg.resume, cfg.progress = True, False
     optimize(cfg, worker)
 
@@ -93,7 +93,7 @@ def run_search(cfg: SearchConfig) -> SearchResult:
 
             ctx = mp.get_context("spawn")
             for w in range(1, cfg.workers):
-                p = ctx.Process(target=_worker_main, args=(cfg.as_dict(), w), daemon=False)
+                p = ctx.Process(target=_worker_main, args=(cfg.to_dict(), w), daemon=False)
                 p.start()
                 procs.append(p)
         study = optimize(cfg, 0, study)

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from carve.cli import main
 from carve.compress import parse_steps, pipeline

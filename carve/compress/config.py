@@ -1,0 +1,93 @@
+"""``CompressConfig``: one compression run (the steps asked for, the data, the latency settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from carve.config import Config, ConfigError, build, setting
+from carve.train.config import TrainConfig
+
+from .pruning import CRITERIA
+from .quantization import CALIBRATIONS, PRECISIONS, RUNTIMES
+from .stepwise import EXPORT_FORMATS
+
+# TrainConfig fields the KD finetuning after pruning sets itself
+FINETUNE_OWN = ("model", "data", "out_dir", "epochs", "teacher", "img_size")
+
+
+@dataclass
+class CompressConfig(Config):
+    """Which steps to apply to ``model`` (``plan`` orders them: prune, fold, lowrank, quantize,
+    export), on which data, and how latency is measured. ``finetune``: extra ``TrainConfig`` fields
+    of the KD finetuning after pruning (e.g. lr, batch_size, train_per_class, bn_recalibration)."""
+
+    model: str = setting(help="carve weights/checkpoint file, spec file or zoo name")
+    fold_bn: bool = setting(False, help="fold BatchNorm into convs, drop dropout/drop-path")
+    prune: float | None = setting(None, "in [0, 1)", help="fraction of channels to remove per group")
+    prune_macs: float | None = setting(None, "in (0, 1]", help="prune to this fraction of the original MACs "
+                                                               "instead of a ratio")
+    importance: str = setting("l2", choices=CRITERIA, help="channel importance criterion")
+    prune_iterations: int = setting(1, ">= 1", help="prune-and-finetune rounds")
+    finetune_epochs: int = setting(0, ">= 0", help="KD finetune epochs after each pruning round")
+    lowrank: float | None = setting(None, "in (0, 1]", help="factorise pointwise convs/linears keeping this "
+                                                            "fraction of SVD energy")
+    quantize: str | None = setting(None, choices=PRECISIONS, help="precision to quantize to")
+    runtime: str = setting("torch", choices=RUNTIMES, help="INT8 flow (torch: torchao PT2E + inductor; "
+                                                           "onnxruntime: static QDQ) and latency engine")
+    export: list[str] = setting(default_factory=list, choices=EXPORT_FORMATS,
+                                help="artefacts to write after the last step")
+    calibration: str = setting("percentile", choices=CALIBRATIONS, help="ONNX Runtime INT8: how activation "
+                                                                        "ranges are set from the calibration images")
+    keep_if_faster: float | None = setting(None, "positive", help="keep the quantized model only if it is at least "
+                                                                  "this many times faster than the row before (it "
+                                                                  "is measured and reported either way)")
+    calib: str | None = setting(None, help="image folder for calibration (train/ split); default: eval")
+    calib_per_class: int = setting(20, ">= 0", help="calibration images per class (0: all)")
+    eval: str | None = setting("../shared/data/cifar10", help="image folder for top-1 (val/ or test/)")
+    eval_per_class: int = setting(0, ">= 0", help="first N test images per class (0: all)")
+    img_size: int = setting(32, ">= 8", help="image size of the data")
+    input_size: int | None = setting(None, ">= 8", help="latency input size (default: img_size)")
+    num_classes: int | None = setting(None, ">= 1", help="for zoo names: classifier width")
+    small_input: int = setting(0, ">= 0", help="for zoo names: early strides removed")
+    threads: int | None = setting(None, ">= 1", help="latency threads (default: physical cores)")
+    latency: bool = setting(True, help="measure latency")
+    out_dir: str = setting("runs/compress", help="output folder")
+    finetune: dict[str, Any] = setting(default_factory=dict, help="extra TrainConfig fields of the KD finetuning "
+                                                                  "after pruning")
+
+    def check(self) -> None:
+        if self.prune is not None and self.prune_macs is not None:
+            raise self.error("prune_macs", "give one pruning target (prune or prune_macs), not both")
+        if self.keep_if_faster is not None and not self.latency:
+            raise self.error("keep_if_faster", "keeping quantization only where it pays needs latency measurements")
+        where = f"{type(self).__name__}.finetune"
+        for name in self.finetune:
+            if name in FINETUNE_OWN:
+                raise ConfigError(f"{where}.{name}", "set by the compress step itself, not by finetune")
+        build(TrainConfig, self.finetune, where)
+
+    def plan(self) -> list[str | tuple[str, dict[str, Any]]]:
+        """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, quantize, export."""
+        steps: list[str | tuple[str, dict[str, Any]]] = []
+        if self.prune is not None or self.prune_macs is not None:
+            target = {"ratio": self.prune} if self.prune is not None else {"target_macs": self.prune_macs}
+            steps.append(("prune", dict(importance=self.importance, iterations=self.prune_iterations,
+                                        finetune_epochs=self.finetune_epochs, **target)))
+        if self.fold_bn:
+            steps.append("fold")
+        if self.lowrank is not None:
+            steps.append(("lowrank", dict(energy=self.lowrank)))
+        if self.quantize:
+            q: dict[str, Any] = dict(precision=self.quantize)
+            if self.quantize == "int8" and self.runtime == "onnxruntime":
+                q["calibration"] = self.calibration
+            if self.keep_if_faster is not None:
+                q["min_speedup"] = self.keep_if_faster
+            steps.append(("quantize", q))
+        if self.export:
+            steps.append(("export", dict(formats=tuple(self.export))))
+        if not steps:
+            raise ConfigError("", "no step asked for: give at least one of fold_bn, prune, prune_macs, lowrank, "
+                                  "quantize, export")
+        return steps
