@@ -126,11 +126,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from carve.search.storage import load_study
-    from carve.search.plot import DEFAULT_REFERENCES, plot_study, zoo_references
+    from carve.search.plot import plot_study
+    from carve.search.references import DEFAULT_REFERENCES, score_references
 
     study = load_study(args.study, _storage(args))
     names = list(DEFAULT_REFERENCES) if args.zoo is None else [n for n in args.zoo if n != "none"]
-    refs = zoo_references(study, names, args.out) if names else {}
+    refs = score_references(study, names, args.out) if names else {}
     path = plot_study(study, args.output, refs)
     print(f"wrote {path}")
     return 0

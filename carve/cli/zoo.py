@@ -30,35 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_bench(zsub)
 
 
-def zoo_table(pattern: str = "*", pretrained: bool = False) -> list[dict]:
-    from carve.zoo import create_model, get_entry, list_models, profile
-    from carve.zoo.factory import default_weights
-
-    rows = []
-    for name in list_models(pattern, pretrained=pretrained):
-        entry = get_entry(name)
-        prof = profile(create_model(name))
-        row = dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
-                   macs_m=round(prof.macs / 1e6, 1))
-        if pretrained:
-            best = default_weights(entry)
-            row["weights"] = [dict(tag=w.tag, top1=w.top1, default=w is best) for w in entry.weights]
-        rows.append(row)
-    return rows
-
-
 def cmd_list(args: argparse.Namespace) -> int:
+    from carve.zoo import zoo_table
+
     rows = zoo_table(args.pattern, args.pretrained)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     header = f"{'model':26s} {'family':20s} {'params (M)':>10s} {'MACs (M)':>9s}"
-    print(header + ("  published weights (ImageNet top-1; * = pretrained=True)" if args.pretrained else ""))
+    print(header + ("  published weights (top-1 on their data set; * = pretrained=True)" if args.pretrained else ""))
     for r in rows:
         line = f"{r['name']:26s} {r['family']:20s} {r['params_m']:10.2f} {r['macs_m']:9.1f}"
         if args.pretrained:
             line += "  " + ", ".join(f"{'*' if w['default'] else ''}{w['tag']} "
-                                     f"({w['top1'] if w['top1'] is not None else '?'})" for w in r["weights"])
+                                     f"({w['top1'] if w['top1'] is not None else '?'}"
+                                     f"{'' if w['dataset'] == 'imagenet-1k' else ' ' + w['dataset']})"
+                                     for w in r["weights"])
         print(line)
     return 0
 

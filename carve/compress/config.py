@@ -22,7 +22,7 @@ class CompressConfig(Config):
     export), on which data, and how latency is measured. ``finetune``: extra ``TrainConfig`` fields
     of the KD finetuning after pruning (e.g. lr, batch_size, train_per_class, bn_recalibration)."""
 
-    model: str = setting(help="carve weights/checkpoint file, spec file or zoo name")
+    model: str | None = setting(None, help="carve weights/checkpoint file, spec file or zoo name")
     fold_bn: bool = setting(False, help="fold BatchNorm into convs, drop dropout/drop-path")
     prune: float | None = setting(None, "in [0, 1)", help="fraction of channels to remove per group")
     prune_macs: float | None = setting(None, "in (0, 1]", help="prune to this fraction of the original MACs "

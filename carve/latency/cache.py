@@ -90,9 +90,6 @@ class LatencyCache:
 
         self._retry(write)
 
-    def delete(self, key: str) -> None:
-        self._retry(lambda c: c.execute("DELETE FROM measurements WHERE key=?", (key,)))
-
     def __len__(self) -> int:
         return int(self._retry(lambda c: c.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]))
 

@@ -35,6 +35,7 @@ class Protocol:
 
 QUICK = Protocol(window=3, settle_tol=0.2, warmup_max_windows=4, min_runs=10, max_runs=200, rel_ci=0.05,
                  max_time_s=0.5)
+PROTOCOLS = {"full": Protocol(), "quick": QUICK}  # by name, for configs: the default and the short one
 
 
 @dataclass

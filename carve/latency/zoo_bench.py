@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from torch import nn
+from tqdm import tqdm
 
 from carve.zoo import create_model, get_entry, list_models
 
@@ -29,9 +30,10 @@ def peer_model(name: str) -> tuple[nn.Module, str] | None:
 
 def bench_zoo(names: Sequence[str] | None = None, device: str = "cpu", batch: int = 1, input_size: int = 224,
               runtime: str = "eager", threads: int | None = None, vs_peers: bool = False,
-              protocol: Protocol | None = None, cache: Any = True) -> list[dict[str, Any]]:
-    """One row per zoo model: median/p10/p90 ms; with ``vs_peers`` the twin's, timed interleaved,
-    and the ratio ours/peer. ``names`` are registry names or globs (default: the whole zoo)."""
+              protocol: Protocol | None = None, cache: Any = True, progress: bool = False) -> list[dict[str, Any]]:
+    """One row per zoo model, each timed on its own: median/p10/p90 ms; with ``vs_peers`` the twin's,
+    timed interleaved, and the ratio ours/peer. ``names`` are registry names or globs (default: the
+    whole zoo)."""
     selected: list[str] = []
     for pattern in names or ["*"]:
         found = list_models(pattern) if any(c in pattern for c in "*?[") else [get_entry(pattern).name]
@@ -40,7 +42,7 @@ def bench_zoo(names: Sequence[str] | None = None, device: str = "cpu", batch: in
         raise ValueError(f"names: no zoo model matches {list(names or [])}")
     kw = dict(device=device, batch=batch, input_size=input_size, runtime=runtime, threads=threads, protocol=protocol)
     rows = []
-    for name in selected:
+    for name in tqdm(selected, desc="latency: zoo", unit="model", disable=not progress):
         peer = peer_model(name) if vs_peers else None
         if peer is None:
             r = measure(name, cache=cache, **kw)

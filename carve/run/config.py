@@ -11,117 +11,87 @@ from typing import Any
 
 import yaml
 
-from carve.compress.quantization import RUNTIMES as COMPRESS_RUNTIMES
+from carve.compress import CompressConfig
 from carve.config import Config, ConfigError, build, read_mapping, setting
+from carve.finetune import DetectConfig
+from carve.latency import PROTOCOLS
 from carve.latency.runtime import RUNTIMES
-from carve.train.config import AUG_PRESETS
-
-from .latency import PROTOCOLS
+from carve.search import SearchConfig
+from carve.train import TrainConfig
 
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPRESS_STEPS = ("fold", "prune", "quantize")
 
 
 @dataclass
 class DataSection(Config):
-    cifar10: str
-    coco128: str
+    cifar10: str = setting(help="classification data: an image folder (train/ test/) or a shard set")
+    coco128: str = setting(help="detection data: COCO, YOLO or VOC")
 
 
 @dataclass
 class ZooSection(Config):
-    models: str
-    reference: str
-    budget_ms: float | None = setting(rule="positive")
-    input_size: int = setting(rule="positive")
-    runtime: str = setting(choices=RUNTIMES)
-    threads: int | None = setting(rule="positive")
-    protocol: str = setting(choices=PROTOCOLS)
+    """The run's own first step: which zoo models to time, how, and the latency budget."""
+
+    models: str = setting("*", help="glob over zoo model names")
+    reference: str = setting("mobilenet_v3_large_100", help="its measured latency is the budget unless budget_ms")
+    budget_ms: float | None = setting(None, "positive", help="latency budget (default: the reference's latency)")
+    input_size: int = setting(224, "positive", help="input size every latency is measured at")
+    runtime: str = setting("eager", choices=RUNTIMES, help="runtime every latency is measured in")
+    threads: int | None = setting(None, "positive", help="latency threads (default: physical cores)")
+    protocol: str = setting("full", choices=tuple(PROTOCOLS), help="the latency engine's timing protocol")
 
 
 @dataclass
-class SearchSection(Config):
-    space: str
-    trials: int = setting(rule="positive")
-    epochs: int = setting(rule="positive")
-    train_per_class: int | None = setting(rule="positive")
-    val_per_class: int | None = setting(rule="positive")
-    img_size: int = setting(rule="positive")
-    small_input: int
-    batch_size: int = setting(rule="positive")
-    lr: float
-    budget_factor: float = setting(rule="positive")
-    study: str
-    bn_recalibration: int = setting(20, ">= 0")
+class SearchSection(SearchConfig):
+    """``SearchConfig`` plus the run's budget rule: the search's budget is the zoo's times ``budget_factor``."""
 
-
-@dataclass
-class TrainSection(Config):
-    epochs: int = setting(rule="positive")
-    train_per_class: int | None = setting(rule="positive")
-    val_per_class: int | None = setting(rule="positive")
-    img_size: int = setting(rule="positive")
-    small_input: int
-    batch_size: int = setting(rule="positive")
-    lr: float = setting(rule="positive")
-    weight_decay: float
-    aug: str = setting(choices=AUG_PRESETS)
-    workers: int
-    warmup_epochs: float = setting(0.3, ">= 0")
-    cutmix: float = setting(0.0, ">= 0")
-    bn_recalibration: int = setting(20, ">= 0")
-
-
-@dataclass
-class FinetuneSection(Config):
-    epochs: int = setting(rule="positive")
-    img_size: int = setting(rule="positive")
-    batch_size: int = setting(rule="positive")
-    lr: float = setting(rule="positive")
-    max_steps: int | None = setting(rule="positive")
-
-
-@dataclass
-class CompressSection(Config):
-    steps: list[str] = setting(choices=COMPRESS_STEPS)
-    prune_ratio: float | None = setting(rule="in [0, 1)")
-    finetune_epochs: int = setting(rule=">= 0")
-    calib_images: int = setting(rule="positive")
-    runtime: str = setting(choices=COMPRESS_RUNTIMES)
-    onnx: bool
-    prune_macs: float | None = setting(None, "in (0, 1]")
-    int8_min_speedup: float | None = setting(None, "positive")
-    finetune_lr: float = setting(0.02, "positive")
-
-    def check(self) -> None:
-        if (self.prune_ratio is None) == (self.prune_macs is None) and "prune" in self.steps:
-            raise self.error("prune_macs", "expected exactly one of it and prune_ratio to be set, "
-                                           f"got {self.prune_ratio!r} and {self.prune_macs!r}")
+    budget_factor: float = setting(1.0, "positive", help="search latency budget = zoo budget x this")
 
 
 @dataclass
 class ReportSection(Config):
-    title: str
+    title: str = setting("carve run", help="the report's title")
+
+
+# fields of the stage configs that the run sets itself (from the data section, the zoo step and earlier steps)
+RUN_SETS = {
+    "search": ("out_dir", "storage", "latency_budget_ms", "resume", "seed", "progress"),
+    "search.objective": ("data", "num_classes", "runtime", "threads", "latency_size", "seed"),
+    "train": ("model", "data", "out_dir", "resume", "seed"),
+    "finetune": ("backbone", "pretrained", "data", "out_dir", "resume", "seed"),
+    "compress": ("model", "calib", "eval", "out_dir", "img_size", "eval_per_class", "threads", "input_size"),
+}
 
 
 @dataclass
 class RunConfig(Config):
-    name: str
-    seed: int
-    threads: int | None = setting(rule="positive")
-    data: DataSection
-    zoo: ZooSection
-    search: SearchSection
-    train: TrainSection
-    finetune: FinetuneSection
-    compress: CompressSection
-    report: ReportSection
+    """One ``carve run``: the data, the zoo step's settings and each stage's own config."""
+
+    name: str = setting(help="run folder name under runs/")
+    data: DataSection = setting(help="dataset paths")
+    seed: int = setting(0, help="seed of every step")
+    threads: int | None = setting(None, "positive", help="torch threads for the whole run (default: torch's)")
+    zoo: ZooSection = setting(default_factory=ZooSection)
+    search: SearchSection = setting(default_factory=SearchSection)
+    train: TrainConfig = setting(default_factory=TrainConfig)
+    finetune: DetectConfig = setting(default_factory=DetectConfig)
+    compress: CompressConfig = setting(default_factory=CompressConfig)
+    report: ReportSection = setting(default_factory=ReportSection)
     tiny: dict = field(default_factory=dict, repr=False)
 
     def check(self) -> None:
         if not self.name or "/" in self.name:
             raise self.error("name", f"expected a plain folder name, got {self.name!r}")
+        for where, names in RUN_SETS.items():
+            section = self
+            for part in where.split("."):
+                section = getattr(section, part)
+            defaults = type(section)()
+            for name in names:
+                if getattr(section, name) != getattr(defaults, name):
+                    raise self.error(f"{where}.{name}", "set by the run itself (from data:, zoo: and the earlier "
+                                                        "steps); leave it out of the config")
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from carve.files import write_json
 
@@ -14,23 +15,22 @@ DETECTION_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
 def run_finetune(cfg: RunConfig, state: RunState) -> dict:
     """Transfer both trained backbones to SSDLite detection on coco128 and evaluate mAP."""
-    from carve.finetune import DetectConfig, detect
+    from carve.finetune import detect
 
     train = state.summary("train")
     out = state.step_dir("finetune")
-    f = cfg.finetune
     models = {}
     for role, m in train["models"].items():
         role_dir = out / role
-        print(f"[carve run] finetune: {role} ({m['name']}) -> SSDLite on coco128", file=sys.stderr, flush=True)
-        dc = DetectConfig(backbone=str(state.root / m["spec"]), pretrained=str(state.root / m["checkpoint"]),
-                          head="ssdlite", data=str(cfg.data_path("coco128")), out_dir=str(role_dir),
-                          img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps or 0, batch_size=f.batch_size,
-                          lr=f.lr, seed=cfg.seed, resume=(role_dir / "last.pt").is_file(), examples=4)
+        print(f"[carve run] finetune: {role} ({m['name']}) -> {cfg.finetune.head} on coco128", file=sys.stderr, flush=True)
+        dc = replace(cfg.finetune, backbone=str(state.root / m["spec"]), pretrained=str(state.root / m["checkpoint"]),
+                     data=str(cfg.data_path("coco128")), out_dir=str(role_dir), seed=cfg.seed,
+                     resume=(role_dir / "last.pt").is_file())
         res = detect(dc)
         metrics = {k: res.metrics.get(k) for k in DETECTION_METRICS}
         models[role] = dict(name=m["name"], **metrics, examples=rel(state, res.examples_png),
                             checkpoint=rel(state, res.checkpoint), num_train=res.num_train, num_val=res.num_val,
                             wall_s=round(res.wall_s, 1))
     write_json(out / "metrics.json", models)
-    return dict(models=models, head="ssdlite", img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps)
+    f = cfg.finetune
+    return dict(models=models, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps)

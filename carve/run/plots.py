@@ -42,42 +42,6 @@ def zoo_chart(rows: list[dict], budget_ms: float, reference: str, path: Path, ru
     return _save(fig, path)
 
 
-def pareto_chart(trials: list[dict], pareto_ids: set[int], zoo_rows: list[dict], budget_ms: float,
-                 path: Path, accuracy_label: str, references: list[dict] | None = None) -> Path:
-    """Search trials (accuracy vs latency), the Pareto front, and the zoo's models as reference latencies."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    xs = [t["latency_ms"] for t in trials]
-    ys = [t["accuracy"] for t in trials]
-    ax.scatter(xs, ys, color="#bbbbbb", s=25, label="trials", zorder=2)
-    front = sorted((t for t in trials if t["number"] in pareto_ids), key=lambda t: t["latency_ms"])
-    if front:
-        ax.plot([t["latency_ms"] for t in front], [t["accuracy"] for t in front], "o-", color="#1f77b4",
-                label="Pareto front", zorder=3)
-    for ref in references or []:
-        ax.scatter(ref["latency_ms"], ref["accuracy"], marker="*", s=140, color="#d62728", zorder=4)
-        ax.annotate(ref["name"], (ref["latency_ms"], ref["accuracy"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
-    points = xs + [r["latency_ms"] for r in references or []]
-    right = max(points + [budget_ms]) * 1.1 if budget_ms <= 2 * max(points) else max(points) * 1.3
-    for r in zoo_rows:
-        if r["latency_ms"] > right:
-            continue
-        ax.axvline(r["latency_ms"], color="#2ca02c", alpha=0.25, linewidth=0.8)
-        ax.annotate(r["name"], (r["latency_ms"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
-                    fontsize=6, color="#2ca02c")
-    if budget_ms <= right:
-        ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.2f} ms")
-    else:
-        ax.plot([], [], color="red", linestyle="--", label=f"budget {budget_ms:.0f} ms (off the chart)")
-    ax.set_xlim(0, right)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel(accuracy_label)
-    ax.set_title("Search: accuracy vs latency (green lines: zoo models' latency)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
 def curves_chart(histories: dict[str, list[dict]], path: Path) -> Path:
     """Validation top-1 and training loss per epoch for each trained model."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))

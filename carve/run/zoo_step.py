@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
-
-from tqdm import tqdm
 
 from carve.files import write_json
 
 from .config import RunConfig
 from .state import RunState
-
-
-def best_published_top1(entry: Any) -> float | None:
-    scores = [w.top1 for w in entry.weights if w.top1 is not None and w.dataset == "imagenet-1k"]
-    return max(scores) if scores else None
 
 
 def strongest_under_budget(rows: list[dict], budget_ms: float, reference: str) -> dict:
@@ -31,37 +23,32 @@ def strongest_under_budget(rows: list[dict], budget_ms: float, reference: str) -
 
 def run_zoo(cfg: RunConfig, state: RunState) -> dict:
     """Profile the zoo's models (params, MACs, measured latency) and choose the latency budget."""
-    from carve.zoo import create_model, get_entry, list_models, profile
+    from carve.latency import PROTOCOLS
+    from carve.latency.zoo_bench import bench_zoo
+    from carve.zoo import get_entry, list_models, zoo_table
 
     from . import plots
-    from .latency import measure_each
 
+    z = cfg.zoo
     out = state.step_dir("zoo")
-    names = list_models(cfg.zoo.models)
-    if cfg.zoo.reference not in names:
-        names.append(get_entry(cfg.zoo.reference).name)
-    if not names:
-        raise ValueError(f"zoo.models: pattern {cfg.zoo.models!r} matches no zoo model")
-    models, rows = {}, []
-    for name in tqdm(names, desc="zoo: profile", unit="model"):
-        model = create_model(name).eval()
-        prof = profile(model, cfg.zoo.input_size)
-        entry = get_entry(name)
-        models[name] = model
-        rows.append(dict(name=name, family=entry.family, params_m=round(prof.params / 1e6, 3),
-                         macs_m=round(prof.macs / 1e6, 1), imagenet_top1=best_published_top1(entry)))
-    print(f"[carve run] zoo: timing {len(models)} models, one at a time as the search times its candidates "
-          f"({cfg.zoo.runtime}, {cfg.zoo.input_size} px)", file=sys.stderr, flush=True)
-    timings, engine = measure_each(models, cfg.zoo.input_size, cfg.zoo.runtime, cfg.zoo.protocol, cfg.zoo.threads)
-    for r in rows:
-        t = timings[r["name"]]
-        r.update(latency_ms=round(t.median_ms, 3), p10_ms=round(t.p10_ms, 3), p90_ms=round(t.p90_ms, 3))
-    budget = cfg.zoo.budget_ms if cfg.zoo.budget_ms is not None else timings[cfg.zoo.reference].median_ms
-    budget_source = "zoo.budget_ms" if cfg.zoo.budget_ms is not None else f"measured latency of {cfg.zoo.reference}"
-    hand = strongest_under_budget(rows, budget, cfg.zoo.reference)
+    names = list_models(z.models)
+    if z.reference not in names:
+        names.append(get_entry(z.reference).name)
+    rows = zoo_table(names=names, input_size=z.input_size)
+    print(f"[carve run] zoo: timing {len(rows)} models, one at a time as the search times its candidates "
+          f"({z.runtime}, {z.input_size} px)", file=sys.stderr, flush=True)
+    timed = bench_zoo(names, input_size=z.input_size, runtime=z.runtime, threads=z.threads,
+                      protocol=PROTOCOLS[z.protocol], cache=False, progress=True)
+    for r, t in zip(rows, timed):
+        r.update(latency_ms=round(t["median_ms"], 3), p10_ms=round(t["p10_ms"], 3), p90_ms=round(t["p90_ms"], 3))
+    latency = {r["name"]: r["latency_ms"] for r in rows}
+    budget = z.budget_ms if z.budget_ms is not None else latency[z.reference]
+    budget_source = "zoo.budget_ms" if z.budget_ms is not None else f"measured latency of {z.reference}"
+    hand = strongest_under_budget(rows, budget, z.reference)
     rows.sort(key=lambda r: r["latency_ms"])
     write_json(out / "zoo.json", rows)
-    plots.zoo_chart(rows, budget, cfg.zoo.reference, out / "zoo.png", cfg.zoo.runtime, cfg.zoo.input_size)
-    return dict(models=rows, budget_ms=round(budget, 3), budget_source=budget_source, reference=cfg.zoo.reference,
-                hand_designed=hand["name"], engine=engine, input_size=cfg.zoo.input_size,
-                runtime=cfg.zoo.runtime, chart="zoo/zoo.png", table="zoo/zoo.json")
+    plots.zoo_chart(rows, budget, z.reference, out / "zoo.png", z.runtime, z.input_size)
+    engine = f"latency engine (carve.latency.measure, {z.runtime}, {z.protocol} protocol, one model at a time)"
+    return dict(models=rows, budget_ms=round(budget, 3), budget_source=budget_source, reference=z.reference,
+                hand_designed=hand["name"], engine=engine, input_size=z.input_size,
+                runtime=z.runtime, chart="zoo/zoo.png", table="zoo/zoo.json")

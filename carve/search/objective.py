@@ -10,7 +10,6 @@ in the chosen runtime (ONNX Runtime by default on CPU) or predicted from a laten
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,10 +74,8 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
         from carve.latency.table import LatencyTable, predict
 
         return float(predict(spec, LatencyTable.load(cfg.latency_table), size))
-    try:
-        from carve.latency import QUICK, measure
-    except ImportError:  # latency engine absent from this checkout: a plain eager timer stands in
-        return _fallback_latency(spec, size, cfg)
+    from carve.latency import QUICK, measure
+
     cache: bool | str = False if cfg.latency_cache == "off" else (cfg.latency_cache or True)
     protocol = QUICK if cfg.quick_latency else None
     if cfg.latency_protocol:
@@ -90,20 +87,6 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
     result = measure(spec, device=cfg.device, batch=1, input_size=size, threads=cfg.threads, runtime=cfg.runtime,
                      cache=cache, remeasure=remeasure, protocol=protocol)
     return float(result.median_ms)
-
-
-@torch.no_grad()
-def _fallback_latency(spec: ArchSpec, size: int, cfg: ObjectiveConfig, runs: int = 10) -> float:
-    model = create_model(spec).eval()
-    x = torch.randn(1, spec.in_channels, size, size)
-    for _ in range(2):
-        model(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(sorted(times)[len(times) // 2])
 
 
 def _batch(cfg: ObjectiveConfig) -> tuple[torch.Tensor, torch.Tensor]:

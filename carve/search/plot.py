@@ -8,36 +8,11 @@ from typing import Any
 
 from .pareto import pareto_entries
 
-DEFAULT_REFERENCES = ("mobilenet_v3_small_100", "mobilenet_v3_large_100", "shufflenet_v2_100", "carve_100")
-
-
-def zoo_references(study: Any, names: list[str] | tuple[str, ...], out_dir: str | Path = "runs/search") -> dict:
-    """Score zoo models with the study's own objective (same estimator, runtime and resolution rule).
-
-    Results are cached on the study (user attr ``zoo_reference``), so plotting again is cheap.
-    """
-    from carve.zoo import create_model
-
-    from .objective import Objective, ObjectiveConfig
-
-    attrs = study.user_attrs.get("carve", {})
-    cached = dict(study.user_attrs.get("zoo_reference", {}))
-    cfg = ObjectiveConfig.from_dict(attrs.get("objective", {}))
-    resolution = attrs.get("resolution") or 224
-    objective = Objective(cfg, out_dir)
-    for name in names:
-        if name in cached:
-            continue
-        spec = create_model(name).spec
-        metrics = objective.evaluate(spec, resolution, name=f"zoo-{name}")
-        cached[name] = dict(accuracy=metrics["accuracy"], latency_ms=metrics["latency_ms"])
-        study.set_user_attr("zoo_reference", cached)
-    return {n: cached[n] for n in names}
-
-
 def plot_study(study: Any, out: str | Path, references: dict[str, dict[str, float]] | None = None,
-               budget_ms: float | None = None, title: str | None = None) -> Path:
-    """Write a PNG: every complete trial, the Pareto front (re-measured latency where known), references."""
+               budget_ms: float | None = None, title: str | None = None, zoo_latency: dict[str, float] | None = None,
+               accuracy_label: str | None = None) -> Path:
+    """Write a PNG: every complete trial, the Pareto front (re-measured latency where known), reference
+    models scored the same way (stars) and, as vertical lines, other models' measured latency."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,11 +35,23 @@ def plot_study(study: Any, out: str | Path, references: dict[str, dict[str, floa
         ax.scatter([ref["latency_ms"]], [ref["accuracy"]], marker="*", s=120, zorder=3)
         ax.annotate(name, (ref["latency_ms"], ref["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     budget_ms = budget_ms or study.user_attrs.get("carve", {}).get("budgets", {}).get("latency_ms")
-    if budget_ms:
+    shown = [x for x in xs if math.isfinite(x)] + [r["latency_ms"] for r in (references or {}).values()]
+    right = max(shown + [budget_ms or 0]) * 1.1 if shown else None
+    if right and budget_ms and budget_ms > 2 * max(shown):  # a loose budget would squash the points
+        right = max(shown) * 1.3
+    for name, ms in (zoo_latency or {}).items():
+        if right is None or ms <= right:
+            ax.axvline(ms, color="#2ca02c", alpha=0.25, lw=0.8)
+            ax.annotate(name, (ms, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=6, color="#2ca02c")
+    if budget_ms and (right is None or budget_ms <= right):
         ax.axvline(budget_ms, ls="--", c="0.4", lw=1, label=f"budget {budget_ms:.2f} ms")
+    elif budget_ms:
+        ax.plot([], [], ls="--", c="0.4", label=f"budget {budget_ms:.0f} ms (off the chart)")
+    if right:
+        ax.set_xlim(0, right)
     attrs = study.user_attrs.get("carve", {}).get("objective", {})
     ax.set_xlabel(f"latency (ms, {attrs.get('runtime', '?')} on {attrs.get('device', '?')})")
-    ax.set_ylabel(f"accuracy estimate ({attrs.get('accuracy', '?')})")
+    ax.set_ylabel(accuracy_label or f"accuracy estimate ({attrs.get('accuracy', '?')})")
     ax.set_title(title or f"study {study.study_name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

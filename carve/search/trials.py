@@ -48,3 +48,18 @@ def export_spec(study_name: str, storage: str, trial: int | None = None, out: st
     if out is not None:
         write_json(Path(out), spec.to_dict())
     return spec
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """Every complete, scored trial: number, accuracy, latency_ms, params_m, macs_m (over-budget skips left out)."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        ua = t.user_attrs
+        if "skipped" in ua or "accuracy" not in ua:
+            continue
+        rows.append(dict(number=t.number, accuracy=float(ua["accuracy"]), latency_ms=float(ua["latency_ms"]),
+                         params_m=round(float(ua.get("params", 0)) / 1e6, 3),
+                         macs_m=round(float(ua.get("macs", 0)) / 1e6, 1)))
+    return rows

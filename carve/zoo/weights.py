@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from .spec import ArchSpec
-from .validation import parse_spec
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -135,12 +134,6 @@ def _maybe_json(text: str) -> Any:
         return json.loads(text)
     except (TypeError, ValueError):
         return text
-
-
-def spec_from_weights_file(path: str | Path) -> ArchSpec | None:
-    _, meta = read_weights_file(path)
-    spec = meta.get("spec")
-    return parse_spec(spec) if spec else None
 
 
 def save_weights(model: nn.Module, path: str | Path, metrics: Mapping[str, Any] | None = None,

@@ -21,7 +21,7 @@ def test_user_file_merges_over_defaults(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nsearch: {trials: 3}\nzoo: {budget_ms: 4}\n")
     cfg = load_config(path)
-    assert (cfg.name, cfg.search.trials, cfg.zoo.budget_ms, cfg.search.epochs) == ("mine", 3, 4.0, 1)
+    assert (cfg.name, cfg.search.trials, cfg.zoo.budget_ms, cfg.search.objective.epochs) == ("mine", 3, 4.0, 1)
     again = load_config(overrides=__import__("yaml").safe_load(dump_config(cfg)))
     assert again.to_dict() == cfg.to_dict()
 
@@ -31,13 +31,15 @@ def test_user_file_merges_over_defaults(tmp_path):
     ("search: {trials: three}", "search.trials"),
     ("search: {trials: 0}", "search.trials"),
     ("zoo: {runtime: tensorrt}", "zoo.runtime"),
-    ("compress: {steps: [fold, distill]}", "compress.steps[1]"),
-    ("compress: {prune_ratio: 1.5, prune_macs: null}", "compress.prune_ratio"),
+    ("compress: {export: [onnx, tflite]}", "compress.export[1]"),
+    ("compress: {prune: 1.5, prune_macs: null}", "compress.prune"),
     ("compress: {prune_macs: 1.5}", "compress.prune_macs"),
-    ("compress: {int8_min_speedup: 0}", "compress.int8_min_speedup"),
-    ("compress: {finetune_lr: 0}", "compress.finetune_lr"),
+    ("compress: {keep_if_faster: 0}", "compress.keep_if_faster"),
+    ("compress: {finetune: {lr: 0}}", "compress.finetune.lr"),
     ("train: {bn_recalibration: -1}", "train.bn_recalibration"),
-    ("compress: {prune_ratio: 0.3}", "compress.prune_macs"),
+    ("compress: {prune: 0.3}", "compress.prune_macs"),
+    ("train: {data: elsewhere}", "train.data"),
+    ("search: {objective: {num_classes: 3}}", "search.objective.num_classes"),
     ("train: {warmup_epochs: -1}", "train.warmup_epochs"),
     ("train: {aug: heavy}", "train.aug"),
     ("train: {lr: true}", "train.lr"),
@@ -55,7 +57,7 @@ def test_user_file_overrides_tiny(tmp_path):
     path = tmp_path / "three.yaml"
     path.write_text("search: {trials: 3}\n")
     cfg = load_config(path, tiny=True)
-    assert (cfg.search.trials, cfg.search.train_per_class, cfg.name) == (3, 4, "tiny")
+    assert (cfg.search.trials, cfg.search.objective.train_per_class, cfg.name) == (3, 4, "tiny")
 
 
 def test_missing_config_file_and_bad_yaml(tmp_path):

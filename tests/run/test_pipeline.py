@@ -33,7 +33,7 @@ def check_zoo(state):
 
 def check_search(state):
     s = state.summary("search")
-    with sqlite3.connect(state.root / "search" / "study.db") as db:
+    with sqlite3.connect(state.root / s["storage"]) as db:
         n = db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
     assert n == 2
     assert s["best"]["spec"] and s["best"]["latency_ms"] > 0

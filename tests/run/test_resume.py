@@ -46,7 +46,7 @@ def test_killed_search_resumes_without_redoing_steps_or_trials(tmp_path):
     config = tmp_path / "three.yaml"
     config.write_text("search: {trials: 3}\n")
     out = tmp_path / "run"
-    db = out / "search" / "study.db"
+    db = out / "search" / "studies.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(carve_run(out, config), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

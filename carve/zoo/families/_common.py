@@ -21,11 +21,3 @@ def se(channels: int, act: str = "relu", gate: str = "sigmoid", norm: bool = Fal
 
 def stage(*blocks: BlockSpec) -> StageSpec:
     return StageSpec(tuple(blocks))
-
-
-def repeat(n: int, first: BlockSpec, rest: BlockSpec | None = None) -> list[BlockSpec]:
-    """``first`` followed by ``n - 1`` copies of ``rest`` (default: ``first`` at stride 1)."""
-    from dataclasses import replace
-
-    rest = rest or replace(first, stride=1)
-    return [first] + [rest] * (n - 1)

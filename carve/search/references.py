@@ -1,0 +1,32 @@
+"""Reference models scored by a study's own objective, to put them on the same axes as its trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from carve.zoo import create_model
+
+from .objective import Objective, ObjectiveConfig
+
+DEFAULT_REFERENCES = ("mobilenet_v3_small_100", "mobilenet_v3_large_100", "shufflenet_v2_100", "carve_100")
+
+
+def score_references(study: Any, names: list[str] | tuple[str, ...], out_dir: str | Path = "runs/search") -> dict:
+    """Score zoo models with the study's own objective (same estimator, runtime and resolution rule).
+
+    Results are cached on the study (user attr ``zoo_reference``), so plotting again is cheap.
+    """
+    attrs = study.user_attrs.get("carve", {})
+    cached = dict(study.user_attrs.get("zoo_reference", {}))
+    cfg = ObjectiveConfig.from_dict(attrs.get("objective", {}))
+    resolution = attrs.get("resolution") or 224
+    objective = Objective(cfg, out_dir)
+    for name in names:
+        if name in cached:
+            continue
+        spec = create_model(name).spec
+        metrics = objective.evaluate(spec, resolution, name=f"zoo-{name}")
+        cached[name] = dict(accuracy=metrics["accuracy"], latency_ms=metrics["latency_ms"])
+        study.set_user_attr("zoo_reference", cached)
+    return {n: cached[n] for n in names}
