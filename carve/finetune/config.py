@@ -19,7 +19,7 @@ FREEZE_HELP = "none, stem, all or N stages"
 class DetectConfig(Config):
     """A detection finetuning run.
 
-    Validation: ``val_data`` if given, else ``val_fraction`` of the images split off by image id
+    Validation: ``val_data`` and/or ``val_split`` if given, else ``val_fraction`` of the images split off by image id
     with ``split_seed``; ``train_ids``/``val_ids`` pin the split (e.g. the same ids for an
     overfitting check). ``augment``: full (SSD: photometric, zoom-out, IoU crop, flip; others:
     flip), flip or none.
@@ -32,6 +32,8 @@ class DetectConfig(Config):
     data_format: str = setting("auto", choices=FORMATS, help="annotation format")
     split: str | None = setting(None, help="dataset split name (default: the dataset's own)")
     val_data: str | None = setting(None, help="separate validation dataset (default: split data)")
+    val_split: str | None = setting(None, help="validation split name of val_data (or of data when val_data is "
+                                               "not set), e.g. VOC's val")
     val_fraction: float = setting(0.2, "in (0, 1)", help="share of images held out, by image id")
     split_seed: int = setting(0, help="seed of the train/validation split")
     train_ids: list[int] | None = setting(None, help="image ids of the training split")

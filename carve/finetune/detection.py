@@ -61,10 +61,11 @@ def load_splits(config: DetectConfig) -> tuple[DetectionDataset, DetectionDatase
         if config.train_ids is None or config.val_ids is None:
             raise ValueError("DetectConfig: give both train_ids and val_ids, or neither")
         return full.subset(list(config.train_ids)), full.subset(list(config.val_ids))
-    if config.val_data is not None:
-        val = open_dataset(config.val_data, config.data_format)
-        if val.cat_ids != full.cat_ids:
-            raise ValueError(f"{config.val_data}: categories differ from {config.data}")
+    if config.val_data is not None or config.val_split is not None:
+        source = config.val_data if config.val_data is not None else config.data
+        val = open_dataset(source, config.data_format, config.val_split)
+        if val.categories != full.categories:
+            raise ValueError(f"{source}: categories {val.class_names} differ from {config.data}'s {full.class_names}")
         return full, val
     return full.split(config.val_fraction, config.split_seed)
 

@@ -53,3 +53,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+RACCOON = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "raccoon"
+
+
+def copy_raccoon(dst: Path, train: int = 6, val: int = 3) -> Path:
+    """The first ``train`` and ``val`` images of raccoon's own splits, in the VOC layout."""
+    if not RACCOON.is_dir():
+        pytest.skip(f"raccoon not found at {RACCOON}")
+    (dst / "ImageSets" / "Main").mkdir(parents=True)
+    for d in ("JPEGImages", "Annotations"):
+        (dst / d).mkdir()
+    for split, n in (("train", train), ("val", val)):
+        ids = (RACCOON / "ImageSets" / "Main" / f"{split}.txt").read_text().split()[:n]
+        (dst / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for i in ids:
+            shutil.copy(RACCOON / "JPEGImages" / f"{i}.jpg", dst / "JPEGImages" / f"{i}.jpg")
+            shutil.copy(RACCOON / "Annotations" / f"{i}.xml", dst / "Annotations" / f"{i}.xml")
+    return dst
+
+
+@pytest.fixture
+def raccoon_subset(tmp_path: Path) -> Path:
+    """A writable copy of 6 training and 3 validation raccoon images (VOC layout)."""
+    return copy_raccoon(tmp_path / "raccoon")
