@@ -6,6 +6,7 @@ from carve.compress import PruneError, prune, pruned_spec
 from carve.zoo import count_params, create_model, parse_spec, profile, save_weights
 
 from carve.compress import pruning as prune_mod
+from carve.zoo import subnets
 
 from .conftest import FAMILIES, randomize_bn
 
@@ -39,7 +40,7 @@ def _random_scores(model, trace, criterion="l2"):
 @pytest.mark.parametrize("name", ["shufflenet_v2_050", "carve_075"])
 def test_ratio_zero_with_any_channel_order_is_the_same_function(name, monkeypatch):
     # ShuffleNet emits channels in a score-dependent order; outputs must not change
-    monkeypatch.setattr(prune_mod, "channel_scores", _random_scores)
+    monkeypatch.setattr(subnets, "channel_scores", _random_scores)
     model = randomize_bn(create_model(name, num_classes=10)).eval()
     x = torch.randn(2, 3, 32, 32)
     pruned, spec = prune(model, ratio=0.0)

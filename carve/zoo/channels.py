@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from carve.zoo import ArchSpec, BlockSpec, StageSpec
-from carve.zoo.blocks import _has_skip
+from .blocks import _has_skip
+from .spec import ArchSpec, BlockSpec, StageSpec
 
 Label = tuple[str, int]
 NewFn = Callable[[str, int], list[Label]]
