@@ -1,7 +1,8 @@
 """What a trial measures: an accuracy estimate, a latency, params and MACs of one candidate.
 
 Accuracy estimators (``ObjectiveConfig.accuracy``): ``proxy`` trains through ``carve.train.fit``
-for a fixed budget (a few hundred steps on a CIFAR-10 subset), a zero-cost proxy name
+for a fixed budget (a few hundred steps on a CIFAR-10 subset), ``inherited`` scores a channel
+sub-network with the weights of a pretrained model (``inherited``), a zero-cost proxy name
 (``synflow``, ``naswot``, ``jacob_cov``, ``grad_norm``, ``snip``) scores the untrained network,
 ``params``/``macs`` use size as the estimate. Latency is measured by ``carve.latency.measure``
 in the chosen runtime (ONNX Runtime by default on CPU) or predicted from a latency table.
@@ -22,7 +23,7 @@ from carve.zoo import ArchSpec, create_model, profile
 
 from .proxies import BASELINES, PROXIES
 
-ESTIMATORS = ("proxy",) + tuple(PROXIES) + BASELINES
+ESTIMATORS = ("proxy", "inherited") + tuple(PROXIES) + BASELINES
 LATENCY_MODES = ("measure", "predict", "none")
 
 
@@ -30,8 +31,11 @@ LATENCY_MODES = ("measure", "predict", "none")
 class ObjectiveConfig(Config):
     """How candidates are scored: the accuracy estimator, its proxy training and the latency measurement."""
 
-    accuracy: str = setting("proxy", choices=ESTIMATORS, help="accuracy estimator: proxy (training), a zero-cost "
-                                                              "proxy, or params/macs")
+    accuracy: str = setting("proxy", choices=ESTIMATORS, help="accuracy estimator: proxy (training), inherited "
+                                                              "(weights of inherit_from), a zero-cost proxy, or "
+                                                              "params/macs")
+    inherit_from: str | None = setting(None, help="accuracy=inherited: NAME@TAG (a zoo model with pretrained "
+                                                  "weights) or a carve weights file the candidates inherit from")
     data: str = setting("../shared/data/cifar10", help="ImageFolder with train/ and test/")
     num_classes: int = setting(10, ">= 1", help="classifier width of the candidates")
     img_size: int = setting(32, ">= 8", help="proxy-training image size")
@@ -115,6 +119,7 @@ class Objective:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._inherited: Any = None
 
     def evaluate(self, spec: ArchSpec, resolution: int, name: str = "trial",
                  report: Report | None = None) -> dict[str, float]:
@@ -138,6 +143,8 @@ class Objective:
         spec = spec.with_num_classes(cfg.num_classes)
         if cfg.accuracy == "proxy":
             return self._proxy_train(spec, name, report)
+        if cfg.accuracy == "inherited":
+            return self.inherited()(spec)
         if self._batch is None:
             self._batch = _batch(cfg)
         images, labels = self._batch
@@ -146,6 +153,18 @@ class Objective:
         small = spec if not cfg.small_input else _small(spec, cfg.small_input)
         torch.manual_seed(cfg.seed)
         return float(compute_proxies(small, images, labels, [cfg.accuracy], seed=cfg.seed)[cfg.accuracy])
+
+    def inherited(self) -> Any:
+        """The ``inherited`` estimator (built once: it loads the source model and the data)."""
+        if self._inherited is None:
+            from .inherited import estimator
+
+            if not self.cfg.inherit_from:
+                raise ValueError("objective.inherit_from: accuracy='inherited' needs the model candidates inherit "
+                                 "from (NAME@TAG or a weights file)")
+
+            self._inherited = estimator(self.cfg)
+        return self._inherited
 
     def _proxy_train(self, spec: ArchSpec, name: str, report: Report | None) -> float:
         cfg = self.cfg

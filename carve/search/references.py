@@ -13,7 +13,8 @@ DEFAULT_REFERENCES = ("mobilenet_v3_small_100", "mobilenet_v3_large_100", "shuff
 
 
 def score_references(study: Any, names: list[str] | tuple[str, ...], out_dir: str | Path = "runs/search") -> dict:
-    """Score zoo models with the study's own objective (same estimator, runtime and resolution rule).
+    """Score zoo models with the study's own objective (same estimator, runtime and resolution rule; an
+    ``inherited`` study scores them with their own pretrained weights, under the same tag).
 
     Results are cached on the study (user attr ``zoo_reference``), so plotting again is cheap.
     """
@@ -26,7 +27,15 @@ def score_references(study: Any, names: list[str] | tuple[str, ...], out_dir: st
         if name in cached:
             continue
         spec = create_model(name).spec
-        metrics = objective.evaluate(spec, resolution, name=f"zoo-{name}")
+        if cfg.accuracy == "inherited":  # a reference is scored with its own pretrained weights, not inherited ones
+            tag = cfg.inherit_from.partition("@")[2]
+            if not tag:
+                raise ValueError(f"{name}: a reference of an 'inherited' study needs inherit_from as NAME@TAG, so "
+                                 f"that it can load its own {name}@TAG weights")
+            metrics = objective.cost(spec, resolution)
+            metrics["accuracy"] = objective.inherited().score_model(create_model(name, pretrained=tag))
+        else:
+            metrics = objective.evaluate(spec, resolution, name=f"zoo-{name}")
         cached[name] = dict(accuracy=metrics["accuracy"], latency_ms=metrics["latency_ms"])
         study.set_user_attr("zoo_reference", cached)
     return {n: cached[n] for n in names}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .data import eval_loader
 from .ddp import all_reduce_sum
@@ -23,18 +22,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data_or_loader: str | Path | DataLoader, img_size: int = 224,
+def evaluate(model: nn.Module, data_or_loader: str | Path | Iterable, img_size: int = 224,
              batch_size: int = 256, per_class: int = 0, workers: int = 2, device: str | torch.device | None = None,
              amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, Any]:
     """Return ``dict(top1, top5, loss, n)`` (percentages, mean cross-entropy, images counted).
 
-    ``data_or_loader``: an image-folder root (its ``val/`` or ``test/`` split) or a loader yielding
-    ``(images, targets[, skipped])``. Under DDP with sharded loaders the sums cover all processes.
+    ``data_or_loader``: a dataset (an image-folder root, its ``val/`` or ``test/`` split, or a shard
+    set, its held-out part) or batches ``(images, targets[, skipped])`` (a loader, a list). Under DDP
+    with sharded loaders the sums cover all processes.
     """
-    if isinstance(data_or_loader, DataLoader):
-        loader = data_or_loader
-    else:
+    if isinstance(data_or_loader, (str, Path)):
         loader = eval_loader(data_or_loader, img_size, batch_size, per_class=per_class, workers=workers)
+    else:
+        loader = data_or_loader
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -13,56 +13,20 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from carve.zoo.spec import (ACTIVATIONS, ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, StageSpec, StemSpec,
                             make_divisible)
 from carve.zoo.validation import validate
+
+from .choices import FixedParams, RandomTrial, SpaceError, Suggester, _ask, _closest
+from .subnets import SubnetSpace, parse_subnet_space
 
 BUILTIN_DIR = Path(__file__).parent
 BLOCKS = ("ir", "shuffle")
 _STAGE_KEYS = ("depth", "width", "stride", "kernel", "expansion", "act", "se")
 _TOP_KEYS = ("name", "description", "family", "block", "resolution", "activation", "se", "se_ratio", "se_gate",
              "skip", "stem", "stages", "last_conv", "head", "norm")
-
-
-class SpaceError(ValueError):
-    """An invalid search space; the message names the field and what was expected."""
-
-    def __init__(self, path: str, message: str):
-        self.path = path
-        super().__init__(f"{path}: {message}")
-
-
-class Suggester(Protocol):
-    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
-
-
-class RandomTrial:
-    """Answers ``suggest_categorical`` at random (seeded) and records the params, like a trial."""
-
-    def __init__(self, seed: int | random.Random = 0):
-        self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
-        self.params: dict[str, Any] = {}
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.params[name] = self.rng.choice(list(choices))
-        return self.params[name]
-
-
-class FixedParams:
-    """Answers ``suggest_categorical`` from a params dict (decoding a finished trial)."""
-
-    def __init__(self, params: dict[str, Any]):
-        self.params = dict(params)
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        if name not in self.params:
-            raise SpaceError(name, f"missing from the trial's params (choices {list(choices)})")
-        value = self.params[name]
-        if value not in list(choices):
-            raise SpaceError(name, f"value {value!r} is not one of the space's choices {list(choices)}")
-        return value
 
 
 @dataclass(frozen=True)
@@ -204,20 +168,6 @@ class SearchSpace:
         return n
 
 
-def _ask(trial: Suggester, name: str, choices: tuple) -> Any:
-    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
-
-
-def _closest(choices: tuple, value: Any) -> Any:
-    """The choice equal to ``value``, else the numerically nearest one (the first on a tie)."""
-    if value in choices:
-        return value
-    numeric = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
-    if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return min(numeric, key=lambda c: abs(c - value))
-    return choices[0]
-
-
 def _majority(values: list) -> Any:
     return max(set(values), key=lambda v: (values.count(v), str(v))) if values else None
 
@@ -239,10 +189,13 @@ def _pos_int(v: Any) -> bool:
     return v > 0
 
 
-def parse_space(data: Any, where: str = "space") -> SearchSpace:
-    """Build a :class:`SearchSpace` from plain data; errors name the field (``stages[2].kernel``)."""
+def parse_space(data: Any, where: str = "space") -> SearchSpace | SubnetSpace:
+    """Build a :class:`SearchSpace` (or, for ``kind: subnets``, a :class:`SubnetSpace`) from plain data;
+    errors name the field (``stages[2].kernel``)."""
     if not isinstance(data, dict):
         raise SpaceError(where, f"expected a mapping, got {type(data).__name__}")
+    if data.get("kind") == "subnets":
+        return parse_subnet_space(data, where)
     for key in data:
         if key not in _TOP_KEYS:
             raise SpaceError(f"{where}.{key}", f"unknown field; expected one of {sorted(_TOP_KEYS)}")
@@ -346,7 +299,7 @@ class _Corner:
         return list(choices)[self.index]
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def load_space(path: str | Path) -> SearchSpace | SubnetSpace:
     """Read a space from a .yaml/.yml/.json file; errors name the file and the field."""
     path = Path(path)
     if not path.is_file():
@@ -367,9 +320,9 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def get_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
+def get_space(name_or_path: str | Path | SearchSpace | SubnetSpace) -> SearchSpace | SubnetSpace:
     """A built-in space by name (``mbconv``, ``carve``, ``shuffle``) or a space file."""
-    if isinstance(name_or_path, SearchSpace):
+    if isinstance(name_or_path, (SearchSpace, SubnetSpace)):
         return name_or_path
     text = str(name_or_path)
     builtin = BUILTIN_DIR / f"{text}.yaml"
@@ -380,5 +333,5 @@ def get_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     raise KeyError(f"unknown search space {text!r}; built-in: {', '.join(list_spaces())}, or a .yaml/.json file")
 
 
-__all__ = ["FixedParams", "RandomTrial", "SearchSpace", "SpaceError", "StageChoice", "get_space", "list_spaces",
-           "load_space", "parse_space"]
+__all__ = ["FixedParams", "RandomTrial", "SearchSpace", "SpaceError", "StageChoice", "SubnetSpace", "Suggester",
+           "get_space", "list_spaces", "load_space", "parse_space"]
