@@ -71,13 +71,15 @@ def verify_onnx(model: nn.Module, path: str | Path, images: Iterable | torch.Ten
 
 def to_onnx(model: nn.Module, path: str | Path, images: Iterable | torch.Tensor | None = None,
             input_size: int = 224) -> OnnxCheck:
-    """Export ``model`` to ONNX (batch 1) and verify it against PyTorch."""
+    """Export ``model`` to ONNX (batch 1, ``input_size`` px) and verify it against PyTorch on ``images``;
+    when those are of another size (evaluated at the training size, deployed at another), the file
+    leaves height and width free so that both run."""
     cin = getattr(getattr(model, "spec", None), "in_channels", 3)
+    dynamic = False
     if images is not None:
         x = _inputs(images, input_size, cin)
-        input_size, cin = x.shape[-1], x.shape[1]
-        images = x
-    path = export_onnx(model.eval(), path, input_size=input_size, in_channels=cin)
+        dynamic, cin, images = x.shape[-1] != input_size, x.shape[1], x
+    path = export_onnx(model.eval(), path, input_size=input_size, in_channels=cin, dynamic_size=dynamic)
     return verify_onnx(model, path, images, input_size)
 
 

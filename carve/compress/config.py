@@ -39,9 +39,10 @@ class CompressConfig(Config):
                                 help="artefacts to write after the last step")
     calibration: str = setting("percentile", choices=CALIBRATIONS, help="ONNX Runtime INT8: how activation "
                                                                         "ranges are set from the calibration images")
-    keep_if_faster: float | None = setting(None, "positive", help="keep the quantized model only if it is at least "
-                                                                  "this many times faster than the row before (it "
-                                                                  "is measured and reported either way)")
+    keep_if_faster: float | None = setting(None, "positive", help="keep each step (prune, fold, lowrank, quantize) "
+                                                                  "only if it makes the model at least this many "
+                                                                  "times faster than the row before (it is measured "
+                                                                  "and reported either way)")
     calib: str | None = setting(None, help="image folder for calibration (train/ split); default: eval")
     calib_per_class: int = setting(20, ">= 0", help="calibration images per class (0: all)")
     eval: str | None = setting("../shared/data/cifar10", help="image folder for top-1 (val/ or test/)")
@@ -60,7 +61,7 @@ class CompressConfig(Config):
         if self.prune is not None and self.prune_macs is not None:
             raise self.error("prune_macs", "give one pruning target (prune or prune_macs), not both")
         if self.keep_if_faster is not None and not self.latency:
-            raise self.error("keep_if_faster", "keeping quantization only where it pays needs latency measurements")
+            raise self.error("keep_if_faster", "keeping a step only where it pays needs latency measurements")
         where = f"{type(self).__name__}.finetune"
         for name in self.finetune:
             if name in FINETUNE_OWN:
@@ -70,21 +71,20 @@ class CompressConfig(Config):
     def plan(self) -> list[str | tuple[str, dict[str, Any]]]:
         """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, quantize, export."""
         steps: list[str | tuple[str, dict[str, Any]]] = []
+        pays = {} if self.keep_if_faster is None else {"min_speedup": self.keep_if_faster}
         if self.prune is not None or self.prune_macs is not None:
             target = {"ratio": self.prune} if self.prune is not None else {"target_macs": self.prune_macs}
             steps.append(("prune", dict(importance=self.importance, iterations=self.prune_iterations,
-                                        finetune_epochs=self.finetune_epochs, **target)))
+                                        finetune_epochs=self.finetune_epochs, **target, **pays)))
         if self.fold_bn:
-            steps.append("fold")
+            steps.append(("fold", pays))
         if self.lowrank is not None:
-            steps.append(("lowrank", dict(energy=self.lowrank)))
+            steps.append(("lowrank", dict(energy=self.lowrank, **pays)))
         if self.quantize:
             q: dict[str, Any] = dict(precision=self.quantize)
             if self.quantize == "int8" and self.runtime == "onnxruntime":
                 q["calibration"] = self.calibration
-            if self.keep_if_faster is not None:
-                q["min_speedup"] = self.keep_if_faster
-            steps.append(("quantize", q))
+            steps.append(("quantize", {**q, **pays}))
         if self.export:
             steps.append(("export", dict(formats=tuple(self.export))))
         if not steps:

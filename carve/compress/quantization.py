@@ -201,7 +201,8 @@ def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable
     images = _images(calib, calib_images)
     out_dir = Path(out_dir)
     size, cin = images[0].shape[-1], images[0].shape[1]
-    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin)
+    # free height and width: calibrated and evaluated at the data's size, timed at the deploy size
+    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin, dynamic_size=True)
     source = fp32
     try:
         from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -54,9 +54,10 @@ class CompressReport:
             if prev.latency_ms and row.latency_ms:
                 speed = prev.latency_ms / row.latency_ms
                 parts.append(f"{speed:.2f}x the speed of the previous row")
-                if row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:
-                    parts.append("(quantization did not pay here" +
-                                 ("; the model before it was kept)" if not row.notes.get("kept", True) else ")"))
+                if not row.notes.get("kept", True):
+                    parts.append("(did not pay here; the model before it was kept)")
+                elif row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:
+                    parts.append("(quantization did not pay here)")
             if prev.top1 is not None and row.top1 is not None:
                 parts.append(f"top-1 {row.top1 - prev.top1:+.2f} points")
             if prev.macs and row.macs != prev.macs:

@@ -186,11 +186,13 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         notes: dict[str, Any] = {}
         size = None
         label = name
+        kw = dict(kw)
+        min_speedup = kw.pop("min_speedup", None)
+        before = (trainable, model, spec, folded)
         if name == "fold":
             model, spec = fold(model, spec)
             folded = True
         elif name == "prune":
-            kw = dict(kw)
             iters = int(kw.pop("iterations", 1))
             epochs = int(kw.pop("finetune_epochs", finetune_epochs))
             ratio = kw.pop("ratio", None)
@@ -218,11 +220,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             notes["layers"] = getattr(model, "lowrank_layers", [])
             label = f"lowrank ({len(notes['layers'])} layers)"
         elif name == "quantize":
-            kw = dict(kw)
             rt = kw.pop("runtime", runtime)
-            min_speedup = kw.pop("min_speedup", None)
             precision = kw.get("precision", "int8")
-            before = (model, spec)
             model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
             if isinstance(model, OrtModel):
                 size = file_size(model.path)
@@ -233,24 +232,24 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
         report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
-        if name == "quantize" and min_speedup is not None:
-            model, spec = _keep_if_faster(report, min_speedup, model, spec, before)
+        if min_speedup is not None and not _pays(report, min_speedup):
+            trainable, model, spec, folded = before
     report.write()
     return report
 
 
-def _keep_if_faster(report: CompressReport, min_speedup: float, model: nn.Module, spec: ArchSpec,
-                    before: tuple[nn.Module, ArchSpec]) -> tuple[nn.Module, ArchSpec]:
-    """The quantized model if its row is at least ``min_speedup`` x faster than the kept row before it,
-    else the model before quantization (the row stays in the report, marked as not kept)."""
+def _pays(report: CompressReport, min_speedup: float) -> bool:
+    """Whether the last step made the model at least ``min_speedup`` x faster than the kept row before
+    it; if not, its row is marked as not kept (it stays in the report) and the caller goes on from
+    the model before it."""
     row, prev = report.rows[-1], report.kept_rows()[-2]
     if row.latency_ms is None or prev.latency_ms is None:
-        raise ValueError("min_speedup: keeping quantization only where it pays needs latency measurements")
+        raise ValueError("min_speedup: keeping a step only where it pays needs latency measurements")
     if prev.latency_ms / row.latency_ms >= min_speedup:
-        return model, spec
+        return True
     row.notes["kept"] = False
     row.name += " (not kept)"
-    return before
+    return False
 
 
 def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: dict) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from torch import nn
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
-                opset: int | None = None, in_channels: int | None = None) -> Path:
-    """Export ``model`` (eval mode) for a fixed ``batch x C x size x size`` input; written atomically.
+                opset: int | None = None, in_channels: int | None = None, dynamic_size: bool = False) -> Path:
+    """Export ``model`` (eval mode) for a fixed ``batch x C x size x size`` input (height and width
+    left free with ``dynamic_size``, e.g. to evaluate at the training size and time at the deploy
+    size with one file); written atomically.
 
     Uses the dynamo exporter (torch's default) and falls back to the legacy TorchScript exporter
     when it fails. Returns the path of the ``.onnx`` file.
@@ -31,12 +33,18 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch
     x = torch.zeros(batch, in_channels, input_size, input_size)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
+    dynamo_kw: dict[str, Any] = {}
+    legacy_kw: dict[str, Any] = {}
+    if dynamic_size:
+        side = dict(min=8, max=4096)
+        dynamo_kw["dynamic_shapes"] = ({2: torch.export.Dim("height", **side), 3: torch.export.Dim("width", **side)},)
+        legacy_kw = dict(input_names=["x"], dynamic_axes={"x": {2: "height", 3: "width"}})
     try:
         try:
-            _quiet_export(model, x, tmp, dynamo=True, **kwargs)
+            _quiet_export(model, x, tmp, dynamo=True, **kwargs, **dynamo_kw)
         except Exception as first:  # the dynamo exporter can't trace every model; try the legacy one
             try:
-                _quiet_export(model, x, tmp, dynamo=False, **kwargs)
+                _quiet_export(model, x, tmp, dynamo=False, **kwargs, **legacy_kw)
             except Exception as second:
                 raise RuntimeError(f"ONNX export to {path} failed: dynamo exporter: {first}; "
                                    f"legacy exporter: {second}") from second

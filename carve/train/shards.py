@@ -6,7 +6,8 @@ each sample is ``KEY.jpg`` (or ``.jpeg``/``.png``/``.webp``) and ``KEY.cls`` (th
 ASCII digits), as the WebDataset layout and ImageNet's public shards have them. Class names come
 from ``classes.txt`` beside the shards (``name[<TAB>description]`` per line, in index order) when
 there is one. The held-out split is a fixed function of each key, so it does not move with the
-training seed.
+training seed. A small selection (the held-out split, a few images per class) is copied once into
+an uncompressed shard in carve's cache folder and read from there, instead of scanning every shard.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+SUBSET_CACHE_SHARE = 0.25  # a selection this small (held-out split, per-class subset) is cached as one shard
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -66,6 +68,7 @@ class ShardIndex:
     urls: tuple[str, ...]
     samples: tuple[tuple[tuple[str, int], ...], ...]  # per shard: (key, class index)
     classes: tuple[str, ...]
+    digest: str = ""  # identity of the shard files (names, sizes, times)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.samples)
@@ -96,7 +99,7 @@ def _index(urls: tuple[str, ...], stamp: tuple) -> ShardIndex:
         samples = tuple(tuple(_scan(url)) for url in urls)
         write_json(cached, dict(urls=list(urls), samples=[list(map(list, s)) for s in samples]))
     n_classes = 1 + max((c for shard in samples for _, c in shard), default=-1)
-    return ShardIndex(urls, samples, _class_names(urls, n_classes))
+    return ShardIndex(urls, samples, _class_names(urls, n_classes), digest)
 
 
 def _scan(url: str) -> Iterator[tuple[str, int]]:
@@ -117,6 +120,27 @@ def _class_names(urls: Sequence[str], n_classes: int) -> tuple[str, ...]:
             raise ValueError(f"{listing}: names {len(names)} classes, the shards use {n_classes}")
         return tuple(names)
     return tuple(f"class_{i}" for i in range(n_classes))
+
+
+def subset_shard(index: ShardIndex, keys: frozenset[str]) -> str:
+    """One uncompressed shard in carve's cache folder holding just the samples ``keys`` (written on
+    first use): a held-out split or a per-class subset is read from it instead of from every shard."""
+    import webdataset as wds
+
+    from carve.files import cache_dir
+
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+    path = cache_dir() / "shards" / f"{index.digest}-subset-{digest}.tar"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with wds.TarWriter(str(tmp)) as sink:
+            for sample in wds.tarfile_samples([dict(url=u) for u in index.urls]):
+                if sample["__key__"] in keys:
+                    kept = {k: v for k, v in sample.items() if k in ("__key__", "cls", *IMAGE_EXTENSIONS)}
+                    sink.write(dict(kept, src=sample["__url__"].encode()))
+        os.replace(tmp, path)
+    return str(path)
 
 
 def select(index: ShardIndex, split: str, val_fraction: float, per_class: int = 0) -> frozenset[str]:
@@ -149,6 +173,8 @@ class ShardDataset(IterableDataset):
                  workers: int = 0, rank: int = 0, world_size: int = 1, limit: int = 0, buffer: int = 1000):
         self.index = shard_index(data)
         self.keys = select(self.index, split, val_fraction, per_class)
+        small = len(self.keys) <= SUBSET_CACHE_SHARE * len(self.index)
+        self.urls = [subset_shard(self.index, self.keys)] if small else list(self.index.urls)
         if not self.keys:
             raise ValueError(f"data: {data}: the {split!r} split holds no sample (val_fraction {val_fraction})")
         self.classes = list(self.index.classes)
@@ -182,7 +208,7 @@ class ShardDataset(IterableDataset):
 
     def _train_stream(self, stream: int, streams: int) -> Iterator[tuple[Any, Any]]:
         rng = random.Random(f"{self.seed}/{self.epoch}/{stream}")
-        order = list(self.index.urls)
+        order = list(self.urls)
         random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
         if len(order) >= streams:  # each stream its own shards, then the others' until its quota is met
             own = order[stream::streams]
@@ -207,7 +233,7 @@ class ShardDataset(IterableDataset):
 
     def _eval_stream(self, worker: int, workers: int) -> Iterator[tuple[Any, Any]]:
         count = 0
-        for sample in self._read(list(self.index.urls)[worker::workers]):
+        for sample in self._read(self.urls[worker::workers]):
             if count // self.world_size >= self.length:
                 return
             if count % self.world_size == self.rank:
@@ -222,7 +248,8 @@ class ShardDataset(IterableDataset):
             if key not in self.keys:
                 continue
             image = next((sample[e] for e in IMAGE_EXTENSIONS if e in sample), None)
-            yield image, int(sample["cls"]), f"{sample['__url__']}:{key}"
+            origin = sample["src"].decode() if "src" in sample else sample["__url__"]
+            yield image, int(sample["cls"]), f"{origin}:{key}"
 
     def _decode(self, data: bytes | None, target: int, name: str) -> tuple[Any, Any]:
         if data is None:

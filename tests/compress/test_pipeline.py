@@ -75,3 +75,14 @@ def test_quantization_is_kept_only_where_it_pays(trained_tiny, tmp_path, min_spe
         assert exported.size_bytes > 1.5 * int8.size_bytes  # FP32 weights, not INT8 ones
         assert "the model before it was kept" in report.verdicts()[0]
         assert report.verdicts()[1].startswith("export: ")
+
+
+def test_a_pruning_step_that_does_not_pay_is_dropped(trained_tiny, tmp_path):
+    _, weights, _ = trained_tiny
+    report = pipeline(weights, [("prune", {"ratio": 0.3, "min_speedup": 1e6}), "fold"], eval=cifar_dir(),
+                      eval_per_class=2, out_dir=tmp_path, threads=1, runtime="onnxruntime")
+    original, pruned, folded = report.rows
+    assert pruned.notes["kept"] is False and pruned.name.endswith("(not kept)")
+    assert pruned.params < original.params
+    assert folded.params <= original.params and folded.macs == original.macs  # folded from the unpruned model
+    assert "the model before it was kept" in report.verdicts()[0]
