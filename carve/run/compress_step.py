@@ -16,12 +16,14 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
     out = state.step_dir("compress")
     winner = train["models"][train["winner"]]
     c, t = cfg.compress, cfg.train
-    cifar = str(cfg.data_path("cifar10"))
+    images = str(cfg.data_path("classify"))
     finetune = dict(train_per_class=t.train_per_class, batch_size=t.batch_size, bn_recalibration=t.bn_recalibration,
                     **c.finetune)
-    cc = replace(c, model=str(state.root / winner["checkpoint"]), calib=cifar, eval=cifar, out_dir=str(out),
-                 img_size=t.img_size, eval_per_class=t.val_per_class, threads=cfg.zoo.threads, finetune=finetune)
-    print(f"[carve run] compress: {winner['name']} ({train['winner']}): {', '.join(str(s) for s in cc.plan())}",
+    zoo = state.summary("zoo")
+    cc = replace(c, model=str(state.root / winner["weights"]), calib=images, eval=images, out_dir=str(out),
+                 img_size=t.img_size, input_size=zoo["input_size"], eval_per_class=t.val_per_class,
+                 threads=cfg.zoo.threads, finetune=finetune)
+    print(f"[carve run] compress: {winner['name']} ({train['winner']}): {', '.join(s if isinstance(s, str) else s[0] for s in cc.plan())}",
           file=sys.stderr, flush=True)
     report = compress(cc)
     data = report.to_dict()

@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class DataSection(Config):
-    cifar10: str = setting(help="classification data: an image folder (train/ test/) or a shard set")
-    coco128: str = setting(help="detection data: COCO, YOLO or VOC")
+    classify: str = setting(help="classification data: a shard set (held-out split by key) or an image folder")
+    detect: str = setting(help="detection data: VOC, COCO or YOLO")
 
 
 @dataclass
@@ -57,8 +57,8 @@ class ReportSection(Config):
 # fields of the stage configs that the run sets itself (from the data section, the zoo step and earlier steps)
 RUN_SETS = {
     "search": ("out_dir", "storage", "latency_budget_ms", "resume", "seed", "progress"),
-    "search.objective": ("data", "num_classes", "runtime", "threads", "latency_size", "seed"),
-    "train": ("model", "data", "out_dir", "resume", "seed"),
+    "search.objective": ("data", "num_classes", "runtime", "threads", "latency_size", "seed", "inherit_from"),
+    "train": ("model", "data", "out_dir", "resume", "seed", "pretrained"),
     "finetune": ("backbone", "pretrained", "data", "out_dir", "resume", "seed"),
     "compress": ("model", "calib", "eval", "out_dir", "img_size", "eval_per_class", "threads", "input_size"),
 }
@@ -70,6 +70,7 @@ class RunConfig(Config):
 
     name: str = setting(help="run folder name under runs/")
     data: DataSection = setting(help="dataset paths")
+    pretrained: str = setting("carve:tiny-imagenet", help="the shipped weights every model of the run starts from")
     seed: int = setting(0, help="seed of every step")
     threads: int | None = setting(None, "positive", help="torch threads for the whole run (default: torch's)")
     zoo: ZooSection = setting(default_factory=ZooSection)

@@ -14,7 +14,7 @@ DETECTION_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
 
 def run_finetune(cfg: RunConfig, state: RunState) -> dict:
-    """Transfer both trained backbones to SSDLite detection on coco128 and evaluate mAP."""
+    """Transfer both trained backbones to detection and evaluate COCO mAP."""
     from carve.finetune import detect
 
     train = state.summary("train")
@@ -22,10 +22,11 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
     models = {}
     for role, m in train["models"].items():
         role_dir = out / role
-        print(f"[carve run] finetune: {role} ({m['name']}) -> {cfg.finetune.head} on coco128", file=sys.stderr, flush=True)
-        dc = replace(cfg.finetune, backbone=str(state.root / m["spec"]), pretrained=str(state.root / m["checkpoint"]),
-                     data=str(cfg.data_path("coco128")), out_dir=str(role_dir), seed=cfg.seed,
-                     resume=(role_dir / "last.pt").is_file())
+        data = cfg.data_path("detect")
+        print(f"[carve run] finetune: {role} ({m['name']}) -> {cfg.finetune.head} on {data.name}", file=sys.stderr,
+              flush=True)
+        dc = replace(cfg.finetune, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(role_dir),
+                     seed=cfg.seed, resume=(role_dir / "last.pt").is_file())
         res = detect(dc)
         metrics = {k: res.metrics.get(k) for k in DETECTION_METRICS}
         models[role] = dict(name=m["name"], **metrics, examples=rel(state, res.examples_png),
@@ -33,4 +34,5 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
                             wall_s=round(res.wall_s, 1))
     write_json(out / "metrics.json", models)
     f = cfg.finetune
-    return dict(models=models, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps)
+    return dict(models=models, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps,
+                data=cfg.data_path("detect").name)

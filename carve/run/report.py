@@ -62,33 +62,43 @@ def _md_block(block: Block, root: Path) -> str:
 
 
 def headline(state: RunState) -> list[Block]:
-    """The story in a few sentences, from whichever steps finished."""
+    """The story in a few sentences, from whichever steps finished, each with the command that redoes it."""
     lines = []
+    redo = f"carve run --out {state.root} --steps"
     if state.is_done("zoo"):
         z = state.summary("zoo")
         lines.append(f"Latency budget {z['budget_ms']:.2f} ms ({z['budget_source']}, {z['runtime']}, "
-                     f"{z['input_size']} px); strongest hand-designed model within it: {z['hand_designed']}.")
+                     f"{z['input_size']} px); strongest hand-designed model within it: {z['hand_designed']} "
+                     f"({redo} zoo).")
     if state.is_done("train"):
         t = state.summary("train")
         f, h = t["models"]["found"], t["models"]["hand_designed"]
-        lines.append(f"Found model: {f['top1']:.2f} % CIFAR-10 top-1 vs {h['top1']:.2f} % for {h['name']} with the same "
-                     f"recipe, at {t['speedup_found_vs_hand']:.2f}x its speed ({f['latency_ms']:.2f} vs "
-                     f"{h['latency_ms']:.2f} ms), {f['params_m']:.2f} M vs {h['params_m']:.2f} M parameters.")
+        lines.append(f"Found model vs {h['name']}, from the same footing ({t.get('footing', 'random initialisation')}) "
+                     f"with the same recipe: held-out top-1 {f['top1']:.2f} % vs {h['top1']:.2f} %, latency "
+                     f"{f['latency_ms']:.2f} vs {h['latency_ms']:.2f} ms ({t['speedup_found_vs_hand']:.2f}x its "
+                     f"speed), {f['params_m']:.2f} M vs {h['params_m']:.2f} M parameters ({redo} train).")
     if state.is_done("finetune"):
-        m = state.summary("finetune")["models"]
-        lines.append(f"Detection (SSDLite, coco128): AP {100 * m['found']['AP']:.2f} % with the found backbone vs "
-                     f"{100 * m['hand_designed']['AP']:.2f} % with {m['hand_designed']['name']}.")
+        d = state.summary("finetune")
+        m = d["models"]
+        lines.append(f"Detection ({d.get('head', 'ssdlite')}, {d.get('data', 'detection data')}): AP50 "
+                     f"{100 * m['found']['AP50']:.2f} % with the found backbone vs {100 * m['hand_designed']['AP50']:.2f} "
+                     f"% with {m['hand_designed']['name']} (AP {100 * m['found']['AP']:.2f} vs "
+                     f"{100 * m['hand_designed']['AP']:.2f} %) ({redo} finetune).")
     if state.is_done("compress"):
         c = state.summary("compress")
-        first, last = c["rows"][0], c["rows"][-1]
+        kept = [r for r in c["rows"] if r.get("kept", True)]
+        first, last = kept[0], kept[-1]
         if first["latency_ms"] and last["latency_ms"]:
+            change = (f"top-1 {fmt(first['top1'])} -> {fmt(last['top1'])} %" if first["top1"] is not None
+                      and last["top1"] is not None else "top-1 not measured")
             lines.append(f"Compressed {c['name']}: {first['latency_ms'] / last['latency_ms']:.2f}x the speed of the "
-                         f"uncompressed model, {first['size_mb']:.2f} -> {last['size_mb']:.2f} MB, top-1 "
-                         f"{fmt(first['top1'])} -> {fmt(last['top1'])} %.")
+                         f"uncompressed model in {c['runtime']} at {c['input_size']} px, {first['size_mb']:.2f} -> "
+                         f"{last['size_mb']:.2f} MB, {change} ({redo} compress).")
         for before, row in zip(c["rows"], c["rows"][1:]):
             if not row.get("kept", True) and before["latency_ms"] and row["latency_ms"]:
-                lines.append(f"{row['step'].removesuffix(' (not kept)')} was measured at {before['latency_ms'] / row['latency_ms']:.2f}x "
-                             f"the speed of the model before it and not kept (it did not pay here).")
+                lines.append(f"{row['step'].removesuffix(' (not kept)')} was measured at "
+                             f"{before['latency_ms'] / row['latency_ms']:.2f}x the speed of the model before it and "
+                             f"not kept (it did not pay here).")
     return [Para(" ".join(lines), "note")] if lines else []
 
 

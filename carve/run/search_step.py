@@ -11,8 +11,9 @@ from .state import RunState, rel
 
 
 def run_search(cfg: RunConfig, state: RunState) -> dict:
-    """Multi-objective search (accuracy, latency) under the zoo step's budget on CIFAR-10."""
-    from carve.search import export_spec
+    """Multi-objective search (accuracy, latency) under the zoo step's budget."""
+    from carve.search import export_spec, get_space
+    from carve.train.data import class_names
     from carve.search import run_search as search
     from carve.search.plot import plot_study
     from carve.search.references import score_references
@@ -22,8 +23,14 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     zoo = state.summary("zoo")
     out = state.step_dir("search")
     s = cfg.search
-    objective = replace(s.objective, data=str(cfg.data_path("cifar10")), num_classes=10, runtime=zoo["runtime"],
-                        threads=cfg.zoo.threads, latency_size=zoo["input_size"], seed=cfg.seed)
+    data = str(cfg.data_path("classify"))
+    num_classes = len(class_names(data))
+    inherit_from = None
+    if s.objective.accuracy == "inherited":  # candidates start from the shipped weights of the space's base
+        inherit_from = f"{get_space(s.space).base}@{cfg.pretrained}"
+    objective = replace(s.objective, data=data, num_classes=num_classes, runtime=zoo["runtime"],
+                        threads=cfg.zoo.threads, latency_size=zoo["input_size"], seed=cfg.seed,
+                        inherit_from=inherit_from)
     budget = zoo["budget_ms"] * s.budget_factor
     sc = replace(s, objective=objective, out_dir=str(out), latency_budget_ms=budget, resume=True, seed=cfg.seed,
                  progress=True)
@@ -31,7 +38,7 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     if not result.pareto:
         raise RuntimeError(f"search: no trial of {result.n_complete} met the latency budget of "
                            f"{budget:.2f} ms; raise search.trials or search.budget_factor")
-    best_spec = export_spec(result.study_name, result.storage, out=out / "best_spec.json", num_classes=10)
+    best_spec = export_spec(result.study_name, result.storage, out=out / "best_spec.json", num_classes=num_classes)
     best = max(result.pareto, key=lambda e: e.accuracy)
     study = load_study(result.study_name, result.storage)
     # the strongest hand-designed model scored by the same objective: a reference point on the same axes
@@ -42,10 +49,11 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     plot_study(study, out / "pareto.png", {hand: reference}, budget,
                title="Search: accuracy vs latency (green lines: zoo models' latency)",
                zoo_latency={r["name"]: r["latency_ms"] for r in zoo["models"]},
-               accuracy_label=f"proxy accuracy (CIFAR-10 top-1 %, {s.objective.epochs} epoch(s))")
+               accuracy_label=f"accuracy estimate ({s.objective.accuracy}: held-out top-1 %)")
     pareto = [e.as_dict() for e in result.pareto]
     storage = sc.storage_url.removeprefix("sqlite:///")
-    return dict(study=result.study_name, storage=rel(state, storage), space=sc.space,
+    return dict(study=result.study_name, storage=rel(state, storage), space=sc.space, inherit_from=inherit_from,
+                estimator=s.objective.accuracy, num_classes=num_classes,
                 n_complete=result.n_complete, n_failed=result.n_failed, budget_ms=round(budget, 3),
                 pareto=[{k: v for k, v in e.items() if k != "spec"} for e in pareto], reference=reference,
                 best=dict(number=best.number, accuracy=best.accuracy, latency_ms=best.latency_ms,

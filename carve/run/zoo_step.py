@@ -10,9 +10,12 @@ from .config import RunConfig
 from .state import RunState
 
 
-def strongest_under_budget(rows: list[dict], budget_ms: float, reference: str) -> dict:
+def strongest_under_budget(rows: list[dict], budget_ms: float, reference: str, pretrained: str | None = None) -> dict:
     """The hand-designed zoo model within the budget with the best published ImageNet top-1
-    (most MACs when none has a published figure); the reference model always qualifies."""
+    (most MACs when none has a published figure), among those with ``pretrained`` weights when
+    given; the reference model always qualifies."""
+    if pretrained:
+        rows = [r for r in rows if pretrained in r.get("weights", ()) or r["name"] == reference]
     fits = [r for r in rows if r["latency_ms"] <= budget_ms or r["name"] == reference]
     fits = [r for r in fits if r["family"] != "carve"] or fits
     scored = [r for r in fits if r["imagenet_top1"] is not None]
@@ -35,6 +38,8 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
     if z.reference not in names:
         names.append(get_entry(z.reference).name)
     rows = zoo_table(names=names, input_size=z.input_size)
+    for r in rows:
+        r["weights"] = [w.tag for w in get_entry(r["name"]).weights]
     print(f"[carve run] zoo: timing {len(rows)} models, one at a time as the search times its candidates "
           f"({z.runtime}, {z.input_size} px)", file=sys.stderr, flush=True)
     timed = bench_zoo(names, input_size=z.input_size, runtime=z.runtime, threads=z.threads,
@@ -44,7 +49,10 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
     latency = {r["name"]: r["latency_ms"] for r in rows}
     budget = z.budget_ms if z.budget_ms is not None else latency[z.reference]
     budget_source = "zoo.budget_ms" if z.budget_ms is not None else f"measured latency of {z.reference}"
-    hand = strongest_under_budget(rows, budget, z.reference)
+    if cfg.pretrained and cfg.pretrained not in get_entry(z.reference).weights_tags():
+        raise ValueError(f"zoo.reference: {z.reference} has no {cfg.pretrained!r} weights to start from; shipped "
+                         f"with them: {', '.join(r['name'] for r in rows if cfg.pretrained in r['weights']) or 'none'}")
+    hand = strongest_under_budget(rows, budget, z.reference, cfg.pretrained)
     rows.sort(key=lambda r: r["latency_ms"])
     write_json(out / "zoo.json", rows)
     plots.zoo_chart(rows, budget, z.reference, out / "zoo.png", z.runtime, z.input_size)

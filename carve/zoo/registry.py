@@ -61,6 +61,10 @@ class ModelEntry:
     def spec(self) -> ArchSpec:
         return self.build()
 
+    def weights_tags(self) -> list[str]:
+        """The ``pretrained=`` tags this model's weights answer to."""
+        return [w.tag for w in self.weights]
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -163,24 +167,21 @@ def _register_all() -> None:
         register(ModelEntry(f"carve_{tag}", "carve", partial(carve_spec, w)))
 
 
-def _register_shipped() -> None:
-    """Add the weights that ship in ``carve/weights`` to their models' entries."""
-    for tag, models in manifest().items():
-        for name, rec in models.items():
-            if name in _REGISTRY:
-                entry = _REGISTRY[name]
-                shipped = PublishedWeights(tag, "carve", rec["file"], rec.get("top1"), dataset=rec.get("dataset", tag))
-                _REGISTRY[name] = replace(entry, weights=entry.weights + (shipped,))
+def _with_shipped(entry: ModelEntry) -> ModelEntry:
+    """``entry`` with the weights that ship in ``carve/weights`` (read now: the manifest may change)."""
+    shipped = tuple(PublishedWeights(tag, "carve", models[entry.name]["file"], models[entry.name].get("top1"),
+                                     dataset=models[entry.name].get("dataset", tag))
+                    for tag, models in manifest().items() if entry.name in models)
+    return replace(entry, weights=entry.weights + shipped) if shipped else entry
 
 
 _register_all()
-_register_shipped()
 
 
 def get_entry(name: str) -> ModelEntry:
     """Registry entry by name; an unknown name raises with the closest matches."""
     try:
-        return _REGISTRY[name]
+        return _with_shipped(_REGISTRY[name])
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; see list_models() ({len(_REGISTRY)} models)"
@@ -191,9 +192,9 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Registered model names matching a glob pattern (only those with published weights if asked)."""
     names = sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
     if pretrained:
-        names = [n for n in names if _REGISTRY[n].weights]
+        names = [n for n in names if get_entry(n).weights]
     return names
 
 
 def entries() -> list[ModelEntry]:
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    return [get_entry(n) for n in sorted(_REGISTRY)]

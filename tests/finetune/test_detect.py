@@ -86,3 +86,19 @@ def test_non_finite_loss_is_the_shared_error_and_keeps_the_checkpoint(coco_subse
     with pytest.raises(NonFiniteLoss, match=r"loss became nan at epoch 2, step 3.*last\.pt"):
         detect(_config(coco_subset, tmp_path, head="ssdlite", epochs=2, augment="none", eval_every=100, examples=0))
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_a_carve_weights_file_is_the_whole_backbone(tmp_path: Path) -> None:
+    """One file from carve train (spec and weights together) goes to detect as the backbone."""
+    from carve.finetune import build_detector
+    from carve.zoo import create_model, save_weights
+
+    torch.manual_seed(0)
+    trained = create_model("mobilenet_v3_small_075", num_classes=10)
+    path = save_weights(trained, tmp_path / "final.safetensors")
+    detector = build_detector("ssdlite", str(path), num_classes=2, img_size=96)
+    _, adapter = detect_mod.find_backbone(detector)
+    assert adapter.spec.hash() == trained.spec.hash()
+    ours = adapter.body.state_dict()
+    theirs = trained.state_dict()
+    assert ours and all(torch.equal(v, theirs[k]) for k, v in ours.items())

@@ -1,8 +1,10 @@
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from carve.run import load_config, run_pipeline
 
@@ -11,12 +13,40 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--enable-logging=stderr", "--v=0", "--window-size=1100,6400"]
 
 
+# the shipped weights the run starts from (search base and reference), randomly initialised for the tests
+SHIPPED = ("carve_125", "mobilenet_v3_large_100")
+
+
+def publish_test_weights(folder: Path, tag: str = "carve:tiny-imagenet") -> Path:
+    """A weights folder like carve/weights, holding randomly initialised 202-class models for ``tag``."""
+    from carve.zoo import create_model
+    from carve.zoo.shipped import publish
+
+    torch.manual_seed(0)
+    for name in SHIPPED:
+        publish(create_model(name, num_classes=202), name, tag,
+                dict(dataset="tiny-imagenet-202", top1=0.5, top5=2.5, eval=dict(input_size=64, crop_pct=1.0)), folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def test_weights(tmp_path_factory) -> Path:
+    return publish_test_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, test_weights):
     """The whole pipeline on the tiny configuration, once per test session."""
     root = tmp_path_factory.mktemp("tiny-run")
-    outcome = run_pipeline(load_config(tiny=True), root)
-    return outcome
+    old = os.environ.get("CARVE_WEIGHTS_DIR")
+    os.environ["CARVE_WEIGHTS_DIR"] = str(test_weights)
+    try:
+        return run_pipeline(load_config(tiny=True), root)
+    finally:
+        if old is None:
+            del os.environ["CARVE_WEIGHTS_DIR"]
+        else:
+            os.environ["CARVE_WEIGHTS_DIR"] = old
 
 
 def find_chromium() -> str | None:

@@ -57,7 +57,7 @@ def test_user_file_overrides_tiny(tmp_path):
     path = tmp_path / "three.yaml"
     path.write_text("search: {trials: 3}\n")
     cfg = load_config(path, tiny=True)
-    assert (cfg.search.trials, cfg.search.objective.train_per_class, cfg.name) == (3, 4, "tiny")
+    assert (cfg.search.trials, cfg.search.objective.val_per_class, cfg.name) == (3, 1, "tiny")
 
 
 def test_missing_config_file_and_bad_yaml(tmp_path):
@@ -70,9 +70,9 @@ def test_missing_config_file_and_bad_yaml(tmp_path):
 
 
 def test_missing_dataset_names_the_field(tmp_path):
-    cfg = load_config(overrides={"data": {"cifar10": str(tmp_path / "absent")}})
-    with pytest.raises(FileNotFoundError, match=r"data\.cifar10"):
-        cfg.data_path("cifar10")
+    cfg = load_config(overrides={"data": {"classify": str(tmp_path / "absent")}})
+    with pytest.raises(FileNotFoundError, match=r"data\.classify"):
+        cfg.data_path("classify")
 
 
 def test_parse_steps_orders_and_rejects_unknown():

@@ -42,12 +42,12 @@ def carve_run(out: Path, config: Path) -> list[str]:
             "--steps", "zoo,search"]
 
 
-def test_killed_search_resumes_without_redoing_steps_or_trials(tmp_path):
+def test_killed_search_resumes_without_redoing_steps_or_trials(tmp_path, test_weights):
     config = tmp_path / "three.yaml"
     config.write_text("search: {trials: 3}\n")
     out = tmp_path / "run"
     db = out / "search" / "studies.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CARVE_WEIGHTS_DIR": str(test_weights)}
     proc = subprocess.Popen(carve_run(out, config), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
