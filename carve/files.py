@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or kill leaves the old file or the new one, never half of one."""
+"""Files: atomic writes (a crash or kill leaves the old file or the new one, never half of one), UTF-8
+reads that name the file, and output folders checked before any work."""
 
 from __future__ import annotations
 
@@ -40,3 +41,60 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
 def write_json(path: str | Path, obj: Any) -> Path:
     """``obj`` as indented JSON (non-JSON values as their ``str``), written atomically."""
     return write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of ``path``; a ``ValueError`` naming the file and the offending byte when it is not UTF-8."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+                         f"line {line})") from None
+
+
+def writable_dir(path: str | Path, what: str = "out_dir") -> Path:
+    """``path`` as a folder this process can write to (created when missing), checked before any work.
+
+    A path that is (or lies under) a file raises ``NotADirectoryError``; a folder that cannot be
+    created or written to raises ``PermissionError``; both name ``what`` and the path.
+    """
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is" if ancestor == path else f"lies under {ancestor}, which is"
+                raise NotADirectoryError(f"{what}: {path} {where} a file, not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".carve-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"{what}: cannot write to the folder {path} ({exc.strerror or exc})") from None
+    return path
+
+
+RUN_FILES = ("last.pt", "best.pt")
+
+
+def claim_run_dir(path: str | Path, resume: bool | str | Path = False, overwrite: bool = False,
+                  run_files: tuple[str, ...] = RUN_FILES, what: str = "out_dir") -> Path:
+    """The output folder of a training run: writable, and never holding another run it would replace.
+
+    A folder holding one of ``run_files`` is refused (``FileExistsError``) unless the run resumes
+    from it (``resume`` True, or a checkpoint inside it) or ``overwrite`` is set.
+    """
+    path = writable_dir(path, what)
+    resumes_here = resume is True or (bool(resume) and Path(resume).resolve().parent == path.resolve())
+    if resumes_here or overwrite:
+        return path
+    found = [name for name in run_files if (path / name).exists()]
+    if found:
+        raise FileExistsError(f"{what}: {path} already holds a run ({', '.join(found)}); carve does not overwrite "
+                              f"it. Continue it with resume (--resume), replace it with overwrite (--overwrite), "
+                              f"or choose another output folder")
+    return path

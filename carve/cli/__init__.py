@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:  # OSError: a file or folder, named in the message
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"carve {args.command}: error: {message}", file=sys.stderr)
         return 2

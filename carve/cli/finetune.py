@@ -50,11 +50,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     cfg = args.config_flags.build(args)
     res = detect(cfg)
     if args.json:
-        print(json.dumps(dict(res.metrics, out_dir=str(res.out_dir), checkpoint=str(res.checkpoint)), indent=2))
+        print(json.dumps(dict(res.metrics, out_dir=str(res.out_dir), checkpoint=str(res.checkpoint),
+                              skipped_images=res.skipped_images), indent=2))
         return 0
     print(f"{cfg.backbone} + {cfg.head}: {res.num_train} train / {res.num_val} val images, "
           f"{len(res.history)} epochs, {res.wall_s:.0f} s ({res.images_per_s:.2f} img/s training)")
     print(f"data: {res.data_stats}")
+    if res.skipped_images:
+        print(f"skipped {res.skipped_images} image(s) that could not be decoded (named in the log)")
     print(format_metrics(res.metrics, per_class=5))
     print(f"checkpoint {res.checkpoint}; detections {res.results_json}; examples {res.examples_png}")
     return 0
@@ -69,7 +72,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{args.checkpoint}: {out['images']} images ({args.subset})")
+    skipped = f", {out['skipped_images']} skipped: could not be decoded" if out["skipped_images"] else ""
+    print(f"{args.checkpoint}: {out['images']} images ({args.subset}{skipped})")
     print(format_metrics(out, per_class=args.per_class))
     for name, path in out["files"].items():
         print(f"{name}: {path}")

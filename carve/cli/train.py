@@ -42,23 +42,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"best top-1 {result.best_top1:.2f}  final top-1 {result.final_top1:.2f}  "
               f"{result.images_per_s:.0f} img/s  {result.wall_s:.0f} s")
         print(f"weights: {result.best_path}  checkpoint: {result.last_path}  curves: {result.out_dir}/curve.png")
+        if result.skipped_images:
+            print(f"skipped {result.skipped_images} training image(s) that could not be decoded (named in the log)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from carve.train import evaluate, find_split
-    from carve.train.data import SafeImageFolder
+    from carve.train import eval_loader, evaluate
     from carve.zoo import create_model
 
-    classes = SafeImageFolder(find_split(args.data, ["val", "test"])).classes
-    kwargs = {} if args.model.endswith((".safetensors", ".pt", ".pth")) else dict(
-        num_classes=len(classes), small_input=args.small_input)
-    model = create_model(args.model, **kwargs)
-    metrics = evaluate(model, args.data, img_size=args.img_size, batch_size=args.batch_size,
-                       per_class=args.per_class, workers=args.workers)
+    weights_file = args.model.endswith((".safetensors", ".pt", ".pth"))
+    model = create_model(args.model) if weights_file else None
+    saved = ((model.pretrained_cfg.get("metrics") or {}) if model is not None else {}).get("classes")
+    # labels index into the checkpoint's class list, else the training split's (eval_loader's default)
+    loader = eval_loader(args.data, args.img_size, args.batch_size, args.per_class, args.workers, classes=saved)
+    if model is None:
+        model = create_model(args.model, num_classes=len(loader.dataset.classes), small_input=args.small_input)
+    metrics = evaluate(model, loader)
     if args.json:
         print(json.dumps(metrics))
     else:
+        skipped = f", {metrics['skipped']} skipped: could not be decoded" if metrics["skipped"] else ""
         print(f"{args.model}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  "
-              f"loss {metrics['loss']:.4f}  ({metrics['n']} images)")
+              f"loss {metrics['loss']:.4f}  ({metrics['n']} images{skipped})")
     return 0

@@ -13,7 +13,7 @@ from .quantization import CALIBRATIONS, PRECISIONS, RUNTIMES
 from .stepwise import EXPORT_FORMATS
 
 # TrainConfig fields the KD finetuning after pruning sets itself
-FINETUNE_OWN = ("model", "data", "out_dir", "epochs", "teacher", "img_size")
+FINETUNE_OWN = ("model", "data", "out_dir", "epochs", "teacher", "img_size", "overwrite")
 
 
 @dataclass

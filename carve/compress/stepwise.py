@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from carve.files import writable_dir
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
 from .artefacts import file_size, state_size, to_onnx, to_program
@@ -134,7 +135,7 @@ class _Runner:
         student = save_weights(model, self.out_dir / f"{tag}_student.safetensors")
         teacher_path = save_weights(teacher, self.out_dir / "teacher.safetensors")
         cfg = TrainConfig(model=str(student), data=str(self.train_root), out_dir=str(self.out_dir / f"{tag}_finetune"),
-                          epochs=epochs, teacher=str(teacher_path), img_size=self.img_size,
+                          epochs=epochs, teacher=str(teacher_path), img_size=self.img_size, overwrite=True,
                           **{"lr": 0.02, "warmup_epochs": 0.0, "cutmix_alpha": 0.0, "workers": 0, "progress": False,
                              "tensorboard": False, **kw})
         return fit(cfg).model.cpu().eval()
@@ -155,8 +156,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     in ``runtime``'s engine; INT8 runs in the runtime it was built for.
     """
     plan = parse_steps(steps)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out_dir)  # before any work: a compression must not fail at its last write
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     needs_calib = any(n == "quantize" and k.get("precision", "int8") == "int8" for n, k in plan)

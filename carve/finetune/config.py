@@ -58,6 +58,7 @@ class DetectConfig(Config):
     seed: int = setting(0, help="random seed")
     workers: int = setting(0, ">= 0", help="data loader workers")
     resume: bool | str = setting(False, help="true (out_dir/last.pt) or a checkpoint path")
+    overwrite: bool = setting(False, help="replace a run already in out_dir (default: refuse, see docs/reliability.md)")
     eval_every: int = setting(1, ">= 1", help="evaluate every N epochs")
     device: str = setting("cpu", help="cpu or cuda[:N]")
     progress: bool = setting(True, help="progress bars")

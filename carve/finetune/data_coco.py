@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from carve.files import read_text
 
 from .dataset import AnnotationError, DetectionDataset, ImageRecord, clean_records
 
@@ -70,7 +73,7 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path, min_box_size: 
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(read_text(file))
     except json.JSONDecodeError as exc:
         raise AnnotationError(file, f"line {exc.lineno}", "json", f"not valid JSON: {exc.msg}") from exc
     if not isinstance(data, dict):
@@ -100,7 +103,11 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path, min_box_size: 
             raise AnnotationError(file, entry, "width" if w <= 0 else "height", f"must be positive, got {w}x{h}")
         if iid in records:
             raise AnnotationError(file, entry, "id", f"duplicate image id {iid}")
-        path = image_dir / name
+        inside = os.path.normpath(name)
+        if os.path.isabs(name) or inside == os.pardir or inside.startswith(os.pardir + os.sep):
+            raise AnnotationError(file, entry, "file_name", f"must be a path inside the image folder {image_dir}, "
+                                                            f"got {name!r}")
+        path = image_dir / inside
         if not path.is_file():
             raise AnnotationError(file, entry, "file_name", f"image file not found: {path}")
         records[iid] = ImageRecord(iid, path, w, h)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
+from carve.files import read_text
+
 from .dataset import AnnotationError, DetectionDataset, ImageRecord, clean_records
+
+log = logging.getLogger("carve.finetune")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 NAMES_FILES = ("names.yaml", "data.yaml", "dataset.yaml")
@@ -17,7 +22,7 @@ def read_names(file: Path) -> dict[int, str]:
     import yaml
 
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(read_text(file))
     except yaml.YAMLError as exc:
         raise AnnotationError(file, "top level", "names", f"not valid YAML: {exc}") from exc
     names = data.get("names") if isinstance(data, dict) else None
@@ -42,22 +47,24 @@ def _folders(root: Path, split: str | None) -> tuple[Path, Path]:
     return images, labels
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """The image's (width, height) from its header; None (logged) when the file cannot be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             return im.size
     except Exception as exc:
-        raise RuntimeError(f"{path}: cannot read image: {exc}") from exc
+        log.warning("skipped %s: cannot read image: %s", path, exc)
+        return None
 
 
 def read_yolo(root: str | Path, split: str | None = None, names: str | Path | None = None,
               min_box_size: float = 1.0) -> DetectionDataset:
     """Read a YOLO dataset; class ids become category ids, numeric file stems become image ids.
 
-    An image without a label file has no objects. Boxes are clipped and degenerate ones dropped
-    (counted in ``stats``).
+    An image without a label file has no objects. Boxes are clipped and degenerate ones dropped, and
+    images whose file cannot be read left out (all counted in ``stats``).
     """
     root = Path(root)
     img_dir, lbl_dir = _folders(root, split)
@@ -71,20 +78,24 @@ def read_yolo(root: str | Path, split: str | None = None, names: str | Path | No
     if not files:
         raise FileNotFoundError(f"{img_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     numeric = all(p.stem.isdigit() for p in files)
-    records = []
+    records, unreadable = [], 0
     for idx, path in enumerate(files):
-        w, h = _image_size(path)
-        rec = ImageRecord(int(path.stem) if numeric else idx, path, w, h)
+        size = _image_size(path)
+        if size is None:
+            unreadable += 1
+            continue
+        rec = ImageRecord(int(path.stem) if numeric else idx, path, *size)
         label = lbl_dir / f"{path.stem}.txt"
         if label.is_file():
             _read_label(label, rec, categories)
         records.append(rec)
     stats = clean_records(records, min_box_size)
+    stats.unreadable_images = unreadable
     return DetectionDataset(records, categories, source=str(root), stats=stats)
 
 
 def _read_label(file: Path, rec: ImageRecord, categories: dict[int, str]) -> None:
-    for n, line in enumerate(file.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(file).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue

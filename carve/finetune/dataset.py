@@ -32,18 +32,24 @@ class ImageRecord:
     iscrowd: list[int] = field(default_factory=list)
 
 
+class UnreadableImage(RuntimeError):
+    """An image file that cannot be decoded (truncated, corrupt); the message names it."""
+
+
 @dataclass
 class CleanStats:
-    """What cleaning did: boxes clipped to the image, degenerate boxes dropped, crowd boxes seen."""
+    """What cleaning did: boxes clipped to the image, degenerate boxes dropped, crowd boxes seen,
+    images left out on reading because their file could not be read."""
 
     clipped: int = 0
     dropped_degenerate: int = 0
     crowd: int = 0
     images_without_objects: int = 0
+    unreadable_images: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(clipped=self.clipped, dropped_degenerate=self.dropped_degenerate, crowd=self.crowd,
-                    images_without_objects=self.images_without_objects)
+                    images_without_objects=self.images_without_objects, unreadable_images=self.unreadable_images)
 
 
 def clean_records(records: list[ImageRecord], min_size: float = 1.0) -> CleanStats:
@@ -74,8 +80,9 @@ class DetectionDataset(Dataset):
 
     Items are ``(image, target)``: a uint8 ``tv_tensors.Image`` and a dict with ``boxes``
     (``tv_tensors.BoundingBoxes``, XYXY), ``labels`` (contiguous 1..K, 0 is background) and
-    ``image_id``. Crowd boxes are left out of targets (``include_crowd=False``) but stay in
-    :meth:`to_coco` so COCO evaluation ignores detections on them.
+    ``image_id``; an image that cannot be decoded is ``(None, {"image_id", "file"})``, which
+    ``collate`` leaves out and reports. Crowd boxes are left out of targets (``include_crowd=False``)
+    but stay in :meth:`to_coco` so COCO evaluation ignores detections on them.
     """
 
     def __init__(self, records: list[ImageRecord], categories: dict[int, str], source: str = "",
@@ -111,7 +118,7 @@ class DetectionDataset(Dataset):
             with Image.open(rec.file) as im:
                 return pil_to_tensor(im.convert("RGB"))
         except Exception as exc:
-            raise RuntimeError(f"{rec.file}: cannot decode image (image id {rec.image_id}): {exc}") from exc
+            raise UnreadableImage(f"{rec.file}: cannot decode image (image id {rec.image_id}): {exc}") from exc
 
     def target(self, index: int, size: tuple[int, int]) -> dict[str, Any]:
         from torchvision import tv_tensors
@@ -126,8 +133,11 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
         from torchvision import tv_tensors
 
-        img = self.load_image(index)
         rec = self.records[index]
+        try:
+            img = self.load_image(index)
+        except UnreadableImage:
+            return None, dict(image_id=rec.image_id, file=str(rec.file))
         if tuple(img.shape[-2:]) != (rec.height, rec.width):
             raise RuntimeError(f"{rec.file}: image is {img.shape[-1]}x{img.shape[-2]} but the annotations "
                                f"say {rec.width}x{rec.height} (image id {rec.image_id})")
@@ -172,7 +182,9 @@ class DetectionDataset(Dataset):
         return dict(images=images, annotations=anns, categories=cats)
 
 
-def collate(batch: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
-    """Detection batches are lists (images differ in size)."""
-    images, targets = zip(*batch)
-    return list(images), list(targets)
+def collate(batch: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any], list[str]]:
+    """Detection batches are lists (images differ in size): (images, targets, files of the images
+    left out because they could not be decoded)."""
+    good = [(image, target) for image, target in batch if image is not None]
+    skipped = [target["file"] for image, target in batch if image is None]
+    return [image for image, _ in good], [target for _, target in good], skipped

@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from carve.files import write_json
+from carve.files import claim_run_dir, writable_dir, write_json
 from carve.train import (LoopState, amp_dtype, build_optimizer, build_scheduler, load_checkpoint, plan_schedule,
                          seed_everything)
+from carve.train.data import SkipCounter
 from carve.train.ddp import resolve_device
 from carve.train.engine import LossFn, epoch_row, resume, run_epoch, save
+from carve.zoo import check_input_size
 
 from .config import DetectConfig
 from .dataset import DetectionDataset, collate
@@ -49,6 +51,7 @@ class DetectResult:
     num_train: int = 0
     num_val: int = 0
     data_stats: dict[str, int] = field(default_factory=dict)
+    skipped_images: int = 0
     wall_s: float = 0.0
     images_per_s: float = 0.0
     model: nn.Module | None = field(default=None, repr=False)
@@ -120,13 +123,28 @@ def _to_device(images: list, targets: list, device: torch.device) -> tuple[list,
 
 
 def detection_loss(model: nn.Module, state: LoopState) -> LossFn:
-    """The summed loss of one ``(images, targets)`` batch, with each of the detector's loss terms."""
+    """The summed loss of one ``(images, targets, skipped files)`` batch, with each of the detector's
+    loss terms (None for a batch whose images could not be decoded)."""
 
-    def loss_of(batch: Any) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
-        images, targets = _to_device(*batch, state.device)
+    def loss_of(batch: Any) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]] | None:
+        images, targets, skipped = batch
+        # a batch left with one image by skipping is dropped too: BatchNorm cannot train on one 1x1 map
+        if not images or (skipped and len(images) == 1):
+            return None
+        images, targets = _to_device(images, targets, state.device)
         with state.autocast():
             losses = model(images, targets)
         return sum(losses.values()), len(images), {k: v.detach() for k, v in losses.items()}
+
+    return loss_of
+
+
+def counting_skips(loss_fn: LossFn, skips: SkipCounter) -> LossFn:
+    """``loss_fn`` adding each batch's undecodable files to ``skips`` (which logs them by name)."""
+
+    def loss_of(batch: Any) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]] | None:
+        skips.add(batch[2])
+        return loss_fn(batch)
 
     return loss_of
 
@@ -146,7 +164,7 @@ def detect(config: DetectConfig) -> DetectResult:
     from .curves import DetectCurves
 
     wall = time.perf_counter()
-    out_dir = Path(config.out_dir)
+    out_dir = claim_run_dir(config.out_dir, config.resume, config.overwrite)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -163,7 +181,7 @@ def detect(config: DetectConfig) -> DetectResult:
                            pretrained=config.pretrained, freeze=config.freeze, frozen_bn=config.frozen_bn,
                            expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels).to(device)
     prefix, adapter = find_backbone(model)
-    spec = adapter.spec
+    spec = check_input_size(adapter.spec, config.img_size, "img_size")
 
     # Recipe
     n, bs = len(train_set), config.batch_size
@@ -175,7 +193,8 @@ def detect(config: DetectConfig) -> DetectResult:
     scheduler = build_scheduler(optimizer, total_steps, round(config.warmup_epochs * steps_per_epoch))
     state = LoopState(model, optimizer, scheduler, device, total_steps, amp=amp_dtype(config.amp, device),
                       grad_clip=config.grad_clip, progress=config.progress, checkpoint_path=last_path)
-    loss_fn = detection_loss(model, state)
+    skips = SkipCounter()  # undecodable images, skipped in training and evaluation
+    loss_fn = counting_skips(detection_loss(model, state), skips)
     extra = dict(config=config.to_dict(), spec=spec.to_dict(), cat_ids=train_set.cat_ids,
                  class_names=train_set.class_names)
 
@@ -199,7 +218,7 @@ def detect(config: DetectConfig) -> DetectResult:
         improved = False
         if epoch + 1 == epochs or (epoch + 1) % config.eval_every == 0:
             metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
-                                                     config.progress)
+                                                     config.progress, skips)
             row.update(AP=metrics["AP"], AP50=metrics["AP50"], AP75=metrics["AP75"])
             improved = metrics["AP"] > state.best
             state.best = max(state.best, metrics["AP"])
@@ -213,7 +232,7 @@ def detect(config: DetectConfig) -> DetectResult:
 
     if not metrics:  # resumed a finished run: evaluate the final weights again
         metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
-                                                 config.progress)
+                                                 config.progress, skips)
     examples = None
     if config.examples and predictions:
         from .visualise import draw_examples
@@ -224,8 +243,14 @@ def detect(config: DetectConfig) -> DetectResult:
                         best_checkpoint=best_path if best_path.exists() else None, examples_png=examples,
                         results_json=out_dir / "detections.json", metrics_json=out_dir / "metrics.json",
                         history=state.history, num_train=len(train_set), num_val=len(val_set),
-                        data_stats=train_set.stats.as_dict(), wall_s=time.perf_counter() - wall,
-                        images_per_s=images_seen / max(seconds, 1e-9), model=model)
+                        data_stats=train_set.stats.as_dict(),
+                        skipped_images=skips.count + _unreadable(train_set, val_set),
+                        wall_s=time.perf_counter() - wall, images_per_s=images_seen / max(seconds, 1e-9), model=model)
+
+
+def _unreadable(*datasets: DetectionDataset) -> int:
+    """Images their readers left out as unreadable (datasets split from one share its stats)."""
+    return sum(stats.unreadable_images for stats in {id(d.stats): d.stats for d in datasets}.values())
 
 
 def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_format: str = "auto",
@@ -237,6 +262,7 @@ def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_f
     checkpoint, in ``eval/``). Returns the metrics with the file paths under ``files``."""
     if subset not in ("val", "all"):
         raise ValueError(f"subset: expected val or all, got {subset!r}")
+    out = writable_dir(Path(out_dir) if out_dir is not None else Path(path).parent / "eval", "out")
     model, meta = load_detector(path)
     cfg = DetectConfig.from_dict(meta["config"])
     if data is not None:
@@ -245,11 +271,10 @@ def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_f
     if dataset.cat_ids != list(meta["cat_ids"]):
         raise ValueError(f"{cfg.data}: categories {dataset.cat_ids[:5]}... differ from the checkpoint's "
                          f"{list(meta['cat_ids'])[:5]}... ({path})")
-    out = Path(out_dir) if out_dir is not None else Path(path).parent / "eval"
     metrics, predictions = evaluate_detector(model, dataset, batch_size, out, progress=progress)
     files = dict(results_json=str(out / "detections.json"), metrics_json=str(out / "metrics.json"))
     if examples:
         from .visualise import draw_examples
 
         files["examples_png"] = str(draw_examples(dataset, predictions, out / "examples.png", examples, example_score))
-    return dict(metrics, files=files, images=len(dataset))
+    return dict(metrics, files=files, images=len(dataset) - metrics["skipped_images"])

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from carve.files import write_json
+from carve.train.data import SkipCounter
 
 from .dataset import DetectionDataset, collate
 
@@ -22,8 +23,9 @@ STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", 
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: DetectionDataset, batch_size: int = 4, workers: int = 0,
-            progress: bool = False) -> dict[int, dict[str, torch.Tensor]]:
-    """Run the detector in eval mode over ``dataset``; boxes are in original image pixels (XYXY)."""
+            progress: bool = False, skips: SkipCounter | None = None) -> dict[int, dict[str, torch.Tensor]]:
+    """Run the detector in eval mode over ``dataset``; boxes are in original image pixels (XYXY).
+    Images that cannot be decoded get no entry (and are added to ``skips``)."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -34,7 +36,11 @@ def predict(model: nn.Module, dataset: DetectionDataset, batch_size: int = 4, wo
     loader = DataLoader(dataset.with_transforms(eval_transforms()), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=collate)
     out: dict[int, dict[str, torch.Tensor]] = {}
-    for images, targets in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    for images, targets, skipped in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        if skips is not None:
+            skips.add(skipped)
+        if not images:
+            continue
         for det, tgt in zip(model([im.as_subclass(torch.Tensor) for im in images]), targets):
             out[int(tgt["image_id"])] = {k: v.detach().cpu() for k, v in det.items()}
     model.train(was_training)
@@ -92,12 +98,21 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict]) -> dict[str,
 
 
 def evaluate_detector(model: nn.Module, dataset: DetectionDataset, batch_size: int = 4, out_dir: str | Path | None = None,
-                      workers: int = 0, progress: bool = False) -> tuple[dict[str, Any], dict[int, dict]]:
+                      workers: int = 0, progress: bool = False,
+                      skips: SkipCounter | None = None) -> tuple[dict[str, Any], dict[int, dict]]:
     """Predict over ``dataset`` and score with COCO mAP; with ``out_dir``, writes
-    ``detections.json`` (COCO results) and ``metrics.json``. Returns (metrics, predictions)."""
-    predictions = predict(model, dataset, batch_size, workers, progress)
+    ``detections.json`` (COCO results) and ``metrics.json``. Returns (metrics, predictions).
+
+    Images that cannot be decoded are left out of the ground truth too, and counted in
+    ``metrics["skipped_images"]`` (and in ``skips`` when given)."""
+    predictions = predict(model, dataset, batch_size, workers, progress, skips)
     results = to_coco_results(predictions, dataset)
-    metrics = coco_metrics(dataset.to_coco(), results)
+    ground_truth = dataset.to_coco()
+    if len(predictions) < len(dataset):
+        ground_truth["images"] = [i for i in ground_truth["images"] if i["id"] in predictions]
+        ground_truth["annotations"] = [a for a in ground_truth["annotations"] if a["image_id"] in predictions]
+    metrics = coco_metrics(ground_truth, results)
+    metrics["skipped_images"] = len(dataset) - len(predictions)
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / "detections.json", results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class RunState:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._unreadable: set[Path] = set()
 
     def step_dir(self, step: str) -> Path:
         path = self.root / step
@@ -39,17 +41,36 @@ class RunState:
         return self.root / step / "done.json"
 
     def is_done(self, step: str) -> bool:
-        return self.marker(step).is_file()
+        """True when the step's done marker exists and is readable; an unreadable one (a truncated
+        file) counts as not done, and says so once: the step runs again."""
+        return self._read_marker(step) is not None
 
     def summary(self, step: str) -> dict:
         """The summary of a finished step; a clear error if it has not run in this folder."""
-        if not self.is_done(step):
-            raise RuntimeError(f"step {step!r} has not finished in {self.root}; run it first "
-                               f"(carve run --out {self.root} --steps {step})")
-        return json.loads(self.marker(step).read_text())["summary"]
+        return self.record(step)["summary"]
 
     def record(self, step: str) -> dict:
-        return json.loads(self.marker(step).read_text())
+        record = self._read_marker(step)
+        if record is None:
+            raise RuntimeError(f"step {step!r} has not finished in {self.root}; run it first "
+                               f"(carve run --out {self.root} --steps {step})")
+        return record
+
+    def _read_marker(self, step: str) -> dict | None:
+        path = self.marker(step)
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or not isinstance(record.get("summary"), dict):
+                raise ValueError("no summary in it")
+        except ValueError as exc:
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                print(f"[carve run] {path}: unreadable done marker ({exc}); step {step!r} counts as not done "
+                      f"(it runs again when asked for)", file=sys.stderr, flush=True)
+            return None
+        return record
 
     def mark_done(self, step: str, summary: dict, config_hash: str, wall_s: float) -> None:
         write_json(self.marker(step), {"step": step, "config_hash": config_hash, "wall_s": round(wall_s, 2),

@@ -69,6 +69,35 @@ class ObjectiveConfig(Config):
 Report = Callable[[int, float], None]
 
 
+def check_inputs(cfg: ObjectiveConfig) -> None:
+    """The files every trial would read, checked once before the first trial; an error names the
+    field (``objective.data``, ``objective.latency_cache``, ``objective.latency_table``) and the file."""
+    if cfg.accuracy == "proxy":
+        data = Path(cfg.data)
+        for splits in (("train",), ("val", "test")):
+            if not any((data / split).is_dir() for split in splits):
+                raise FileNotFoundError(f"objective.data: {data} has no {' or '.join(s + '/' for s in splits)} "
+                                        f"folder (proxy training needs an image folder with train/ and val/ or test/)")
+    if cfg.latency == "predict":
+        from carve.latency.table import LatencyTable
+
+        try:
+            LatencyTable.load(cfg.latency_table)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"objective.latency_table: {exc}") from None
+    elif cfg.latency == "measure" and cfg.latency_cache != "off":
+        import sqlite3
+
+        from carve.latency.measurement import open_cache
+
+        try:
+            len(open_cache(cfg.latency_cache or True))
+        except (sqlite3.Error, OSError) as exc:
+            where = cfg.latency_cache or "carve's default latency cache"
+            raise ValueError(f"objective.latency_cache: {where}: not a readable latency cache ({exc}); delete it, "
+                             f"or set latency_cache to another file or off") from None
+
+
 def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remeasure: bool = False) -> float:
     """Median latency in ms of ``spec`` at ``resolution`` under ``cfg``'s device and runtime."""
     size = cfg.latency_size or resolution
@@ -179,7 +208,7 @@ class Objective:
                          max_steps=cfg.max_steps, seed=cfg.seed, device=cfg.device,
                          bn_recalibration=cfg.bn_recalibration,
                          **{**dict(workers=0, progress=False, tensorboard=False, cutmix_alpha=0.0, mix_prob=0.0,
-                                   warmup_epochs=0.0), **cfg.train_kwargs})
+                                   warmup_epochs=0.0, overwrite=True), **cfg.train_kwargs})
         def on_epoch(row: dict) -> None:
             if "top1" in row:
                 report(int(row["epoch"]), float(row["top1"]))

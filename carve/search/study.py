@@ -7,11 +7,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from carve.files import write_json
+from carve.files import writable_dir, write_json
 
 from .candidate import evaluate_candidate
 from .config import SearchConfig, SearchResult
-from .objective import Objective
+from .objective import Objective, check_inputs
 from .pareto import pareto_entries
 from .storage import _has_set_constraint, count_states, create_or_load_study
 
@@ -80,7 +80,13 @@ def _worker_main(cfg_dict: dict[str, Any], worker: int) -> None:
 
 
 def run_search(cfg: SearchConfig) -> SearchResult:
-    """Run (or resume) a search, re-measure the Pareto set and write ``pareto.json``."""
+    """Run (or resume) a search, re-measure the Pareto set and write ``pareto.json``.
+
+    The inputs every trial reads are checked first (``objective.check_inputs``); a study left with
+    no completed trial raises ``RuntimeError`` with the first failure's reason."""
+    writable_dir(cfg.out_dir)
+    cfg.load_space()  # a bad space file is named first
+    check_inputs(cfg.objective)
     if cfg.backend == "ray":
         from .ray_backend import run_ray
 
@@ -99,7 +105,22 @@ def run_search(cfg: SearchConfig) -> SearchResult:
         study = optimize(cfg, 0, study)
         for p in procs:
             p.join()
-    return finish(cfg, study)
+    result = finish(cfg, study)
+    if result.n_complete == 0 and result.n_failed:
+        raise RuntimeError(f"search {cfg.name}: no trial completed ({result.n_failed} failed); the first "
+                           f"failure: {first_failure(study)}")
+    return result
+
+
+def first_failure(study: Any) -> str:
+    """The error of the study's first failed trial (as the trial recorded it)."""
+    from optuna.trial import TrialState
+
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    if not failed:
+        return "none"
+    trial = min(failed, key=lambda t: t.number)
+    return trial.user_attrs.get("error") or f"trial {trial.number} recorded no error (carve search show --all)"
 
 
 def finish(cfg: SearchConfig, study: Any) -> SearchResult:

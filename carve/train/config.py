@@ -56,6 +56,7 @@ class TrainConfig(Config):
     deterministic: bool = setting(False, help="deterministic algorithms (slower)")
     workers: int = setting(2, ">= 0", help="data loader workers")
     resume: bool | str = setting(False, help="true (the out_dir's last checkpoint) or a checkpoint path")
+    overwrite: bool = setting(False, help="replace a run already in out_dir (default: refuse, see docs/reliability.md)")
     pretrained: bool | str = setting(False, help="true, a peer tag or a weights file (as create_model)")
     device: str = setting("auto", help="auto, cpu or cuda[:N]")
     drop_rate: float | None = setting(None, "in [0, 1)", help="classifier dropout (default: the model's)")

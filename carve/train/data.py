@@ -43,10 +43,16 @@ def class_names(root: str | Path) -> list[str]:
 
 class SafeImageFolder(datasets.ImageFolder):
     """``ImageFolder`` that optionally keeps the first ``per_class`` images of each class and returns
-    ``None`` for an image that cannot be decoded (dropped by ``collate_skipping``, which reports it)."""
+    ``None`` for an image that cannot be decoded (dropped by ``collate_skipping``, which reports it).
 
-    def __init__(self, root: str | Path, transform: Callable | None = None, per_class: int = 0):
-        super().__init__(str(root), transform=transform)
+    ``classes``: the class list labels index into (e.g. the training split's), so that a split
+    lacking some classes keeps the same numbering; a class folder not in it is an error naming it.
+    """
+
+    def __init__(self, root: str | Path, transform: Callable | None = None, per_class: int = 0,
+                 classes: Sequence[str] | None = None):
+        self.given_classes = list(classes) if classes is not None else None
+        super().__init__(str(root), transform=transform, allow_empty=classes is not None)
         if per_class:
             kept, seen = [], {}
             for path, target in self.samples:
@@ -56,6 +62,16 @@ class SafeImageFolder(datasets.ImageFolder):
             self.samples = kept
             self.imgs = kept
             self.targets = [t for _, t in kept]
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        found, class_to_idx = super().find_classes(directory)
+        if self.given_classes is None:
+            return found, class_to_idx
+        unknown = sorted(set(found) - set(self.given_classes))
+        if unknown:
+            raise ValueError(f"data: {directory} has class folders that are not among the {len(self.given_classes)} "
+                             f"training classes: {unknown} (labels would not match the model's outputs)")
+        return list(self.given_classes), {c: i for i, c in enumerate(self.given_classes)}
 
     def __getitem__(self, index: int) -> Any:
         path, target = self.samples[index]
@@ -169,25 +185,30 @@ class _Shard(Dataset):
 
 def eval_loader(root: str | Path, img_size: int, batch_size: int, per_class: int = 0, workers: int = 2,
                 rank: int = 0, world_size: int = 1, split: Sequence[str] = ("val", "test"),
-                val_fraction: float = 0.1) -> DataLoader:
+                val_fraction: float = 0.1, classes: Sequence[str] | None = None) -> DataLoader:
     """Sequential loader over ``root/val`` (or ``root/test``; a shard set's held-out part, or its
-    training part for ``split=("train",)``); each rank gets a disjoint part, no padding."""
+    training part for ``split=("train",)``); each rank gets a disjoint part, no padding.
+
+    Labels index into ``classes`` (default: the training split's when ``root/train`` exists, else
+    the split's own folders), so every split of a dataset numbers its classes alike."""
     transform = build_transforms("none", img_size, False)
     if is_shards(root):
         part = "train" if tuple(split) == ("train",) else "val"
         shards = ShardDataset(root, part, transform, per_class, val_fraction, workers=workers, rank=rank,
                               world_size=world_size)
         return DataLoader(shards, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
-    dataset: Dataset = SafeImageFolder(find_split(root, split), transform, per_class)
+    if classes is None and (Path(root) / "train").is_dir():
+        classes = class_names(root)
+    dataset: Dataset = SafeImageFolder(find_split(root, split), transform, per_class, classes)
     if world_size > 1:
         dataset = _Shard(dataset, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                       collate_fn=collate_skipping)
 
 
-def num_classes_of(loader: DataLoader) -> int:
-    """Classes of the dataset behind ``loader`` (all of the dataset's classes, not only those it yields)."""
+def classes_of(loader: DataLoader) -> list[str]:
+    """The class names of the dataset behind ``loader`` (all of them, not only those it yields)."""
     dataset = loader.dataset
     while isinstance(dataset, _Shard):
         dataset = dataset.dataset
-    return len(dataset.classes)  # type: ignore[attr-defined]
+    return list(dataset.classes)  # type: ignore[attr-defined]

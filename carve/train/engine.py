@@ -172,7 +172,7 @@ def checkpoint(state: LoopState, kind: str, **extra: Any) -> dict[str, Any]:
     return dict(format=f"carve-{kind}-1", model=state.model.state_dict(), ema=ema,
                 optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
                 scaler=state.scaler.state_dict(), rng=ddp.gather_objects(capture_rng()), epoch=state.epoch,
-                step=state.step, best=state.best, history=state.history, **extra)
+                step=state.step, total_steps=state.total_steps, best=state.best, history=state.history, **extra)
 
 
 def save(state: LoopState, kind: str, paths: list[Path] | None = None, **extra: Any) -> None:
@@ -188,11 +188,17 @@ def save(state: LoopState, kind: str, paths: list[Path] | None = None, **extra: 
 
 def resume(state: LoopState, path: str | Path, kind: str, rank: int = 0) -> dict[str, Any]:
     """Restore weights, optimizer, schedule, scaler, EMA, RNG and counters from a ``kind`` checkpoint;
-    returns the checkpoint for what the caller stored beside them."""
+    returns the checkpoint for what the caller stored beside them.
+
+    Resuming continues a run on the schedule it started with: a checkpoint of another model, or
+    one whose schedule has a different number of steps (e.g. more epochs asked of a finished run),
+    is refused with a ``ValueError`` naming the file and what differs.
+    """
     saved = load_checkpoint(path)
     if saved.get("format") != f"carve-{kind}-1":
         raise ValueError(f"{path}: not a carve {kind} checkpoint (format {saved.get('format')!r})")
-    state.model.load_state_dict(saved["model"])
+    _load_same_model(state.model, saved, path)
+    _check_same_schedule(state, saved, path)
     if state.ema is not None and saved.get("ema"):
         state.ema.module.load_state_dict(saved["ema"])
     state.optimizer.load_state_dict(saved["optimizer"])
@@ -203,3 +209,30 @@ def resume(state: LoopState, path: str | Path, kind: str, rank: int = 0) -> dict
     state.epoch, state.step, state.best = saved["epoch"], saved["step"], saved["best"]
     state.history = list(saved["history"])
     return saved
+
+
+def _load_same_model(model: nn.Module, saved: dict[str, Any], path: str | Path) -> None:
+    from carve.zoo import WeightsError, load_state_dict_strict
+
+    try:
+        load_state_dict_strict(model, saved["model"], str(path))
+    except WeightsError as exc:
+        held = (saved.get("spec") or {}).get("name")
+        ours = getattr(getattr(model, "spec", None), "name", None)
+        what = f" (the checkpoint holds {held}, this run builds {ours})" if held and ours and held != ours else ""
+        raise ValueError(f"resume: {path} is a checkpoint of a different model than this run's{what}: "
+                         f"{str(exc).split(': ', 1)[-1]}") from None
+
+
+def _check_same_schedule(state: LoopState, saved: dict[str, Any], path: str | Path) -> None:
+    total = saved.get("total_steps")
+    if total is None:  # checkpoints before total_steps was stored: the scheduler's own record
+        lambdas = (saved.get("scheduler") or {}).get("lr_lambdas") or [None]
+        total = (lambdas[0] or {}).get("total_steps")
+    if total is None or total == state.total_steps:
+        return
+    where = "finished" if saved["step"] >= total else f"stopped at step {saved['step']}"
+    raise ValueError(f"resume: {path} belongs to a run scheduled for {total} steps ({where}); this run asks for "
+                     f"{state.total_steps} (epochs, max_steps, batch size or data changed). Resuming continues a run "
+                     f"on its own schedule, whose learning rate has decayed to its end: to train longer, start a new "
+                     f"run in a new out_dir from its weights (e.g. pretrained=<its final.safetensors>)")

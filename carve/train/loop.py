@@ -11,10 +11,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from carve.files import claim_run_dir
+
 from . import ddp
 from .batchnorm import calibration_loader, recalibrate_bn
 from .config import TrainConfig
-from .data import SkipCounter, eval_loader, num_classes_of, set_epoch, train_loader
+from .data import SkipCounter, classes_of, eval_loader, set_epoch, train_loader
 from .distill import DistillLoss, load_teacher
 from .engine import (LoopState, LossFn, amp_dtype, epoch_row, plan_schedule, resume, run_epoch, save,
                      seed_everything)
@@ -25,6 +27,7 @@ from .reporting import CurveLogger
 
 log = logging.getLogger("carve.train")
 CHECKPOINT_KIND = "train"
+RUN_FILES = ("last.pt", "best.pt", "final.safetensors")  # a folder holding one of them holds a run
 
 
 @dataclass
@@ -107,12 +110,12 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     trained instead of building ``config.model``, which then only names it. ``on_epoch`` is called on the main process with each epoch's history row once its checkpoint
     is written (early-stopping schedulers such as Ray's ASHA report from it).
     """
-    from carve.zoo import save_weights
+    from carve.zoo import ArchSpec, check_input_size, save_weights
 
     wall_start = time.perf_counter()
+    out_dir = claim_run_dir(config.out_dir, config.resume, config.overwrite, RUN_FILES)
     dist = ddp.setup(config.device)
     device, main = dist.device, dist.is_main
-    out_dir = Path(config.out_dir)
     last_path, best_ckpt = out_dir / "last.pt", out_dir / "best.pt"
     best_weights = out_dir / "best.safetensors"
     seed_everything(config.seed, config.deterministic)
@@ -120,9 +123,10 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     # Data
     train_dl = train_loader(config.data, config.img_size, config.batch_size, config.aug, config.train_per_class,
                             config.workers, config.seed, dist.rank, dist.world_size, config.val_fraction)
+    classes = classes_of(train_dl)  # one class list, the training split's, labels every split
+    num_classes = len(classes)
     val_dl = eval_loader(config.data, config.img_size, config.batch_size, config.val_per_class, config.workers,
-                         dist.rank, dist.world_size, val_fraction=config.val_fraction)
-    num_classes = num_classes_of(train_dl)
+                         dist.rank, dist.world_size, val_fraction=config.val_fraction, classes=classes)
     calib_dl = None
     if config.bn_recalibration:
         calib_dl = calibration_loader(config.data, config.img_size, config.batch_size, config.bn_recalibration,
@@ -131,6 +135,8 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     # Model (same initial weights on every rank: seeded identically)
     model = build_model(config, num_classes, model)
     spec = getattr(model, "spec", None)
+    if isinstance(spec, ArchSpec):
+        check_input_size(spec, config.img_size, "img_size")
     name = spec.name if spec is not None else type(model).__name__
     if config.sync_bn and dist.enabled:
         model = ddp.convert_sync_batchnorm(model, device)
@@ -212,7 +218,7 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
         if main:
             if improved:
                 save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
-                                                            data=str(config.data)), spec=spec)
+                                                            data=str(config.data), classes=classes), spec=spec)
             curves.log(row)
             curves.plot(name)
             log.info("epoch %d/%d: loss %.4f top-1 %s lr %.4g %.0f img/s", epoch + 1, epochs, row["train_loss"],
@@ -224,7 +230,8 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     if not metrics:  # resumed a finished run: nothing trained, still report where it stands
         metrics = evaluate(unwrapped, val_dl, device=device, amp_dtype=state.amp, channels_last=config.channels_last)
     if main:
-        final = dict(top1=metrics.get("top1"), top5=metrics.get("top5"), epochs=epochs, data=str(config.data))
+        final = dict(top1=metrics.get("top1"), top5=metrics.get("top5"), epochs=epochs, data=str(config.data),
+                     classes=classes)
         save_weights(unwrapped, out_dir / "final.safetensors", final, spec=spec)
         curves.close()
     history = state.history

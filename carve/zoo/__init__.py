@@ -6,7 +6,7 @@ from .counting import Profile, count_params, profile
 from .listing import best_imagenet_top1, zoo_table
 from .registry import ModelEntry, PublishedWeights, get_entry, list_models
 from .spec import ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible
-from .validation import load_spec, parse_spec, validate
+from .validation import check_input_size, load_spec, parse_spec, validate
 from .variants import for_small_images
 from .timm_compat import register_with_timm
 from .weights import (PretrainedUnavailable, WeightsError, convert_weights, load_state_dict_strict,
@@ -20,5 +20,5 @@ __all__ = [
     "WeightsError", "convert_weights", "count_params", "create_model", "feature_points", "for_small_images",
     "get_entry", "list_models", "load_spec", "load_state_dict_strict", "make_divisible", "parse_spec",
     "pretrained_cfg", "profile", "read_weights_file", "resolve_spec", "save_weights", "validate", "zoo_table",
-    "best_imagenet_top1",
+    "best_imagenet_top1", "check_input_size",
 ]

@@ -9,6 +9,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .spec import ArchSpec
+from .validation import check_input_size
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -33,8 +36,12 @@ def profile(model: nn.Module, input_size: int = 224, in_channels: int = 3) -> Pr
     """Profile ``model`` on one image of ``input_size`` px, in eval mode.
 
     Counting needs shapes only, so it runs on a copy on the meta device (no arithmetic); models
-    that cannot be copied there are run as they are (training mode restored afterwards).
+    that cannot be copied there are run as they are (training mode restored afterwards). A zoo
+    model whose strides would shrink ``input_size`` below 1x1 is refused (``SpecError``).
     """
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, ArchSpec):
+        check_input_size(spec, input_size)
     try:
         meta_model = copy.deepcopy(model).to("meta")
     except Exception:  # e.g. modules holding non-copyable state

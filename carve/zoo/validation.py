@@ -12,6 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from carve.files import read_text
+
 from .spec import (ACTIVATIONS, BLOCK_KINDS, GATES, PADDINGS, SKIPS, SPEC_VERSION, ArchSpec, BlockSpec, HeadSpec,
                    NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible)
 
@@ -21,7 +23,7 @@ def load_spec(path: str | Path) -> ArchSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"spec file not found: {path}")
-    text = path.read_text()
+    text = read_text(path)
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -145,6 +147,28 @@ def _parse_block(raw: Any, cin: int, where: str) -> BlockSpec:
         raise SpecError(where, str(exc)) from exc
 
 
+MAX_CHANNELS = 1 << 16  # widest layer accepted; lightweight nets stay below 4096
+MAX_CLASSES = 1 << 20
+
+
+def check_input_size(spec: ArchSpec, size: int, what: str = "input size") -> ArchSpec:
+    """Refuse a spec whose strides would shrink a ``size`` px input below 1x1: a ``SpecError`` names
+    the first stride applied to a map that is already 1x1 (``what`` names the size in the message)."""
+    _check(isinstance(size, int) and not isinstance(size, bool) and size >= 1, what,
+           f"must be a positive integer, got {size!r}")
+    side, reduction = size, 1
+    strides = [("stem.stride", spec.stem.stride)] + ([("stem.pool", 2)] if spec.stem.pool else [])
+    strides += [(f"stages[{si}].blocks[{bi}].stride", b.stride)
+                for si, stage in enumerate(spec.stages) for bi, b in enumerate(stage.blocks)]
+    for path, stride in strides:
+        if stride == 1:
+            continue
+        _check(side > 1, path, f"at {what} {size} the feature map is already 1x1 here (reduced {reduction}x); "
+                               f"this stride would take it below 1x1: use a larger {what} or fewer strides")
+        side, reduction = -(-side // stride), reduction * stride  # every conv and pool rounds up
+    return spec
+
+
 def _check(cond: bool, path: str, message: str) -> None:
     if not cond:
         raise SpecError(path, message)
@@ -153,6 +177,12 @@ def _check(cond: bool, path: str, message: str) -> None:
 def _positive_int(value: Any, path: str) -> None:
     _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, path,
            f"must be a positive integer, got {value!r}")
+
+
+def _channels(value: Any, path: str, low: int = 1, high: int = MAX_CHANNELS) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, path,
+           f"must be an integer >= {low}, got {value!r}")
+    _check(value <= high, path, f"must be at most {high} (a sane maximum), got {value!r}")
 
 
 def _kernel(value: Any, path: str) -> None:
@@ -168,13 +198,13 @@ def validate(spec: ArchSpec) -> ArchSpec:
     """Check every field; raise SpecError naming the first bad one."""
     _check(spec.version == SPEC_VERSION, "version", f"unsupported spec version {spec.version!r}")
     _check(spec.padding in PADDINGS, "padding", f"must be one of {list(PADDINGS)}, got {spec.padding!r}")
-    _positive_int(spec.in_channels, "in_channels")
+    _channels(spec.in_channels, "in_channels")
     _check(isinstance(spec.drop_path_rate, (int, float)) and 0 <= spec.drop_path_rate < 1,
            "drop_path_rate", f"must be in [0, 1), got {spec.drop_path_rate!r}")
     _check(spec.norm.eps > 0, "norm.eps", f"must be positive, got {spec.norm.eps!r}")
     _check(0 < spec.norm.momentum <= 1, "norm.momentum", f"must be in (0, 1], got {spec.norm.momentum!r}")
     st = spec.stem
-    _positive_int(st.channels, "stem.channels")
+    _channels(st.channels, "stem.channels")
     _kernel(st.kernel, "stem.kernel")
     _check(st.stride in (1, 2), "stem.stride", f"must be 1 or 2, got {st.stride!r}")
     _act(st.act, "stem.act")
@@ -188,8 +218,7 @@ def validate(spec: ArchSpec) -> ArchSpec:
             cin = b.out_channels
     h = spec.head
     for name in ("conv_channels", "fc_channels", "num_classes"):
-        value = getattr(h, name)
-        _check(isinstance(value, int) and value >= 0, f"head.{name}", f"must be an integer >= 0, got {value!r}")
+        _channels(getattr(h, name), f"head.{name}", 0, MAX_CLASSES if name == "num_classes" else MAX_CHANNELS)
     _act(h.conv_act, "head.conv_act")
     _act(h.fc_act, "head.fc_act")
     _check(0 <= h.dropout < 1, "head.dropout", f"must be in [0, 1), got {h.dropout!r}")
@@ -198,7 +227,7 @@ def validate(spec: ArchSpec) -> ArchSpec:
 
 def _validate_block(b: BlockSpec, cin: int, where: str) -> None:
     _check(b.kind in BLOCK_KINDS, f"{where}.kind", f"unknown block kind {b.kind!r}; expected one of {list(BLOCK_KINDS)}")
-    _positive_int(b.out_channels, f"{where}.out_channels")
+    _channels(b.out_channels, f"{where}.out_channels")
     _kernel(b.kernel, f"{where}.kernel")
     _check(b.stride in (1, 2), f"{where}.stride", f"must be 1 or 2, got {b.stride!r}")
     _act(b.act, f"{where}.act")
@@ -206,12 +235,12 @@ def _validate_block(b: BlockSpec, cin: int, where: str) -> None:
         _act(b.dw_act, f"{where}.dw_act")
     _check(b.skip in SKIPS, f"{where}.skip", f"must be one of {list(SKIPS)}, got {b.skip!r}")
     if b.kind == "ir":
-        _positive_int(b.mid_channels, f"{where}.mid_channels")
+        _channels(b.mid_channels, f"{where}.mid_channels")
     elif b.mid_channels is not None:
         raise SpecError(f"{where}.mid_channels", f"only ir blocks have mid_channels, got {b.mid_channels!r}")
     if b.se is not None:
         _check(b.kind in ("ds", "ir"), f"{where}.se", f"SE is supported on ds and ir blocks, not {b.kind!r}")
-        _positive_int(b.se.channels, f"{where}.se.channels")
+        _channels(b.se.channels, f"{where}.se.channels")
         base = b.mid_channels if b.kind == "ir" else cin
         _check(b.se.channels <= base, f"{where}.se.channels",
                f"SE ratio {b.se.channels}/{base} is outside (0, 1]")

@@ -106,9 +106,13 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors' SafetensorError: empty, truncated or not safetensors
+            raise WeightsError(f"{path}: not a readable .safetensors file ({path.stat().st_size} bytes; "
+                               f"truncated or corrupt?): {exc}") from None
         meta = {k: _maybe_json(v) for k, v in meta.items()}
         return state, meta
     try:

@@ -140,5 +140,5 @@ def test_cli_train_and_eval(tiny_data, tmp_path, capsys):
     assert "best top-1" in capsys.readouterr().out
     assert main(["eval", str(out / "best.safetensors"), "--data", str(tiny_data), "--workers", "0", "--json"]) == 0
     assert '"n": 64' in capsys.readouterr().out
-    assert main(["train", str(spec), "--data", str(tmp_path / "nowhere"), "--out-dir", str(out)]) == 2
+    assert main(["train", str(spec), "--data", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "new")]) == 2
     assert "nowhere" in capsys.readouterr().err
