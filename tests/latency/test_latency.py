@@ -120,6 +120,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert cache.get("shared-3")["worker"] in (0, 1)
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the CUDA-event "
                     "timing path runs only where a GPU is present")
 def test_cuda_path_uses_events(db: LatencyCache) -> None:
