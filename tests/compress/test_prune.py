@@ -99,3 +99,67 @@ def test_bad_pruning_requests_are_clear(kwargs, match):
 def test_conv_macs_agrees_with_profile():
     model = create_model("mobilenet_v3_small_100", num_classes=10)
     assert prune_mod.conv_macs(model, 64) == profile(model, 64).macs
+
+
+def _one_model_per_family() -> list[str]:
+    from carve.zoo.registry import entries
+
+    first: dict[str, str] = {}
+    for entry in entries():
+        first.setdefault(entry.family, entry.name)
+    return sorted(first.values())
+
+
+@torch.no_grad()
+def _silence(model: torch.nn.Module, trace, removed: set) -> int:
+    """Make every channel in ``removed`` exactly zero wherever it is written; returns how many writes."""
+    modules = dict(model.named_modules())
+    n = 0
+    for layer in trace.layers.values():
+        rows = [i for i, lab in enumerate(layer.out) if lab in removed]
+        if not rows:
+            continue
+        mod = modules[layer.name]
+        mod.weight[rows] = 0  # conv filters, linear rows, BN gamma
+        if mod.bias is not None:
+            mod.bias[rows] = 0  # conv/linear bias, BN beta: the channel is 0 after BN and act(0) = 0
+        n += len(rows)
+    return n
+
+
+@pytest.mark.parametrize("name", _one_model_per_family())
+def test_removing_silent_channels_keeps_the_function_for_every_family(name):
+    """Zero the producers of exactly the channels the pruner removes: pruning must not change the outputs.
+
+    A family the pruner does not handle must be refused with an error that says so.
+
+    Any channel sliced from the wrong place (a residual, a partial skip, an SE, a ShuffleNet split or
+    shuffle labelled wrongly) removes a live channel or keeps a dead one in the wrong position.
+    """
+    from carve.compress.channels import walk
+
+    torch.manual_seed(0)
+    model = randomize_bn(create_model(name, num_classes=10)).eval()
+    spec, ratio = model.spec, 0.4
+    try:
+        trace = walk(spec)
+        counts = prune_mod.plan_counts(spec, trace, ratio)
+    except ValueError as exc:  # a family the pruner does not handle: refused by name, never pruned wrongly
+        assert "prun" in str(exc)
+        with pytest.raises(ValueError, match="prun"):
+            prune(model, ratio=ratio)
+        return
+    kept_trace = prune_mod.pruned_trace(spec, counts, prune_mod.channel_scores(model, trace))
+    kept = {lab for layer in kept_trace.layers.values() for lab in layer.out}
+    removed = {(gid, j) for gid, size in trace.groups.items() for j in range(size)} - kept
+    assert len(removed) > 0.2 * sum(trace.groups.values())
+    assert _silence(model, trace, removed) > 0
+
+    pruned, _ = prune(model, ratio=ratio)
+    assert count_params(pruned) < 0.75 * count_params(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref, out = model(x), pruned.eval()(x)
+    scale = ref.abs().max().item()
+    assert ref.std() > 1e-3 * scale > 0  # silencing must leave a live network to compare
+    torch.testing.assert_close(out, ref, rtol=0, atol=5e-6 * scale)

@@ -49,6 +49,19 @@ def test_shifted_box_counts_only_at_thresholds_below_its_iou(iou: float) -> None
     assert m["AP50"] == pytest.approx(1.0)
     assert m["AP75"] == pytest.approx(1.0 if iou >= 0.75 else 0.0)
     assert m["AP"] == pytest.approx(hits / 10)
+    assert m["per_class"] == {"car": pytest.approx(hits / 10)}  # averaged over the ten IoU thresholds too
+
+
+def test_per_class_ap_averages_each_class_over_the_iou_thresholds() -> None:
+    """Two classes, each found once at its own IoU: per-class AP is the share of thresholds it passes."""
+    gt = _gt()
+    gt["annotations"], gt["images"] = gt["annotations"][:2], gt["images"][:1]
+    det = [dict(image_id=1, category_id=3, bbox=_shift_to_iou([10, 10, 50, 50], 0.62), score=0.9),
+           dict(image_id=1, category_id=7, bbox=_shift_to_iou([100, 100, 80, 60], 0.83), score=0.8)]
+    m = coco_metrics(gt, det)
+    # car passes 0.50-0.60 (3 of 10 thresholds), truck 0.50-0.80 (7 of 10); both are perfect at IoU 0.5
+    assert m["per_class"] == {"car": pytest.approx(0.3), "truck": pytest.approx(0.7)}
+    assert m["AP"] == pytest.approx(0.5) and m["AP50"] == pytest.approx(1.0)
 
 
 def test_half_the_objects_missed_and_a_wrong_class() -> None:

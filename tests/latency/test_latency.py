@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from carve.latency import QUICK, LatencyCache, compare, measure
-from carve.latency.protocol import summarize
+from carve.latency.protocol import Protocol, summarize
 from carve.zoo import create_model, parse_spec
 
 
@@ -24,6 +25,12 @@ def tiny_spec(width: int = 8, blocks: int = 1, name: str = "tiny"):
 @pytest.fixture
 def db(tmp_path: Path) -> LatencyCache:
     return LatencyCache(tmp_path / "latency.db")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CARVE_CACHE_DIR for the tests that export tiny_spec() to ONNX: it is exported once."""
+    return tmp_path_factory.mktemp("carve-cache")
 
 
 def test_measure_protocol_fingerprint_and_cache(db: LatencyCache) -> None:
@@ -58,7 +65,8 @@ def test_summarize_reports_outliers_not_hides_them() -> None:
     assert s.median_ms == pytest.approx(1.02) and s.p90_ms < 2
 
 
-def test_onnxruntime_runtime_on_tiny_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnxruntime_runtime_on_tiny_model(onnx_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path = onnx_cache_dir
     monkeypatch.setenv("CARVE_CACHE_DIR", str(tmp_path))
     model = create_model(tiny_spec()).eval()
     r = measure(model, input_size=32, threads=1, runtime="onnxruntime", cache=True, protocol=QUICK)
@@ -112,6 +120,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert cache.get("shared-3")["worker"] in (0, 1)
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the CUDA-event "
                     "timing path runs only where a GPU is present")
 def test_cuda_path_uses_events(db: LatencyCache) -> None:
@@ -140,3 +149,44 @@ def test_measure_times_a_compiled_module_compiled(db: LatencyCache) -> None:
     compiled = torch.compile(create_model(tiny_spec()).eval(), backend=counting_backend)
     r = measure(compiled, input_size=32, threads=1, cache=db, protocol=QUICK)
     assert len(calls) >= r.runs  # every timed run went through the compiled graph, not a bare copy
+
+
+def test_each_part_of_the_cache_key_alone_is_a_miss(db: LatencyCache, onnx_cache_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figure is reused only for the same model, runtime, layout, shape, threads, clock and device."""
+    import carve.latency.fingerprint as fingerprint
+
+    monkeypatch.setenv("CARVE_CACHE_DIR", str(onnx_cache_dir))  # ONNX exports go to tmp
+    spec, fast = tiny_spec(), Protocol(window=2, warmup_max_windows=1, min_runs=3, max_runs=5, max_time_s=0.05)
+    base = dict(input_size=32, batch=1, threads=1, runtime="eager", channels_last=False, protocol=fast)
+    first = measure(spec, cache=db, **base)
+    assert not first.cached and measure(spec, cache=db, **base).cached
+    real_versions = fingerprint._versions()
+
+    def on_other_torch(on: bool) -> None:  # the same CPU with another torch build: another device identity
+        monkeypatch.setattr(fingerprint, "_versions", (lambda: {**real_versions, "torch": "0.0.other"}) if on
+                            else (lambda: real_versions))
+
+    variants = {
+        "runtime": dict(runtime="onnxruntime"), "channels_last": dict(channels_last=True), "batch": dict(batch=2),
+        "threads": dict(threads=2), "input_size": dict(input_size=40),
+        "clock": dict(protocol=replace(fast, clock="cpu")),
+        "fingerprint": {}, "model": dict(spec=tiny_spec(width=16)),
+    }
+    if torch.cuda.is_available():
+        variants["device"] = dict(device="cuda", threads=None)
+    hits = []
+    for part, change in variants.items():
+        kwargs = {**base, **change}
+        model = kwargs.pop("spec", spec)
+        on_other_torch(part == "fingerprint")
+        got = measure(model, cache=db, **kwargs)
+        if got.cached:
+            hits.append(part)
+            continue
+        again = measure(model, cache=db, **kwargs)  # the variant has a row of its own
+        assert again.cached and again.median_ms == got.median_ms, part
+        on_other_torch(False)
+        assert measure(spec, cache=db, **base).median_ms == first.median_ms, part  # and left the base row alone
+    assert not hits, f"a change of {hits} alone returned another condition's cached figure"
+    assert len(db) == 1 + len(variants)

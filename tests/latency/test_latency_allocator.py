@@ -47,6 +47,7 @@ def probe(mode: str, **env: str) -> tuple[str, float]:
     return state, kept
 
 
+@pytest.mark.hardware
 @glibc_only
 def test_pinned_malloc_keeps_freed_blocks_mapped() -> None:
     state, kept = probe("pin", LD_PRELOAD="")
@@ -56,6 +57,7 @@ def test_pinned_malloc_keeps_freed_blocks_mapped() -> None:
     assert kept_default < 4, f"glibc's default returns a freed 16 MiB block to the OS, RSS kept {kept_default:.1f} MiB"
 
 
+@pytest.mark.hardware
 @glibc_only
 def test_pinning_can_be_turned_off() -> None:
     state, kept = probe("pin", LD_PRELOAD="", CARVE_PIN_MALLOC="0")

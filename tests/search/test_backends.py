@@ -18,6 +18,16 @@ from carve.zoo import create_model
 from .conftest import tiny_config
 
 
+def pg_binary(name: str) -> str | None:
+    """A PostgreSQL program from the PATH, else from Debian's /usr/lib/postgresql/<version>/bin (newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1, reverse=True)
+    return next((str(d / name) for d in versions if os.access(d / name, os.X_OK)), None)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,9 +36,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def postgres_url():
-    missing = [b for b in ("initdb", "pg_ctl", "runuser") if shutil.which(b) is None]
+    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
+    missing = [b for b, path in (("initdb", initdb), ("pg_ctl", pg_ctl), ("runuser", shutil.which("runuser")))
+               if path is None]
     if missing:
-        pytest.skip(f"PostgreSQL binaries not on PATH: {missing}")
+        pytest.skip(f"PostgreSQL binaries not found on PATH or in /usr/lib/postgresql/*/bin: {missing}")
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -43,17 +55,27 @@ def postgres_url():
     shutil.chown(data, "postgres")
     os.chmod(data, 0o700)
     as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_pg + ["initdb", "-D", str(data), "-A", "trust", "-U", "carve"], check=True,
+    subprocess.run(as_pg + [initdb, "-D", str(data), "-A", "trust", "-U", "carve"], check=True,
                    capture_output=True)
     port = _free_port()
     log = root / "pg.log"
-    subprocess.run(as_pg + ["pg_ctl", "-D", str(data), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+    subprocess.run(as_pg + [pg_ctl, "-D", str(data), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
                             "-l", str(log), "-w", "start"], check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://carve@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(as_pg + ["pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(as_pg + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_binaries_are_found_off_the_path(monkeypatch) -> None:
+    """Debian installs PostgreSQL under /usr/lib/postgresql/<version>/bin, off the PATH."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not debian:
+        pytest.skip("no PostgreSQL under /usr/lib/postgresql/*/bin (`apt-get install postgresql`)")
+    monkeypatch.setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")  # no /usr/local/bin links
+    assert shutil.which("initdb") is None
+    assert pg_binary("initdb") in {str(p) for p in debian} and pg_binary("pg_ctl").startswith("/usr/lib/postgresql/")
 
 
 def test_postgres_storage_two_runs_share_the_study(tiny_space, tmp_path, postgres_url):

@@ -1,4 +1,5 @@
-"""Run by tests under torchrun: fit a TrainConfig read from JSON; rank 0 saves the final state dict."""
+"""Run by tests under torchrun: ``ddp_worker.py CONFIG OUT [CONFIG OUT ...]`` fits each TrainConfig
+(JSON) in turn in one process group; rank 0 saves each final state dict to its OUT."""
 
 import json
 import os
@@ -10,8 +11,6 @@ from carve.train import TrainConfig, fit
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    with open(sys.argv[1]) as f:
-        cfg = TrainConfig.from_dict(json.load(f))
     poison_rank = int(os.environ.get("CARVE_TEST_NAN_RANK", "-1"))
     if poison_rank == int(os.environ["RANK"]):  # this rank's 3rd batch turns to NaN
         from carve.train import loop
@@ -23,9 +22,13 @@ if __name__ == "__main__":
             return real(self, images * float("nan") if calls[0] == 3 else images, targets)
 
         loop.BatchMixer.__call__ = poisoned
-    result = fit(cfg)
-    if torch.distributed.is_initialized():
-        if torch.distributed.get_rank() == 0:
+    pairs = sys.argv[1:]
+    for config_path, out_path in zip(pairs[::2], pairs[1::2]):
+        with open(config_path) as f:
+            cfg = TrainConfig.from_dict(json.load(f))
+        result = fit(cfg)
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() == 0:
             torch.save(dict(state=result.model.state_dict(), history=result.history,
-                            effective_batch_size=result.effective_batch_size), sys.argv[2])
+                            effective_batch_size=result.effective_batch_size), out_path)
+    if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
