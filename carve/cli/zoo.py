@@ -52,9 +52,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from carve.zoo import create_model, get_entry, list_models, profile
+    from carve.zoo.mobileone import deployed
 
     model = create_model(args.name)
-    prof = profile(model, args.size)
+    prof = profile(deployed(model), args.size)  # as deployed (MobileOne: one conv per block), as papers count
     entry = get_entry(args.name) if args.name in list_models() else None
     info = dict(name=model.spec.name, family=model.spec.family, hash=model.spec.hash(), params=prof.params,
                 macs=prof.macs, activations=prof.activations, input_size=args.size,

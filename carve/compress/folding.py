@@ -10,6 +10,7 @@ from torch import nn
 
 from carve.zoo import ArchSpec
 from carve.zoo.layers import DropPath
+from carve.zoo.mobileone import reparameterize
 
 
 @torch.no_grad()
@@ -67,7 +68,8 @@ def fold(model: nn.Module, spec: ArchSpec | None = None, inplace: bool = False) 
         raise ValueError("fold: spec is required for a model without a .spec attribute")
     out = model if inplace else copy.deepcopy(model)
     out.eval()
-    folded = _fold_children(out)
+    folded = reparameterize(out)  # MobileOne folds through its deployed form: one conv with bias
+    folded += _fold_children(out)
     dropped = _drop_training_only(out)
     new_spec = replace(spec, drop_path_rate=0.0, head=replace(spec.head, dropout=0.0))
     if hasattr(out, "spec"):

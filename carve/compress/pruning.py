@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from carve.zoo import ArchSpec, CarveNet
-from carve.zoo.channels import walk
+from carve.zoo.channels import check_prunable, walk
 from carve.zoo.subnets import (CRITERIA, SubnetError, _pruned_name, channel_scores, keep_count, plan_counts,
                                pruned_spec, slice_state, subnetwork)
 
@@ -61,6 +61,10 @@ def prune(model: nn.Module, spec: ArchSpec | None = None, ratio: float | None = 
     spec = spec or getattr(model, "spec", None)
     if spec is None:
         raise PruneError("spec: a model without .spec needs spec= to be pruned")
+    try:
+        check_prunable(spec)
+    except ValueError as exc:
+        raise PruneError(str(exc)) from None
     state = model.state_dict()
     if not any(k.endswith(".bn.running_var") for k in state):
         raise PruneError("model: no BatchNorm found; prune before fold (folded models cannot be rebuilt)")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from carve.zoo.mobileone import deployed
+
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
                 opset: int | None = None, in_channels: int | None = None, dynamic_size: bool = False) -> Path:
@@ -21,9 +23,11 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch
     size with one file); written atomically.
 
     Uses the dynamo exporter (torch's default) and falls back to the legacy TorchScript exporter
-    when it fails. Returns the path of the ``.onnx`` file.
+    when it fails. Re-parameterisable blocks (MobileOne) are exported in their deployed form (a copy;
+    ``model`` keeps its branches). Returns the path of the ``.onnx`` file.
     """
     path = Path(path)
+    model = deployed(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     if in_channels is None:
         spec = getattr(model, "spec", None)

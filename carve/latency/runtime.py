@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from carve.zoo import ArchSpec, create_model, resolve_spec
+from carve.zoo.mobileone import reparameterize
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 
@@ -121,6 +122,7 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
         raise RuntimeError(f"device={device!r}: no CUDA device is available")
     try:
         model = copy.deepcopy(model).eval()
+        reparameterize(model)  # re-parameterisable blocks (MobileOne) run deployed, as they ship
     except Exception:  # a module that can't be copied is timed in place
         model = model.eval()
     cin = in_channels or input_channels(model)

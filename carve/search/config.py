@@ -20,7 +20,7 @@ BACKENDS = ("optuna", "ray")
 class SearchConfig(Config):
     """One search. Budgets are upper bounds (latency in ms, MACs and params as counts)."""
 
-    space: str = setting("mbconv", help="built-in space (mbconv, carve, shuffle) or a .yaml/.json file")
+    space: str = setting("mbconv", help="built-in space (mbconv, carve, shuffle, mnv4) or a .yaml/.json file")
     objective: ObjectiveConfig = setting(default_factory=ObjectiveConfig, help="how candidates are scored")
     study_name: str | None = setting(None, help="default: SPACE-ACCURACY")
     storage: str | None = setting(None, help="Optuna storage URL (default: sqlite file in out_dir)")

@@ -4,6 +4,7 @@ from .factory import create_model, pretrained_cfg, resolve_spec
 from .model import CarveFeatures, CarveNet, FeatureInfo, feature_points
 from .counting import Profile, count_params, profile
 from .listing import best_imagenet_top1, zoo_table
+from .mobileone import deployed, reparameterize
 from .registry import ModelEntry, PublishedWeights, get_entry, list_models
 from .spec import ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible
 from .validation import check_input_size, load_spec, parse_spec, validate
@@ -20,5 +21,5 @@ __all__ = [
     "WeightsError", "convert_weights", "count_params", "create_model", "feature_points", "for_small_images",
     "get_entry", "list_models", "load_spec", "load_state_dict_strict", "make_divisible", "parse_spec",
     "pretrained_cfg", "profile", "read_weights_file", "resolve_spec", "save_weights", "validate", "zoo_table",
-    "best_imagenet_top1", "check_input_size",
+    "best_imagenet_top1", "check_input_size", "deployed", "reparameterize",
 ]

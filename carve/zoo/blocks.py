@@ -5,22 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, DropPath, SqueezeExcite, create_act
+from .bottlenecks import FireModule, FusedMBConv, UniversalInvertedBottleneck
+from .layers import ConvNormAct, DropPath, create_act
+from .mobileone import MobileOneBlock
+from .residual import Residual, se_module
 from .spec import BlockSpec, NormSpec
 
 
-def _se(spec: BlockSpec, channels: int, norm: NormSpec) -> nn.Module | None:
-    if spec.se is None:
-        return None
-    return SqueezeExcite(channels, spec.se.channels, spec.se.act, spec.se.gate, norm if spec.se.norm else None)
-
-
-def _has_skip(spec: BlockSpec, cin: int) -> bool:
-    if spec.skip == "none" or spec.stride != 1:
-        return False
-    if spec.skip == "partial":
-        return cin <= spec.out_channels
-    return cin == spec.out_channels
 
 
 class ConvBlock(ConvNormAct):
@@ -30,40 +21,14 @@ class ConvBlock(ConvNormAct):
         super().__init__(cin, spec.out_channels, spec.kernel, spec.stride, act=spec.act, norm=norm, padding=padding)
 
 
-class _Residual(nn.Module):
-    """Adds the shortcut (fully or into the first input-width channels) with stochastic depth."""
-
-    in_channels: int
-    has_skip: bool
-    partial: bool
-
-    def _init_skip(self, spec: BlockSpec, cin: int, drop_path: float) -> None:
-        self.in_channels = cin
-        self.has_skip = _has_skip(spec, cin)
-        self.partial = self.has_skip and cin != spec.out_channels
-        self.drop_path = DropPath(drop_path) if self.has_skip and drop_path > 0 else nn.Identity()
-        self._drops = self.has_skip and drop_path > 0
-
-    def _add(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        # Placeholders (Identity) are skipped by flags: each eager module call costs a few us.
-        if not self.has_skip:
-            return x
-        if self._drops:
-            x = self.drop_path(x)
-        if self.partial:
-            c = self.in_channels
-            return torch.cat([x[:, :c] + shortcut, x[:, c:]], dim=1)
-        return x + shortcut
-
-
-class DepthwiseSeparable(_Residual):
+class DepthwiseSeparable(Residual):
     """MobileNetV1 block: depthwise conv-BN-act, [SE], pointwise conv-BN-[act]."""
 
     def __init__(self, spec: BlockSpec, cin: int, norm: NormSpec, padding: str, drop_path: float = 0.0):
         super().__init__()
         self.conv_dw = ConvNormAct(cin, cin, spec.kernel, spec.stride, groups=cin, act=spec.dw_activation,
                                    norm=norm, padding=padding)
-        self.se = _se(spec, cin, norm) or nn.Identity()
+        self.se = se_module(spec, cin, norm) or nn.Identity()
         self.conv_pw = ConvNormAct(cin, spec.out_channels, 1, act=spec.act if spec.pw_act else "none", norm=norm)
         self._has_se = spec.se is not None
         self._init_skip(spec, cin, drop_path)
@@ -75,7 +40,7 @@ class DepthwiseSeparable(_Residual):
         return self._add(self.conv_pw(y), x)
 
 
-class InvertedResidual(_Residual):
+class InvertedResidual(Residual):
     """MBConv: [1x1 expand], depthwise, [SE], linear 1x1 project, residual when shapes allow."""
 
     def __init__(self, spec: BlockSpec, cin: int, norm: NormSpec, padding: str, drop_path: float = 0.0):
@@ -85,7 +50,7 @@ class InvertedResidual(_Residual):
         dw_act = "none" if spec.se_before_dw_act else spec.dw_activation
         self.conv_dw = ConvNormAct(mid, mid, spec.kernel, spec.stride, groups=mid, act=dw_act, norm=norm,
                                    padding=padding)
-        self.se = _se(spec, mid, norm) or nn.Identity()
+        self.se = se_module(spec, mid, norm) or nn.Identity()
         self.act_dw = create_act(spec.dw_activation) if spec.se_before_dw_act else nn.Identity()
         self.conv_pwl = ConvNormAct(mid, spec.out_channels, 1, act="none", norm=norm)
         self._expands, self._has_se, self._post_se_act = mid != cin, spec.se is not None, spec.se_before_dw_act
@@ -136,15 +101,50 @@ class ShuffleUnit(nn.Module):
         return channel_shuffle(out, 2)
 
 
+class ShuffleV1Unit(nn.Module):
+    """ShuffleNetV1 unit (Zhang et al. 2018, Fig. 2b/c): grouped 1x1 conv, channel shuffle,
+    depthwise conv, grouped 1x1 conv; stride 1 adds the input, stride 2 concatenates its 3x3/2
+    average pool; act after the merge."""
+
+    def __init__(self, spec: BlockSpec, cin: int, norm: NormSpec, padding: str, drop_path: float = 0.0):
+        super().__init__()
+        self.stride, self.groups = spec.stride, spec.groups
+        mid, k = spec.mid_channels, spec.kernel
+        branch = spec.out_channels - cin if spec.stride == 2 else spec.out_channels
+        self.conv_pw = ConvNormAct(cin, mid, 1, groups=spec.first_groups or spec.groups, act=spec.act, norm=norm)
+        self.conv_dw = ConvNormAct(mid, mid, k, spec.stride, groups=mid, act="none", norm=norm, padding=padding)
+        self.conv_pwl = ConvNormAct(mid, branch, 1, groups=spec.groups, act="none", norm=norm)
+        self.pool = nn.AvgPool2d(3, 2, 1) if spec.stride == 2 else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 and spec.stride == 1 else nn.Identity()
+        self.act = create_act(spec.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_pw(x)
+        if self.groups > 1:
+            y = channel_shuffle(y, self.groups)
+        y = self.conv_pwl(self.conv_dw(y))
+        if self.stride == 1:
+            return self.act(self.drop_path(y) + x)
+        return self.act(torch.cat((self.pool(x), y), dim=1))
+
+
 BLOCKS: dict[str, type[nn.Module]] = {
     "conv": ConvBlock,
     "ds": DepthwiseSeparable,
     "ir": InvertedResidual,
     "shuffle": ShuffleUnit,
+    "uib": UniversalInvertedBottleneck,
+    "fused": FusedMBConv,
+    "fire": FireModule,
+    "mobileone": MobileOneBlock,
+    "shuffle_v1": ShuffleV1Unit,
 }
 
 
 def build_block(spec: BlockSpec, cin: int, norm: NormSpec, padding: str = "symmetric",
-                drop_path: float = 0.0) -> nn.Module:
-    """Instantiate the module for one block spec with input width ``cin``."""
+                drop_path: float = 0.0, pooling: str = "pad") -> nn.Module:
+    """Instantiate the module for one block spec with input width ``cin`` (``pooling``: the spec's
+    max-pool rule, for the blocks that pool)."""
+    if spec.kind == "fire":
+        return FireModule(spec, cin, norm, padding, drop_path, pooling=pooling)
     return BLOCKS[spec.kind](spec, cin, norm, padding, drop_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .blocks import _has_skip
+from .residual import has_skip as _has_skip
 from .spec import ArchSpec, BlockSpec, StageSpec
 
 Label = tuple[str, int]
@@ -72,8 +72,28 @@ def identity_labels(gid: str, n: int) -> list[Label]:
     return [(gid, i) for i in range(n)]
 
 
+# Block kinds whose channels are not traced (yet): grouped convs tie channels across groups, Fire's
+# bypass adds into a concatenation, MobileOne's branches must keep one shape to re-parameterise.
+UNTRACED_KINDS = {"fire": "Fire modules", "mobileone": "MobileOne blocks", "shuffle_v1": "ShuffleNetV1 units"}
+
+
+def check_prunable(spec: ArchSpec) -> None:
+    """Raise ValueError naming what in ``spec`` channel pruning does not handle."""
+    if spec.norm.kind != "batch":
+        raise ValueError(f"spec.norm.kind: {spec.norm.kind!r}: pruning ranks and slices channels through their "
+                         "BatchNorms; a spec without BatchNorm (SqueezeNet) cannot be pruned")
+    if spec.stem.kind != "conv":
+        raise ValueError(f"stem.kind: a {spec.stem.kind!r} stem cannot be pruned")
+    for si, stage in enumerate(spec.stages):
+        for bi, b in enumerate(stage.blocks):
+            if b.kind in UNTRACED_KINDS:
+                raise ValueError(f"stages[{si}].blocks[{bi}].kind: {b.kind!r}: channel pruning does not handle "
+                                 f"{UNTRACED_KINDS[b.kind]}")
+
+
 def walk(spec: ArchSpec, new: NewFn = identity_labels) -> Trace:
     """Trace ``spec``; ``new(group, original_size)`` gives the labels each new group produces."""
+    check_prunable(spec)
     t = Trace()
 
     def make(gid: str, n: int) -> list[Label]:
@@ -105,7 +125,10 @@ def walk(spec: ArchSpec, new: NewFn = identity_labels) -> Trace:
     if h.conv_channels:
         x = t.cna("head_conv", x, make("head_conv", h.conv_channels))
         t.head_conv = len(x)
-    if h.fc_channels:
+    if h.fc_channels and h.fc_norm:  # MobileNetV4: a 1x1 conv-BN on the pooled vector
+        x = t.cna("head_fc", x, make("head_fc", h.fc_channels))
+        t.head_fc = len(x)
+    elif h.fc_channels:
         out = make("head_fc", h.fc_channels)
         t.add("head_fc.0", "linear", x, out)
         x, t.head_fc = out, len(out)
@@ -145,6 +168,8 @@ def _block(t: Trace, p: str, b: BlockSpec, cin: int, x: list[Label], make: Calla
         t.cna(f"{p}.conv_pw", x, y)
         t.blocks.append(BlockWidths(len(y), se=se))
         return y
+    if b.kind in ("uib", "fused"):
+        return _bottleneck(t, p, b, cin, x, make)
     if b.mid_channels != cin:
         m = t.cna(f"{p}.conv_pw", x, make(f"{p}.mid", b.mid_channels))
         t.expand_inputs[f"{p}.mid"] = list(x)
@@ -154,6 +179,26 @@ def _block(t: Trace, p: str, b: BlockSpec, cin: int, x: list[Label], make: Calla
     se = _se(t, p, b, m, make)
     y = _out_labels(p, b, cin, x, make)
     t.cna(f"{p}.conv_pwl", m, y)
+    t.blocks.append(BlockWidths(len(y), mid=len(m), se=se))
+    return y
+
+
+def _bottleneck(t: Trace, p: str, b: BlockSpec, cin: int, x: list[Label], make: Callable) -> list[Label]:
+    """UIB ([dw start], expand, [dw mid], [SE], project, [dw end]) and fused-MBConv (k x k expand,
+    [SE], project); both always keep their expand conv, so any mid width is valid."""
+    if b.kind == "uib":
+        if b.start_kernel:
+            t.cna(f"{p}.dw_start", x, x, dw=True)
+        m = t.cna(f"{p}.pw_exp", x, make(f"{p}.mid", b.mid_channels))
+        if b.kernel:
+            t.cna(f"{p}.dw_mid", m, m, dw=True)
+    else:
+        m = t.cna(f"{p}.conv_exp", x, make(f"{p}.mid", b.mid_channels))
+    se = _se(t, p, b, m, make)
+    y = _out_labels(p, b, cin, x, make)
+    t.cna(f"{p}.pw_proj" if b.kind == "uib" else f"{p}.conv_pwl", m, y)
+    if b.kind == "uib" and b.end_kernel:
+        t.cna(f"{p}.dw_end", y, y, dw=True)
     t.blocks.append(BlockWidths(len(y), mid=len(m), se=se))
     return y
 
@@ -184,7 +229,7 @@ def rebuild_spec(spec: ArchSpec, t: Trace, name: str | None = None) -> ArchSpec:
         for b in stage.blocks:
             w = t.blocks[idx]
             changes: dict = dict(out_channels=w.out)
-            if b.kind == "ir":
+            if b.kind in ("ir", "uib", "fused"):
                 changes["mid_channels"] = w.mid
             if b.se is not None:
                 changes["se"] = replace(b.se, channels=w.se)

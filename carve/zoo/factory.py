@@ -15,7 +15,7 @@ from .spec import ArchSpec
 from .validation import load_spec, parse_spec
 from .variants import for_small_images
 from .weights import (WEIGHT_SUFFIXES, WeightsError, convert_weights, in_peer_order, load_state_dict_strict,
-                      peer_source, peer_state_dict, read_weights_file)
+                      matching_peer, peer_source, peer_state_dict, read_weights_file)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,7 +91,7 @@ def create_model(
     if weights_file is not None:
         state, metadata = read_weights_file(weights_file)
         head = state.get("classifier.weight")
-        if head is not None and head.dim() == 2:  # a carve file: its classifier decides the width
+        if head is not None and head.dim() in (2, 4):  # a carve file: its classifier decides the width
             spec = spec.with_num_classes(int(head.shape[0]))
     loaded_classes = spec.head.num_classes
     if drop_rate is not None:
@@ -141,10 +141,13 @@ def _load_file(model: CarveNet, state: dict[str, Any], path: Path, entry: ModelE
         load_state_dict_strict(model, state, str(path))
         return model
     except WeightsError as strict_error:
-        ours = set(model.state_dict())
-        if sum(k in ours for k in state) > len(state) // 2:
-            raise  # carve names with some keys wrong: not a peer's state dict, report the mismatch
-        source = peer_source(state)
+        peers = dict(torchvision=entry.torchvision, timm=entry.timm) if entry is not None else {}
+        source = matching_peer(state, peers)  # a twin's keys exactly (some twins share carve's block names)
+        if source is None:
+            ours = set(model.state_dict())
+            if sum(k in ours for k in state) > len(state) // 2:
+                raise  # carve names with some keys wrong: not a peer's state dict, report the mismatch
+            source = peer_source(state, peers)
         try:
             if entry is not None and source in entry.peer_norm:
                 model = CarveNet(replace(model.spec, norm=entry.peer_norm[source]))
@@ -164,7 +167,8 @@ def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec,
     ``shipped`` is the manifest record of carve's own weights."""
     cfg: dict[str, Any] = dict(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bilinear",
                                mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=spec.head.num_classes,
-                               first_conv="stem.conv", classifier="classifier", tag=None)
+                               first_conv="stem.conv_kxk.0.conv" if spec.stem.kind == "mobileone" else "stem.conv",
+                               classifier="classifier", tag=None)
     if weights is None:
         return cfg
     cfg["tag"] = weights.tag

@@ -44,25 +44,49 @@ class Conv2dSame(nn.Conv2d):
 
 def create_conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                 bias: bool = False, padding: str = "symmetric") -> nn.Conv2d:
+    """A conv padded by ``padding``: ``symmetric`` (kernel // 2), ``same`` (TensorFlow) or ``valid`` (none)."""
     if padding == "same" and (kernel > 1 or stride > 1):
         return Conv2dSame(cin, cout, kernel, stride, 0, groups=groups, bias=bias)
-    return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=bias)
+    pad = 0 if padding == "valid" else kernel // 2
+    return nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=bias)
+
+
+def create_norm(channels: int, norm: NormSpec) -> nn.Module:
+    """BatchNorm with the spec's settings, or nothing when the spec has no normalisation."""
+    if norm.kind == "none":
+        return nn.Identity()
+    return nn.BatchNorm2d(channels, eps=norm.eps, momentum=norm.momentum)
+
+
+def max_pool(pooling: str) -> nn.MaxPool2d:
+    """The 3x3/2 max pool: padded by one (``pad``) or unpadded with the size rounded up (``ceil``)."""
+    if pooling == "ceil":
+        return nn.MaxPool2d(3, 2, 0, ceil_mode=True)
+    return nn.MaxPool2d(3, 2, 1)
 
 
 class ConvNormAct(nn.Sequential):
-    """Conv (no bias) -> BatchNorm -> activation."""
+    """Conv (no bias) -> BatchNorm -> activation; without normalisation the conv has a bias."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
                  act: str = "relu", norm: NormSpec = NormSpec(), padding: str = "symmetric"):
         super().__init__()
-        self.conv = create_conv(cin, cout, kernel, stride, groups, padding=padding)
-        self.bn = nn.BatchNorm2d(cout, eps=norm.eps, momentum=norm.momentum)
+        self.conv = create_conv(cin, cout, kernel, stride, groups, bias=norm.kind == "none", padding=padding)
+        self.bn = create_norm(cout, norm)
         self.act = create_act(act)
         self._acts = act != "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
         return self.act(x) if self._acts else x
+
+
+class PooledConvNormAct(ConvNormAct):
+    """1x1 conv-BN-act applied to a pooled feature vector (N x C in, N x C' out), MobileNetV4's
+    head layer; as a conv, BN folds into it like anywhere else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[:, :, None, None]).flatten(1)
 
 
 class SqueezeExcite(nn.Module):

@@ -6,6 +6,7 @@ from typing import Any
 
 from .counting import profile
 from .factory import create_model, default_weights
+from .mobileone import deployed
 from .registry import ModelEntry, get_entry, list_models
 
 
@@ -18,12 +19,12 @@ def best_imagenet_top1(entry: ModelEntry) -> float | None:
 def zoo_table(pattern: str = "*", pretrained: bool = False, input_size: int = 224,
               names: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per model matching ``pattern`` (or the given ``names``): name, family, params_m, macs_m at
-    ``input_size``, imagenet_top1; with ``pretrained`` only models with weights, each listed
+    ``input_size`` (of the deployed model), imagenet_top1; with ``pretrained`` only models with weights, each listed
     (tag, dataset, top-1, whether ``pretrained=True`` loads it)."""
     rows = []
     for name in names if names is not None else list_models(pattern, pretrained=pretrained):
         entry = get_entry(name)
-        prof = profile(create_model(name), input_size)
+        prof = profile(deployed(create_model(name)), input_size)  # MobileOne counted deployed, as published
         row: dict[str, Any] = dict(name=entry.name, family=entry.family, params_m=round(prof.params / 1e6, 3),
                                    macs_m=round(prof.macs / 1e6, 1), imagenet_top1=best_imagenet_top1(entry))
         if pretrained:

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from .blocks import build_block
-from .layers import ConvNormAct, create_act
-from .spec import ArchSpec
+from .layers import ConvNormAct, PooledConvNormAct, create_act, max_pool
+from .mobileone import MobileOneBlock, reparameterize
+from .spec import ArchSpec, HeadSpec
 from .validation import validate
 
 
@@ -91,15 +92,19 @@ class CarveNet(nn.Module):
         self.spec = validate(spec)
         norm, pad = spec.norm, spec.padding
         st = spec.stem
-        self.stem = ConvNormAct(spec.in_channels, st.channels, st.kernel, st.stride, act=st.act, norm=norm, padding=pad)
-        self.stem_pool = nn.MaxPool2d(3, 2, 1) if st.pool else nn.Identity()
+        if st.kind == "mobileone":
+            self.stem = MobileOneBlock.stem(st, spec.in_channels, norm, pad)
+        else:
+            self.stem = ConvNormAct(spec.in_channels, st.channels, st.kernel, st.stride, act=st.act, norm=norm,
+                                    padding=pad if st.pad else "valid")
+        self.stem_pool = max_pool(spec.pooling) if st.pool else nn.Identity()
         n_blocks = len(spec.blocks)
         stages, cin, idx = [], st.channels, 0
         for stage in spec.stages:
             blocks = []
             for b in stage.blocks:
                 dpr = spec.drop_path_rate * idx / n_blocks
-                blocks.append(build_block(b, cin, norm, pad, dpr))
+                blocks.append(build_block(b, cin, norm, pad, dpr, spec.pooling))
                 cin, idx = b.out_channels, idx + 1
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)
@@ -107,12 +112,18 @@ class CarveNet(nn.Module):
         self.head_conv = ConvNormAct(cin, h.conv_channels, 1, act=h.conv_act, norm=norm) if h.conv_channels else nn.Identity()
         self.global_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         pooled = h.conv_channels or cin
-        self.head_fc = nn.Sequential(nn.Linear(pooled, h.fc_channels), create_act(h.fc_act)) if h.fc_channels else nn.Identity()
+        if h.fc_channels and h.fc_norm:
+            self.head_fc = PooledConvNormAct(pooled, h.fc_channels, act=h.fc_act, norm=norm)
+        elif h.fc_channels:
+            self.head_fc = nn.Sequential(nn.Linear(pooled, h.fc_channels), create_act(h.fc_act))
+        else:
+            self.head_fc = nn.Identity()
         self.head_drop = nn.Dropout(h.dropout) if h.dropout > 0 else nn.Identity()
         self.num_features = spec.num_features
         self.head_hidden_size = self.num_features
         self.num_classes = h.num_classes
-        self.classifier = nn.Linear(self.num_features, h.num_classes) if h.num_classes else nn.Identity()
+        self.classifier = _classifier(h, self.num_features, h.num_classes)
+        self._classifies_first = h.classifier == "conv"  # SqueezeNet: classify every position, then pool
         self.feature_info = FeatureInfo(feature_points(spec), range(len(feature_points(spec))))
         self.pretrained_cfg: dict[str, Any] = {}
         init_weights(self)
@@ -124,6 +135,10 @@ class CarveNet(nn.Module):
         return self.head_conv(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self._classifies_first:
+            if pre_logits or not self.num_classes:
+                return self.global_pool(x)
+            return self.global_pool(torch.relu(self.classifier(self.head_drop(x))))
         x = self.head_drop(self.head_fc(self.global_pool(x)))
         return x if pre_logits else self.classifier(x)
 
@@ -137,7 +152,12 @@ class CarveNet(nn.Module):
         """Replace the classifier (0 removes it); the spec follows."""
         self.num_classes = num_classes
         self.spec = self.spec.with_num_classes(num_classes)
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.classifier = _classifier(self.spec.head, self.num_features, num_classes)
+
+    def reparameterize(self) -> int:
+        """Switch re-parameterisable blocks (MobileOne) to their deployed single-conv form, in
+        place; the outputs stay the same. Returns how many blocks were switched."""
+        return reparameterize(self)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         if enable:
@@ -192,6 +212,15 @@ class CarveFeatures(nn.Module):
                 if f"blocks.{si}.{bi}" in self._taps:
                     outs.append(x)
         return outs
+
+
+def _classifier(head: HeadSpec, features: int, num_classes: int) -> nn.Module:
+    """A linear classifier, or SqueezeNet's 1x1 conv with bias (before the pool)."""
+    if not num_classes:
+        return nn.Identity()
+    if head.classifier == "conv":
+        return nn.Conv2d(features, num_classes, 1)
+    return nn.Linear(features, num_classes)
 
 
 def init_weights(model: nn.Module) -> None:

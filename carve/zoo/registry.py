@@ -4,67 +4,22 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
-from typing import Callable
 
 from .families.carve import carve_spec
 from .families.efficientnet import efficientnet_b0_spec
 from .families.mobilenet import mobilenet_v1_spec, mobilenet_v2_spec, mobilenet_v3_spec
 from .families.rexnet import rexnet_spec
 from .families.shufflenet import shufflenet_v2_spec
+from .family_tree import family_tree_entries
+from .records import TIMM_BN, ModelEntry, Published, PublishedWeights
+from .records import timm_weights as _timm
+from .records import torchvision_weights as _tv
 from .shipped import manifest
-from .spec import ArchSpec, NormSpec
 
-TIMM_BN = NormSpec(eps=1e-5, momentum=0.1)
-
-
-@dataclass(frozen=True)
-class PublishedWeights:
-    """A peer's published ImageNet weights for a zoo model.
-
-    ``tag`` is what users pass as ``pretrained=``; ``source`` is torchvision, timm or carve (shipped
-    in ``carve/weights``); ``peer_model`` names the peer's builder (a torchvision function or a timm
-    ``name.tag``) or carve's file; ``top1`` is the published top-1 on ``dataset`` (ImageNet-1k for
-    the peers, the held-out split for carve's own); ``norm`` overrides the spec's BN settings to
-    match the weights.
-    """
-
-    tag: str
-    source: str
-    peer_model: str
-    top1: float | None
-    norm: NormSpec | None = None
-    dataset: str = "imagenet-1k"
-
-
-@dataclass(frozen=True)
-class Published:
-    """Params and MACs at 224 px as published, with where the figure comes from."""
-
-    params_m: float
-    macs_m: float
-    source: str
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    family: str
-    build: Callable[[], ArchSpec]
-    torchvision: str | None = None
-    timm: str | None = None
-    weights: tuple[PublishedWeights, ...] = ()
-    published: Published | None = None
-    peer_norm: dict[str, NormSpec] = field(default_factory=dict)
-
-    def spec(self) -> ArchSpec:
-        return self.build()
-
-    def weights_tags(self) -> list[str]:
-        """The ``pretrained=`` tags this model's weights answer to."""
-        return [w.tag for w in self.weights]
-
+__all__ = ["TIMM_BN", "ModelEntry", "Published", "PublishedWeights", "entries", "get_entry", "list_models",
+           "register"]
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -74,14 +29,6 @@ def register(entry: ModelEntry) -> ModelEntry:
         raise ValueError(f"model {entry.name!r} is already registered")
     _REGISTRY[entry.name] = entry
     return entry
-
-
-def _tv(tag: str, fn: str, top1: float, norm: NormSpec | None = None) -> PublishedWeights:
-    return PublishedWeights(f"torchvision:{tag}", "torchvision", fn, top1, norm)
-
-
-def _timm(name_tag: str, top1: float | None, norm: NormSpec | None = None) -> PublishedWeights:
-    return PublishedWeights(f"timm:{name_tag.split('.', 1)[1]}", "timm", name_tag, top1, norm)
 
 
 def _register_all() -> None:
@@ -165,6 +112,8 @@ def _register_all() -> None:
     for w in (0.75, 1.0, 1.25):
         tag = f"{round(w * 100):03d}"
         register(ModelEntry(f"carve_{tag}", "carve", partial(carve_spec, w)))
+    for entry in family_tree_entries():
+        register(entry)
 
 
 def _with_shipped(entry: ModelEntry) -> ModelEntry:

@@ -5,6 +5,9 @@ round-trips exactly through JSON/YAML and carries a stable hash. Every channel c
 so a pruned or searched network is just another spec. On load, conveniences are accepted and
 resolved (``expansion`` instead of ``mid_channels``, an SE ``ratio`` instead of ``channels``);
 everything is validated, and errors name the field path and the bad value.
+
+Fields added after a kind existed (``optional`` below) are left out of the plain data while they
+hold their default, so the JSON and the hash of every earlier spec stay what they were.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from typing import Any
 
 ACTIVATIONS = ("relu", "relu6", "hardswish", "silu", "none")
 GATES = ("sigmoid", "hardsigmoid")
-BLOCK_KINDS = ("conv", "ds", "ir", "shuffle")
+BLOCK_KINDS = ("conv", "ds", "ir", "shuffle", "uib", "fused", "fire", "mobileone", "shuffle_v1")
 SKIPS = ("auto", "none", "partial")
 PADDINGS = ("symmetric", "same")
+POOLINGS = ("pad", "ceil")
+NORMS = ("batch", "none")
+STEMS = ("conv", "mobileone")
+CLASSIFIERS = ("linear", "conv")
 
 SPEC_VERSION = 1
 
@@ -31,6 +38,11 @@ class SpecError(ValueError):
     def __init__(self, path: str, message: str):
         self.path = path
         super().__init__(f"{path}: {message}")
+
+
+def optional(default: Any) -> Any:
+    """A field left out of the plain data (JSON, YAML, hash) while it holds ``default``."""
+    return field(default=default, metadata={"optional": True})
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -44,10 +56,15 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
 
 @dataclass(frozen=True)
 class NormSpec:
-    """Batch-norm settings; peers differ (torchvision MobileNetV3: eps 1e-3, momentum 0.01)."""
+    """Batch-norm settings; peers differ (torchvision MobileNetV3: eps 1e-3, momentum 0.01).
+
+    ``kind``: ``batch`` (BatchNorm after every conv) or ``none`` (convs carry a bias and nothing
+    normalises them, as in SqueezeNet).
+    """
 
     eps: float = 1e-5
     momentum: float = 0.1
+    kind: str = optional("batch")
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,27 @@ class BlockSpec:
     (channel split at stride 1, two branches at stride 2, concat and channel shuffle).
     ``skip``: ``auto`` adds the input when stride is 1 and widths match, ``partial`` also when the
     block widens (added to the first input-width channels, as in ReXNet), ``none`` never.
+
+    Later kinds:
+    ``uib``: MobileNetV4's Universal Inverted Bottleneck: [depthwise ``start_kernel`` conv-BN],
+    1x1 expand conv-BN-act (always), [depthwise ``kernel`` conv-BN-act], [SE], 1x1 project
+    conv-BN, [depthwise ``end_kernel`` conv-BN]; a kernel of 0 leaves that depthwise conv out
+    (``kernel`` 0 with ``start_kernel`` 3 is the ConvNeXt-like variant, both 0 the FFN). The
+    stride goes to the middle depthwise conv, else the start one, else the end one.
+    ``fused``: fused-MBConv (EfficientNetV2, MobileNetV4's FusedIB): ``kernel`` x ``kernel``
+    expand conv-BN-act, [SE], 1x1 project conv-BN.
+    ``fire``: SqueezeNet's Fire module: 1x1 squeeze conv-act to ``mid_channels``, then 1x1 and
+    ``kernel`` x ``kernel`` expand convs, each ``out_channels / 2`` wide, act, concatenated; stride
+    2 max-pools (3x3/2) before the squeeze, where SqueezeNet pools.
+    ``mobileone``: MobileOne's re-parameterisable block: ``branches`` ``kernel`` x ``kernel``
+    conv-BN branches, a 1x1 conv-BN scale branch (when ``kernel`` > 1) and a BN identity branch
+    (when the shapes allow and ``skip`` is not ``none``), summed, [SE], act; ``groups`` is the
+    conv's group count (the input width makes it depthwise). ``reparameterize()`` turns it into
+    one conv with bias computing the same function.
+    ``shuffle_v1``: ShuffleNetV1 unit: grouped 1x1 conv-BN-act to ``mid_channels`` (``first_groups``
+    groups, 0 meaning ``groups``), channel shuffle, depthwise conv-BN, grouped 1x1 conv-BN; stride 1
+    adds the input, stride 2 concatenates a 3x3/2 average pool of it (the branch then makes
+    ``out_channels`` minus the input width); act after.
     """
 
     kind: str
@@ -83,6 +121,11 @@ class BlockSpec:
     se_before_dw_act: bool = False
     pw_act: bool = False
     skip: str = "auto"
+    start_kernel: int = optional(0)
+    end_kernel: int = optional(0)
+    groups: int = optional(1)
+    first_groups: int = optional(0)
+    branches: int = optional(1)
 
     @property
     def dw_activation(self) -> str:
@@ -91,13 +134,19 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class StemSpec:
-    """Stem: one conv-BN-act, optionally followed by a 3x3/2 max pool (ShuffleNetV2)."""
+    """Stem: one conv-BN-act, optionally followed by a 3x3/2 max pool (ShuffleNetV2).
+
+    ``kind`` ``mobileone``: MobileOne's stem, a re-parameterisable block (one ``kernel`` conv-BN
+    branch and a 1x1 conv-BN branch, summed, act). ``pad`` false: the conv is not padded (SqueezeNet).
+    """
 
     channels: int
     kernel: int = 3
     stride: int = 2
     act: str = "relu"
     pool: bool = False
+    kind: str = optional("conv")
+    pad: bool = optional(True)
 
 
 @dataclass(frozen=True)
@@ -107,7 +156,12 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """Head: [1x1 conv-BN-act], global average pool, [linear+act with bias], dropout, classifier."""
+    """Head: [1x1 conv-BN-act], global average pool, [linear+act with bias], dropout, classifier.
+
+    ``fc_norm``: the layer after pooling is a linear map without bias, then BN, then act
+    (MobileNetV4's head). ``classifier`` ``conv``: the classifier is a 1x1 conv with bias and ReLU
+    applied before the pool (SqueezeNet's conv10); dropout comes before it.
+    """
 
     conv_channels: int = 0
     conv_act: str = "relu"
@@ -115,11 +169,17 @@ class HeadSpec:
     fc_act: str = "hardswish"
     dropout: float = 0.2
     num_classes: int = 1000
+    fc_norm: bool = optional(False)
+    classifier: str = optional("linear")
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A whole backbone. ``family`` and ``name`` are labels; the rest defines the module tree."""
+    """A whole backbone. ``family`` and ``name`` are labels; the rest defines the module tree.
+
+    ``pooling``: how the max pools (stem pool, Fire downsampling) treat borders: ``pad`` pads by
+    one, ``ceil`` pads nothing and rounds the output size up (Caffe's rule, SqueezeNet's).
+    """
 
     name: str
     family: str
@@ -131,6 +191,7 @@ class ArchSpec:
     in_channels: int = 3
     drop_path_rate: float = 0.0
     version: int = SPEC_VERSION
+    pooling: str = optional("pad")
 
     # -- derived views -------------------------------------------------------------------------
     @property
@@ -191,7 +252,10 @@ def _to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         out = {}
         for f in fields(obj):
-            out[f.name] = _to_plain(getattr(obj, f.name))
+            value = getattr(obj, f.name)
+            if f.metadata.get("optional") and value == f.default:
+                continue
+            out[f.name] = _to_plain(value)
         return out
     if isinstance(obj, (list, tuple)):
         return [_to_plain(x) for x in obj]

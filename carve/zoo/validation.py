@@ -14,8 +14,14 @@ from typing import Any
 
 from carve.files import read_text
 
-from .spec import (ACTIVATIONS, BLOCK_KINDS, GATES, PADDINGS, SKIPS, SPEC_VERSION, ArchSpec, BlockSpec, HeadSpec,
-                   NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible)
+from .spec import (ACTIVATIONS, BLOCK_KINDS, CLASSIFIERS, GATES, NORMS, PADDINGS, POOLINGS, SKIPS, SPEC_VERSION,
+                   STEMS, ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec,
+                   make_divisible)
+
+# Kinds with an expanded (or squeezed) middle width, and those where it defaults to the input width.
+MID_KINDS = ("ir", "uib", "fused", "fire", "shuffle_v1")
+MID_DEFAULTS_TO_INPUT = ("ir", "uib", "fused")
+SE_KINDS = ("ds", "ir", "uib", "fused", "mobileone")
 
 
 def load_spec(path: str | Path) -> ArchSpec:
@@ -81,6 +87,7 @@ def parse_spec(data: Any) -> ArchSpec:
         in_channels=data.get("in_channels", 3),
         drop_path_rate=data.get("drop_path_rate", 0.0),
         version=data.get("version", SPEC_VERSION),
+        pooling=data.get("pooling", "pad"),
     )
     validate(spec)
     return spec
@@ -126,7 +133,7 @@ def _parse_block(raw: Any, cin: int, where: str) -> BlockSpec:
         if not isinstance(expansion, (int, float)) or expansion <= 0:
             raise SpecError(f"{where}.expansion", f"must be a positive number, got {expansion!r}")
         raw["mid_channels"] = cin if expansion == 1 else make_divisible(cin * expansion)
-    if kind == "ir" and raw.get("mid_channels") is None:
+    if kind in MID_DEFAULTS_TO_INPUT and raw.get("mid_channels") is None:
         raw["mid_channels"] = cin
     se = raw.get("se")
     if isinstance(se, dict):
@@ -136,7 +143,9 @@ def _parse_block(raw: Any, cin: int, where: str) -> BlockSpec:
         if ratio is not None:
             if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
                 raise SpecError(f"{where}.se.ratio", f"must be in (0, 1], got {ratio!r}")
-            base = raw.get("mid_channels") or cin
+            base = raw.get("out_channels") if kind == "mobileone" else raw.get("mid_channels") or cin
+            if not isinstance(base, int):
+                raise SpecError(f"{where}.out_channels", f"must be a positive integer, got {base!r}")
             se["channels"] = max(1, make_divisible(base * ratio, 8))
         raw["se"] = _parse_simple(SESpec, se, f"{where}.se")
     elif se is not None and not isinstance(se, SESpec):
@@ -181,7 +190,7 @@ def _positive_int(value: Any, path: str) -> None:
 
 def _channels(value: Any, path: str, low: int = 1, high: int = MAX_CHANNELS) -> None:
     _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, path,
-           f"must be an integer >= {low}, got {value!r}")
+           f"must be a positive integer, got {value!r}" if low == 1 else f"must be an integer >= {low}, got {value!r}")
     _check(value <= high, path, f"must be at most {high} (a sane maximum), got {value!r}")
 
 
@@ -198,17 +207,22 @@ def validate(spec: ArchSpec) -> ArchSpec:
     """Check every field; raise SpecError naming the first bad one."""
     _check(spec.version == SPEC_VERSION, "version", f"unsupported spec version {spec.version!r}")
     _check(spec.padding in PADDINGS, "padding", f"must be one of {list(PADDINGS)}, got {spec.padding!r}")
+    _check(spec.pooling in POOLINGS, "pooling", f"must be one of {list(POOLINGS)}, got {spec.pooling!r}")
     _channels(spec.in_channels, "in_channels")
     _check(isinstance(spec.drop_path_rate, (int, float)) and 0 <= spec.drop_path_rate < 1,
            "drop_path_rate", f"must be in [0, 1), got {spec.drop_path_rate!r}")
     _check(spec.norm.eps > 0, "norm.eps", f"must be positive, got {spec.norm.eps!r}")
     _check(0 < spec.norm.momentum <= 1, "norm.momentum", f"must be in (0, 1], got {spec.norm.momentum!r}")
+    _check(spec.norm.kind in NORMS, "norm.kind", f"must be one of {list(NORMS)}, got {spec.norm.kind!r}")
     st = spec.stem
     _channels(st.channels, "stem.channels")
     _kernel(st.kernel, "stem.kernel")
     _check(st.stride in (1, 2), "stem.stride", f"must be 1 or 2, got {st.stride!r}")
     _act(st.act, "stem.act")
     _check(isinstance(st.pool, bool), "stem.pool", f"must be true or false, got {st.pool!r}")
+    _check(st.kind in STEMS, "stem.kind", f"must be one of {list(STEMS)}, got {st.kind!r}")
+    _check(isinstance(st.pad, bool), "stem.pad", f"must be true or false, got {st.pad!r}")
+    _check(st.pad or st.kind == "conv", "stem.pad", "only a conv stem can be unpadded")
     _check(len(spec.stages) > 0, "stages", "must hold at least one stage")
     cin = st.channels
     for si, stage in enumerate(spec.stages):
@@ -216,32 +230,50 @@ def validate(spec: ArchSpec) -> ArchSpec:
         for bi, b in enumerate(stage.blocks):
             _validate_block(b, cin, f"stages[{si}].blocks[{bi}]")
             cin = b.out_channels
+    if spec.padding == "same":
+        _check(st.kind != "mobileone" and all(b.kind != "mobileone" for b in spec.blocks), "padding",
+               "mobileone blocks sum k x k and 1x1 branches into one conv, which needs symmetric padding, got 'same'")
     h = spec.head
     for name in ("conv_channels", "fc_channels", "num_classes"):
         _channels(getattr(h, name), f"head.{name}", 0, MAX_CLASSES if name == "num_classes" else MAX_CHANNELS)
     _act(h.conv_act, "head.conv_act")
     _act(h.fc_act, "head.fc_act")
     _check(0 <= h.dropout < 1, "head.dropout", f"must be in [0, 1), got {h.dropout!r}")
+    _check(isinstance(h.fc_norm, bool), "head.fc_norm", f"must be true or false, got {h.fc_norm!r}")
+    _check(not h.fc_norm or h.fc_channels > 0, "head.fc_norm", "needs fc_channels > 0")
+    _check(h.classifier in CLASSIFIERS, "head.classifier", f"must be one of {list(CLASSIFIERS)}, got {h.classifier!r}")
+    if h.classifier == "conv":
+        _check(h.fc_channels == 0, "head.classifier",
+               f"a conv classifier runs before the pool, so there is no fc layer; got fc_channels {h.fc_channels}")
     return spec
 
 
 def _validate_block(b: BlockSpec, cin: int, where: str) -> None:
     _check(b.kind in BLOCK_KINDS, f"{where}.kind", f"unknown block kind {b.kind!r}; expected one of {list(BLOCK_KINDS)}")
     _channels(b.out_channels, f"{where}.out_channels")
-    _kernel(b.kernel, f"{where}.kernel")
+    if b.kind == "uib":
+        _optional_kernel(b.kernel, f"{where}.kernel")
+    else:
+        _kernel(b.kernel, f"{where}.kernel")
     _check(b.stride in (1, 2), f"{where}.stride", f"must be 1 or 2, got {b.stride!r}")
     _act(b.act, f"{where}.act")
     if b.dw_act is not None:
         _act(b.dw_act, f"{where}.dw_act")
     _check(b.skip in SKIPS, f"{where}.skip", f"must be one of {list(SKIPS)}, got {b.skip!r}")
-    if b.kind == "ir":
+    if b.kind in MID_KINDS:
         _channels(b.mid_channels, f"{where}.mid_channels")
     elif b.mid_channels is not None:
-        raise SpecError(f"{where}.mid_channels", f"only ir blocks have mid_channels, got {b.mid_channels!r}")
+        raise SpecError(f"{where}.mid_channels", f"only {', '.join(MID_KINDS)} blocks have mid_channels, "
+                                                 f"got {b.mid_channels!r}")
+    _only(b, "start_kernel", 0, ("uib",), where)
+    _only(b, "end_kernel", 0, ("uib",), where)
+    _only(b, "groups", 1, ("mobileone", "shuffle_v1"), where)
+    _only(b, "first_groups", 0, ("shuffle_v1",), where)
+    _only(b, "branches", 1, ("mobileone",), where)
     if b.se is not None:
-        _check(b.kind in ("ds", "ir"), f"{where}.se", f"SE is supported on ds and ir blocks, not {b.kind!r}")
+        _check(b.kind in SE_KINDS, f"{where}.se", f"SE is supported on {', '.join(SE_KINDS)} blocks, not {b.kind!r}")
         _channels(b.se.channels, f"{where}.se.channels")
-        base = b.mid_channels if b.kind == "ir" else cin
+        base = {"ds": cin, "mobileone": b.out_channels}.get(b.kind, b.mid_channels)
         _check(b.se.channels <= base, f"{where}.se.channels",
                f"SE ratio {b.se.channels}/{base} is outside (0, 1]")
         _act(b.se.act, f"{where}.se.act")
@@ -252,3 +284,51 @@ def _validate_block(b: BlockSpec, cin: int, where: str) -> None:
         if b.stride == 1:
             _check(cin == b.out_channels, f"{where}.out_channels",
                    f"a stride-1 shuffle unit keeps its width {cin}, got {b.out_channels}")
+    elif b.kind == "uib":
+        _optional_kernel(b.start_kernel, f"{where}.start_kernel")
+        _optional_kernel(b.end_kernel, f"{where}.end_kernel")
+        _check(b.stride == 1 or b.kernel or b.start_kernel or b.end_kernel, f"{where}.stride",
+               "a stride-2 uib block needs a depthwise conv (kernel, start_kernel or end_kernel) to carry it")
+    elif b.kind == "fire":
+        _check(b.out_channels % 2 == 0, f"{where}.out_channels",
+               f"a fire module concatenates two equal expand convs, so its width must be even, got {b.out_channels}")
+    elif b.kind == "mobileone":
+        _groups(b.groups, cin, b.out_channels, f"{where}.groups")
+        _positive_int(b.branches, f"{where}.branches")
+    elif b.kind == "shuffle_v1":
+        _validate_shuffle_v1(b, cin, where)
+
+
+def _only(b: BlockSpec, name: str, default: object, kinds: tuple[str, ...], where: str) -> None:
+    value = getattr(b, name)
+    _check(value == default or b.kind in kinds, f"{where}.{name}",
+           f"only {', '.join(kinds)} blocks have {name}, got {value!r} on a {b.kind!r} block")
+
+
+def _optional_kernel(value: object, path: str) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (value == 0 or value % 2 == 1),
+           path, f"must be 0 (none) or an odd positive integer, got {value!r}")
+
+
+def _groups(value: object, cin: int, cout: int, path: str) -> None:
+    _positive_int(value, path)
+    _check(cin % value == 0 and cout % value == 0, path,
+           f"{value} groups must divide the input width {cin} and the output width {cout}")
+
+
+def _validate_shuffle_v1(b: BlockSpec, cin: int, where: str) -> None:
+    _positive_int(b.groups, f"{where}.groups")
+    branch = b.out_channels - cin if b.stride == 2 else b.out_channels
+    if b.stride == 1:
+        _check(cin == b.out_channels, f"{where}.out_channels",
+               f"a stride-1 shuffle_v1 unit adds its input, so it keeps its width {cin}, got {b.out_channels}")
+    else:
+        _check(branch > 0, f"{where}.out_channels",
+               f"a stride-2 shuffle_v1 unit concatenates its input ({cin}), so it must be wider, got {b.out_channels}")
+    first = b.first_groups or b.groups
+    _check(isinstance(b.first_groups, int) and b.first_groups >= 0, f"{where}.first_groups",
+           f"must be an integer >= 0 (0: groups), got {b.first_groups!r}")
+    _check(cin % first == 0 and b.mid_channels % first == 0, f"{where}.first_groups",
+           f"{first} groups must divide the input width {cin} and mid_channels {b.mid_channels}")
+    _check(b.mid_channels % b.groups == 0 and branch % b.groups == 0, f"{where}.groups",
+           f"{b.groups} groups must divide mid_channels {b.mid_channels} and the branch width {branch}")

@@ -28,8 +28,9 @@ def for_small_images(spec: ArchSpec, strides_removed: int = 1) -> ArchSpec:
         for b in stage.blocks:
             if left and b.stride == 2:
                 b, left = replace(b, stride=1), left - 1
-                if b.kind == "shuffle":
-                    raise SpecError("strides_removed", "a stride-2 shuffle unit changes width; remove the stem strides only")
+                if b.kind in ("shuffle", "shuffle_v1"):
+                    raise SpecError("strides_removed", f"a stride-2 {b.kind} unit changes width; "
+                                                       "remove the stem strides only")
             blocks.append(b)
         stages.append(StageSpec(tuple(blocks)))
     if left:

@@ -53,9 +53,38 @@ def convert_weights(state_dict: Mapping[str, torch.Tensor], source: str, model: 
     return out
 
 
-def peer_source(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Guess whether a foreign state dict comes from timm or torchvision (by timm's stem names)."""
+def matching_peer(state_dict: Mapping[str, torch.Tensor], peers: Mapping[str, str | None]) -> str | None:
+    """The source (torchvision, timm) of the twin in ``peers`` (``{"torchvision": "mnasnet1_0", "timm":
+    "mnasnet_100"}``) whose state-dict keys are exactly those of ``state_dict``; None when none is."""
+    for source, name in peers.items():
+        if name and set(_peer_keys(source, name)) == set(state_dict):
+            return source
+    return None
+
+
+def peer_source(state_dict: Mapping[str, torch.Tensor], peers: Mapping[str, str | None] | None = None) -> str:
+    """Whether a foreign state dict comes from timm or torchvision: the twin in ``peers`` whose key
+    names it has exactly, the only twin there is, or else by timm's stem names."""
+    peers = peers or {}
+    found = matching_peer(state_dict, peers)
+    if found is not None:
+        return found
+    named = [source for source, name in peers.items() if name]
+    if len(named) == 1:
+        return named[0]
     return "timm" if "conv_stem.weight" in state_dict or "stem.conv.weight" in state_dict else "torchvision"
+
+
+def _peer_keys(source: str, peer: str) -> list[str]:
+    """A peer model's state-dict keys in its own order (built on the meta device: no memory, no download)."""
+    with torch.device("meta"):
+        if source == "torchvision":
+            import torchvision
+
+            return list(getattr(torchvision.models, peer)(weights=None).state_dict())
+        import timm
+
+        return list(timm.create_model(peer, pretrained=False).state_dict())
 
 
 def in_peer_order(state_dict: Mapping[str, torch.Tensor], source: str, peer: str) -> dict[str, torch.Tensor]:
@@ -64,15 +93,7 @@ def in_peer_order(state_dict: Mapping[str, torch.Tensor], source: str, peer: str
     ``peer`` is the torchvision builder or timm model name; a dict whose keys are not exactly the
     peer's is returned unchanged (conversion then reports the mismatch).
     """
-    with torch.device("meta"):
-        if source == "torchvision":
-            import torchvision
-
-            keys = list(getattr(torchvision.models, peer)(weights=None).state_dict())
-        else:
-            import timm
-
-            keys = list(timm.create_model(peer, pretrained=False).state_dict())
+    keys = _peer_keys(source, peer)
     if set(keys) != set(state_dict):
         return dict(state_dict)
     return {k: state_dict[k] for k in keys}

@@ -7,6 +7,7 @@ from carve.zoo import count_params, create_model, parse_spec, profile, save_weig
 
 from carve.compress import pruning as prune_mod
 from carve.zoo import subnets
+from carve.zoo import subnets
 
 from .conftest import FAMILIES, randomize_bn
 
@@ -136,20 +137,20 @@ def test_removing_silent_channels_keeps_the_function_for_every_family(name):
     Any channel sliced from the wrong place (a residual, a partial skip, an SE, a ShuffleNet split or
     shuffle labelled wrongly) removes a live channel or keeps a dead one in the wrong position.
     """
-    from carve.compress.channels import walk
+    from carve.zoo.channels import walk
 
     torch.manual_seed(0)
     model = randomize_bn(create_model(name, num_classes=10)).eval()
     spec, ratio = model.spec, 0.4
     try:
         trace = walk(spec)
-        counts = prune_mod.plan_counts(spec, trace, ratio)
+        counts = subnets.plan_counts(spec, trace, ratio)
     except ValueError as exc:  # a family the pruner does not handle: refused by name, never pruned wrongly
         assert "prun" in str(exc)
         with pytest.raises(ValueError, match="prun"):
             prune(model, ratio=ratio)
         return
-    kept_trace = prune_mod.pruned_trace(spec, counts, prune_mod.channel_scores(model, trace))
+    kept_trace = subnets.pruned_trace(spec, counts, subnets.channel_scores(model, trace))
     kept = {lab for layer in kept_trace.layers.values() for lab in layer.out}
     removed = {(gid, j) for gid, size in trace.groups.items() for j in range(size)} - kept
     assert len(removed) > 0.2 * sum(trace.groups.values())

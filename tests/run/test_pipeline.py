@@ -45,7 +45,7 @@ def check_train(state):
     assert set(s["models"]) == {"found", "hand_designed"}
     for m in s["models"].values():
         assert 0.0 <= m["top1"] <= 100.0 and m["latency_ms"] > 0
-        assert (state.root / m["checkpoint"]).is_file()
+        assert (state.root / m["weights"]).is_file()
     assert png_ok(state.root / s["chart"])
 
 

@@ -6,10 +6,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carve.search.spaces import SpaceError, get_space, list_spaces, load_space, parse_space
+from carve.search.spaces import BUILTIN_DIR, SpaceError, get_space, list_spaces, load_space, parse_space
 from carve.zoo import ArchSpec, create_model, parse_spec
 
-BUILTIN = ["mbconv", "carve", "shuffle"]
+BUILTIN = ["mbconv", "carve", "shuffle", "mnv4"]
 _SPACES = {name: get_space(name) for name in BUILTIN}
 
 
@@ -55,6 +55,37 @@ def test_zoo_models_project_to_close_points(space_name, model):
         assert a.stride == b.stride and a.kernel == b.kernel
     widths = [b.out_channels for b in body(zoo)]
     assert all(abs(a.out_channels - w) <= 0.3 * w for a, w in zip(body(near), widths))
+
+
+def test_mobilenet_v4_projects_onto_the_uib_space_block_by_block():
+    """MobileNetV4-Conv-M's UIB variants (start, middle kernel) and widths land in the mnv4 space."""
+    space, zoo = _SPACES["mnv4"], create_model("mobilenet_v4_conv_medium").spec
+    near, _ = space.decode(space.nearest(zoo))
+    assert {b.kind for b in near.blocks} == {"uib", "conv"}
+    for si in (1, 2, 3):
+        ours, theirs = near.stages[si].blocks, zoo.stages[si].blocks
+        assert ours[0].stride == 2 and ours[-1 if si < 3 else -2].out_channels == theirs[0].out_channels
+        pairs = [(b.start_kernel, b.kernel) for b in ours if b.kind == "uib"]
+        assert pairs == [(b.start_kernel, b.kernel) for b in theirs[:len(pairs)]]
+        assert [b.mid_channels for b in ours if b.kind == "uib"] == [b.mid_channels for b in theirs[:len(pairs)]]
+    # every UIB variant is reachable: ExtraDW, IB, ConvNeXt-like and FFN blocks all occur
+    variants = {(b.start_kernel > 0, b.kernel > 0) for b in near.blocks if b.kind == "uib"}
+    assert variants == {(True, True), (False, True), (True, False), (False, False)}
+
+
+def test_uib_space_errors_name_the_field():
+    data = yaml.safe_load((BUILTIN_DIR / "mnv4.yaml").read_text())
+    data["stages"][1]["kernel"] = [0]
+    with pytest.raises(SpaceError, match=r"stages\[1\]\.kernel: a stride-2 uib stage needs"):
+        parse_space(data)
+    data = yaml.safe_load((BUILTIN_DIR / "mnv4.yaml").read_text())
+    data["stages"][2]["start_kernel"] = [2]
+    with pytest.raises(SpaceError, match=r"stages\[2\]\.start_kernel: expected 0 \(none\) or odd"):
+        parse_space(data)
+    mb = yaml.safe_load((BUILTIN_DIR / "mbconv.yaml").read_text())
+    mb["stages"][1]["start_kernel"] = 3
+    with pytest.raises(SpaceError, match=r"stages\[1\]\.start_kernel: only uib spaces"):
+        parse_space(mb)
 
 
 def test_nearest_refuses_a_different_stage_count():

@@ -5,12 +5,16 @@ import torch
 import torchvision
 
 
+# Arguments timm applies itself when it loads these models' published weights.
+PEER_KWARGS = {"fbnetc_100": {"bn_eps": 1e-3}}
+
+
 def build_peer(source: str, peer_name: str, seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised torchvision or timm model (no download)."""
+    """A randomly initialised torchvision or timm model (no download), built as for its weights."""
     torch.manual_seed(seed)
     if source == "torchvision":
         return getattr(torchvision.models, peer_name)(weights=None)
-    return timm.create_model(peer_name, pretrained=False)
+    return timm.create_model(peer_name, pretrained=False, **PEER_KWARGS.get(peer_name, {}))
 
 
 def randomise_norms(model: torch.nn.Module, seed: int = 1) -> None:

@@ -1,18 +1,34 @@
-"""Every family member is within 2% of its published parameter count and MACs at 224 px.
+"""Every family member is within 2% of its published parameter count and MACs (at 224 px unless
+the source gives another resolution).
 
 Figures are as printed by the source (millions). Where a paper rounds so coarsely that 2% is below
 its rounding (MobileNets 0.5M, MobileNetV2 (1.4) 6.9M), the reference implementation's table is
-used instead and the choice is noted. torchvision's figures are read live from its weights enums.
+used instead and the choice is noted; where no finer figure exists (MobileNetV4-Conv-S's 0.2 G,
+ShuffleNetV1 0.5x's 0.7M), the count must round to the printed figure. torchvision's figures are
+read live from its weights enums. Re-parameterisable models (MobileOne) are counted deployed, as
+their papers count them.
 """
+
+from typing import NamedTuple
 
 import pytest
 import timm
 import torchvision
 
 from carve.zoo import create_model, profile
+from carve.zoo.mobileone import deployed
 from carve.zoo.registry import entries, get_entry
 
 TOLERANCE = 0.02
+
+
+class Row(NamedTuple):
+    name: str
+    quantity: str
+    value: float
+    source: str
+    input_size: int = 224
+    rounding: float = 0.0  # the unit the source prints to, where coarser than 2%
 
 # (model, quantity, published value in millions, source)
 PUBLISHED = [
@@ -64,29 +80,69 @@ PUBLISHED = [
     ("rexnet_150", "params", 9.7, "ReXNet paper / clovaai README"),
     ("rexnet_200", "macs", 1500, "ReXNet paper / clovaai README (1.5B)"),
     # (params: printed as 16M/16.4M in different places; timm's reference count is checked below)
+    # ShuffleNetV1 (g=3): the authors' released models, megvii-model/ShuffleNet-Series README
+    ("shufflenet_v1_050", "params", 0.7, "ShuffleNet-Series README (0.7M, printed to 0.1M)", 224, 0.1),
+    ("shufflenet_v1_050", "macs", 38, "ShuffleNet-Series README; ShuffleNet paper Table 2"),
+    ("shufflenet_v1_100", "params", 1.9, "ShuffleNet-Series README"),
+    ("shufflenet_v1_100", "macs", 138, "ShuffleNet-Series README (paper Table 2: 140)"),
+    ("shufflenet_v1_150", "params", 3.4, "ShuffleNet-Series README"),
+    ("shufflenet_v1_150", "macs", 292, "ShuffleNet-Series README"),
+    ("shufflenet_v1_200", "params", 5.4, "ShuffleNet-Series README"),
+    ("shufflenet_v1_200", "macs", 524, "ShuffleNet-Series README; ShuffleNet paper Table 8"),
+    # MnasNet small: tensorflow/tpu models/official/mnasnet README
+    ("mnasnet_small", "params", 2.0, "tensorflow/tpu mnasnet README"),
+    ("mnasnet_small", "macs", 68, "tensorflow/tpu mnasnet README"),
+    # FBNet-C (Wu et al. 2019), Table 2; the MACs of timm's twin depart from it (see the registry)
+    ("fbnet_c", "params", 5.5, "FBNet paper, Table 2"),
+    # MobileNetV4 conv: timm's model cards (the paper prints the same rounded figures)
+    ("mobilenet_v4_conv_small", "params", 3.8, "timm card mobilenetv4_conv_small.e2400_r224_in1k"),
+    ("mobilenet_v4_conv_small", "macs", 200, "timm card (0.2 GMACs); MobileNetV4 paper Table 11", 224, 100),
+    ("mobilenet_v4_conv_medium", "params", 9.7, "timm card mobilenetv4_conv_medium.e500_r256_in1k"),
+    ("mobilenet_v4_conv_medium", "macs", 1100, "timm card (1.1 GMACs at 256 px)", 256),
+    ("mobilenet_v4_conv_large", "params", 32.6, "timm card mobilenetv4_conv_large.e600_r384_in1k"),
+    ("mobilenet_v4_conv_large", "macs", 6400, "timm card (6.4 GMACs at 384 px)", 384),
+    # EfficientNetV2-B0: google/automl efficientnetv2 README
+    ("efficientnet_v2_b0", "params", 7.1, "google/automl efficientnetv2 README"),
+    ("efficientnet_v2_b0", "macs", 720, "google/automl efficientnetv2 README (0.72B FLOPs)"),
+    # MobileOne (Vasu et al. 2023), Table 9, deployed (FLOPs by fvcore: multiply-adds)
+    ("mobileone_s0", "params", 2.1, "MobileOne paper, Table 9"), ("mobileone_s0", "macs", 275, "MobileOne paper, Table 9"),
+    ("mobileone_s1", "params", 4.8, "MobileOne paper, Table 9"), ("mobileone_s1", "macs", 825, "MobileOne paper, Table 9"),
+    ("mobileone_s2", "params", 7.8, "MobileOne paper, Table 9"), ("mobileone_s2", "macs", 1299, "MobileOne paper, Table 9"),
+    ("mobileone_s3", "params", 10.1, "MobileOne paper, Table 9"), ("mobileone_s3", "macs", 1896, "MobileOne paper, Table 9"),
+    ("mobileone_s4", "params", 14.8, "MobileOne paper, Table 9"), ("mobileone_s4", "macs", 2978, "MobileOne paper, Table 9"),
 ]
+PUBLISHED = [Row(*row) for row in PUBLISHED]
 
-_PROFILES: dict[str, tuple[float, float]] = {}
+_PROFILES: dict[tuple[str, int], tuple[float, float]] = {}
 
 
-def measured(name: str) -> dict[str, float]:
-    """Our params and MACs at 224 px, in millions (cached: profiling is the slow part)."""
-    if name not in _PROFILES:
-        p = profile(create_model(name), 224)
-        _PROFILES[name] = (p.params / 1e6, p.macs / 1e6)
-    params, macs = _PROFILES[name]
+def measured(name: str, input_size: int = 224) -> dict[str, float]:
+    """Our params and MACs of the deployed model, in millions (cached: profiling is the slow part)."""
+    if (name, input_size) not in _PROFILES:
+        p = profile(deployed(create_model(name)), input_size)
+        _PROFILES[(name, input_size)] = (p.params / 1e6, p.macs / 1e6)
+    params, macs = _PROFILES[(name, input_size)]
     return {"params": params, "macs": macs}
 
 
-def within(ours: float, published: float) -> bool:
-    return abs(ours - published) <= TOLERANCE * published
+def within(ours: float, published: float, rounding: float = 0.0) -> bool:
+    """Within 2%, or, for a figure printed to a coarser unit, rounding to it."""
+    return abs(ours - published) <= max(TOLERANCE * published, rounding / 2)
 
 
-@pytest.mark.parametrize("name, quantity, value, source", PUBLISHED,
-                         ids=[f"{n}-{q}" for n, q, _, _ in PUBLISHED])
-def test_within_two_percent_of_published(name, quantity, value, source):
-    ours = measured(name)[quantity]
-    assert within(ours, value), f"{name} {quantity}: ours {ours:.3f}M vs {value}M ({source})"
+@pytest.mark.parametrize("row", PUBLISHED, ids=[f"{r.name}-{r.quantity}" for r in PUBLISHED])
+def test_within_two_percent_of_published(row):
+    ours = measured(row.name, row.input_size)[row.quantity]
+    assert within(ours, row.value, row.rounding), \
+        f"{row.name} {row.quantity}: ours {ours:.3f}M vs {row.value}M at {row.input_size} px ({row.source})"
+
+
+def test_rounded_figures_are_coarser_than_two_percent():
+    """The rounding allowance is only used where the source really prints too coarsely for 2%."""
+    for row in PUBLISHED:
+        if row.rounding:
+            assert row.rounding / 2 > TOLERANCE * row.value, row
+            assert not within(measured(row.name, row.input_size)[row.quantity], row.value), row
 
 
 TV = [e for e in entries() if e.torchvision]
@@ -115,9 +171,10 @@ def test_params_of_reference_implementation(name, timm_name):
 
 
 def test_every_family_member_has_published_figures():
-    covered = {(n, q) for n, q, _, _ in PUBLISHED}
+    covered = {(r.name, r.quantity) for r in PUBLISHED}
     covered |= {(e.name, q) for e in TV for q in ("params", "macs")}
     covered |= {("mobilenet_v3_small_075", "params"), ("rexnet_200", "params")}
+    covered |= {("fbnet_c", "macs")}  # a documented deviation, checked below
     for e in entries():
         if e.family == "carve":
             assert e.published is None  # our own family has no published figures
@@ -127,7 +184,16 @@ def test_every_family_member_has_published_figures():
 
 @pytest.mark.parametrize("name", [e.name for e in entries() if e.published is not None])
 def test_registry_published_figures_agree(name):
-    """The registry's Published figures (shown by `carve zoo info`) stay within 2% as well."""
+    """The registry's Published figures (shown by `carve zoo info`) stay within 2% as well, unless
+    the registry says why not; then they really are off (the note stays true)."""
     pub = get_entry(name).published
-    ours = measured(name)
-    assert within(ours["params"], pub.params_m) and within(ours["macs"], pub.macs_m), pub.source
+    ours = measured(name, pub.input_size)
+    agree = (within(ours["params"], pub.params_m, pub.rounding[0])
+             and within(ours["macs"], pub.macs_m, pub.rounding[1]))
+    assert agree != bool(pub.deviation), (pub.source, pub.deviation, ours)
+
+
+def test_fbnet_c_deviation_is_the_documented_one():
+    """timm's FBNet-C (our twin) has 385M MACs against the paper's 375M: 2.7% over, nothing else."""
+    ours = measured("fbnet_c")
+    assert 384 < ours["macs"] < 386 and within(ours["params"], 5.5)

@@ -21,3 +21,8 @@ def se(channels: int, act: str = "relu", gate: str = "sigmoid", norm: bool = Fal
 
 def stage(*blocks: BlockSpec) -> StageSpec:
     return StageSpec(tuple(blocks))
+
+
+def se_of_input(mid: int, expansion: float, ratio: float = 0.25) -> int:
+    """SE width as a ratio of the block's input (EfficientNet, MnasNet): timm's round(mid * ratio / e)."""
+    return max(1, round(mid * ratio / expansion))
