@@ -23,6 +23,7 @@ from torch import nn
 from carve.zoo import ArchSpec
 
 from carve.latency.onnx_export import export_onnx, onnx_session
+from carve.zoo.mobileone import deployed
 
 PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")
@@ -109,7 +110,8 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
     spec = spec or getattr(model, "spec", None)
     images = _images(calib, calib_images)
     example = images[0]
-    base = copy.deepcopy(model).eval()
+    # post-training: quantize the deployed form (MobileOne: one conv per block); QAT trains the branches
+    base = (copy.deepcopy(model) if qat_steps > 0 else copy.deepcopy(deployed(model))).eval()
     quantizer = X86InductorQuantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=qat_steps > 0))
     if qat_steps > 0:

@@ -213,12 +213,12 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
             improved = top1 > state.best
             state.best = max(state.best, top1)
         state.history.append(row)
+        if main and improved:  # before the checkpoint: a checkpoint never records a best that is not on disk
+            save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
+                                                        data=str(config.data), classes=classes), spec=spec)
         save(state, CHECKPOINT_KIND, [last_path, best_ckpt] if improved else [last_path], config=config.to_dict(),
              spec=spec.to_dict() if spec is not None else None)
         if main:
-            if improved:
-                save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
-                                                            data=str(config.data), classes=classes), spec=spec)
             curves.log(row)
             curves.plot(name)
             log.info("epoch %d/%d: loss %.4f top-1 %s lr %.4g %.0f img/s", epoch + 1, epochs, row["train_loss"],
