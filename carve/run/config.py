@@ -33,7 +33,7 @@ class DataSection(Config):
 class ZooSection(Config):
     """The run's own first step: which zoo models to time, how, and the latency budget."""
 
-    models: str = setting("*", help="glob over zoo model names")
+    models: str = setting("*", help="glob over zoo model names (several: comma-separated)")
     reference: str = setting("mobilenet_v3_large_100", help="its measured latency is the budget unless budget_ms")
     budget_ms: float | None = setting(None, "positive", help="latency budget (default: the reference's latency)")
     input_size: int = setting(224, "positive", help="input size every latency is measured at")

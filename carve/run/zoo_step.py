@@ -10,6 +10,16 @@ from .config import RunConfig
 from .state import RunState
 
 
+def zoo_names(models: str, reference: str) -> list[str]:
+    """The zoo models a run times: those matching any of the comma-separated globs, plus the reference."""
+    from carve.zoo import get_entry, list_models
+
+    names = sorted({n for pattern in models.split(",") for n in list_models(pattern.strip())})
+    if not names:
+        raise ValueError(f"zoo.models: no zoo model matches {models!r}; see `carve zoo list`")
+    return names if reference in names else names + [get_entry(reference).name]
+
+
 def strongest_under_budget(rows: list[dict], budget_ms: float, reference: str, pretrained: str | None = None) -> dict:
     """The hand-designed zoo model within the budget with the best published ImageNet top-1
     (most MACs when none has a published figure), among those with ``pretrained`` weights when
@@ -28,15 +38,13 @@ def run_zoo(cfg: RunConfig, state: RunState) -> dict:
     """Profile the zoo's models (params, MACs, measured latency) and choose the latency budget."""
     from carve.latency import PROTOCOLS
     from carve.latency.zoo_bench import bench_zoo
-    from carve.zoo import get_entry, list_models, zoo_table
+    from carve.zoo import get_entry, zoo_table
 
     from . import plots
 
     z = cfg.zoo
     out = state.step_dir("zoo")
-    names = list_models(z.models)
-    if z.reference not in names:
-        names.append(get_entry(z.reference).name)
+    names = zoo_names(z.models, z.reference)
     rows = zoo_table(names=names, input_size=z.input_size)
     for r in rows:
         r["weights"] = [w.tag for w in get_entry(r["name"]).weights]

@@ -4,7 +4,7 @@ import pytest
 
 from carve.run import RunState, load_config, run_pipeline
 from carve.files import write_atomic
-from carve.run.zoo_step import strongest_under_budget
+from carve.run.zoo_step import strongest_under_budget, zoo_names
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path):
@@ -61,3 +61,11 @@ def test_strongest_under_budget_prefers_published_accuracy():
             dict(name="carve_100", family="carve", latency_ms=1.5, macs_m=99, imagenet_top1=None)]
     assert strongest_under_budget(rows, 3.0, "ref")["name"] == "ref"
     assert strongest_under_budget(rows, 3.0, "a")["name"] == "b"
+
+
+def test_zoo_names_take_several_globs_and_always_the_reference():
+    names = zoo_names("mobilenet_v3_small_*, carve_100", "shufflenet_v2_100")
+    assert names == ["carve_100", "mobilenet_v3_small_075", "mobilenet_v3_small_100", "shufflenet_v2_100"]
+    assert zoo_names("carve_*", "carve_100") == ["carve_075", "carve_100", "carve_125"]
+    with pytest.raises(ValueError, match=r"zoo.models: no zoo model matches 'nothing_\*'"):
+        zoo_names("nothing_*", "carve_100")
