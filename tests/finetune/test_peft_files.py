@@ -113,3 +113,29 @@ def test_detect_with_lora_trains_a_step_and_its_checkpoint_loads(raccoon_subset:
     save_weights(create_model("mobilenet_v3_small_075"), base)
     with pytest.raises(ValueError, match="another base model: weights_sha256"):
         load_detector(res.checkpoint)
+
+
+@pytest.mark.slow  # three short runs
+def test_a_lora_run_resumes_exactly_after_a_crash(cifar64: Path, tmp_path: Path, pretrained: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    from carve.train import loop
+
+    straight = classify(_config(cifar64, tmp_path / "a", pretrained, epochs=2))
+    real = loop.train_one_epoch
+
+    def crash_in_second_epoch(state, model, loader, loss_fn):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+        return real(state, model, loader, loss_fn)
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        classify(_config(cifar64, tmp_path / "b", pretrained, epochs=2))
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    resumed = classify(_config(cifar64, tmp_path / "b", pretrained, epochs=2, resume=True))
+    a, b = load_file(str(straight.peft_weights)), load_file(str(resumed.peft_weights))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
