@@ -11,8 +11,8 @@ data, budget (epochs, batch size, learning rate) and seeds; only what trains dif
 * ``lora-r<R>``: LoRA on the body's 1x1 convs (``peft=lora:r=R,alpha=2R``), everything else frozen;
 * ``adapter``: bottleneck adapters after every block (``peft=adapter:reduction=4``).
 
-Each run goes in its own process so its peak memory is its own (peak RSS on CPU, peak allocated
-CUDA memory on a GPU). When the ``--pretrained`` weights cannot be had (the shipped
+Each run goes in its own process so its peak memory is its own (on CPU the peak RSS above the
+process's RSS once torch, peft and carve are loaded; on a GPU the peak allocated CUDA memory). When the ``--pretrained`` weights cannot be had (the shipped
 ``carve:tiny-imagenet`` may not be published yet), the backbone falls back to random
 initialisation, loudly, and the JSON records it: the figures then compare the methods' capacity
 from scratch, not transfer. Prints a table of trainable parameters, top-1 mean ± std over seeds,
@@ -56,20 +56,30 @@ def resolve_pretrained(model: str, pretrained: str) -> tuple[bool | str, str]:
     return pretrained, pretrained
 
 
+def _rss_mib() -> float:
+    """The process's resident memory now (Linux), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _child(settings: dict[str, Any], queue: Any) -> None:
     import resource
 
+    import peft  # noqa: F401  every method's process holds the same libraries: peaks compare training alone
     import torch
 
     from carve.finetune import ClassifyConfig, classify
 
     torch.set_num_threads(settings.pop("threads"))
     cuda = settings["device"].startswith("cuda")
+    before = 0.0 if cuda else _rss_mib()
     res = classify(ClassifyConfig(**settings))
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    else:  # peak RSS over the RSS once the libraries are loaded
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before  # KiB on Linux
     speeds = [row["images_per_s"] for row in res.history]
     queue.put(dict(top1=res.top1, trainable=res.trainable_params, total=res.trainable_params + res.frozen_params,
                    images_per_s=statistics.mean(speeds), peak_mib=peak, wall_s=res.wall_s))
