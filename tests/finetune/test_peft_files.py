@@ -90,19 +90,24 @@ def test_loading_on_another_base_says_what_differs(cifar64: Path, tmp_path: Path
         classify(_config(cifar64, tmp_path / "run", pretrained, peft=None, resume=True))
 
 
-def test_detect_with_lora_trains_a_step_and_its_checkpoint_loads(raccoon_subset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["lora:r=2,targets=all", "adapter"])
+def test_detect_with_peft_trains_a_step_and_its_checkpoint_loads(raccoon_subset: Path, tmp_path: Path,
+                                                                 method: str) -> None:
     from carve.zoo import save_weights
 
     base = save_weights(create_model("mobilenet_v3_small_075"), tmp_path / "base.safetensors")
     cfg = DetectConfig(backbone="mobilenet_v3_small_075", pretrained=str(base), data=str(raccoon_subset),
                        out_dir=str(tmp_path / "d"),
                        img_size=96, batch_size=3, epochs=1, max_steps=1, progress=False, tensorboard=False,
-                       examples=0, warmup_epochs=0, split="train", val_split="val", peft="lora:r=2,targets=all")
+                       examples=0, warmup_epochs=0, split="train", val_split="val", peft=method)
     res = detect(cfg)
     assert res.history[0]["step"] == 1 and res.peft is not None
     assert 0 < res.trainable_params < res.total_params
     body = [n for n, _ in res.model.named_parameters() if ".body." in n]
-    assert body and not any("lora_" in n for n in body)  # merged for deployment
+    if method.startswith("lora"):
+        assert body and not any("lora_" in n for n in body)  # merged for deployment
+    else:
+        assert any(".adapter." in n for n in body) and res.peft_weights.is_file()
     model, meta = load_detector(res.checkpoint)
     assert meta["trainable_only"]
     x = [torch.rand(3, 96, 96)]
