@@ -74,9 +74,7 @@ def test_only_the_method_and_head_train_and_the_base_stays_bit_identical(cifar_b
     assert moved and not torch.equal(model.classifier.weight, head)
 
 
-def test_merged_lora_equals_unmerged_and_is_a_plain_model(cifar_batch, tmp_path: Path) -> None:
-    from carve.latency.onnx_export import export_onnx
-
+def test_merged_lora_equals_unmerged_and_is_a_plain_model(cifar_batch) -> None:
     x, y = cifar_batch
     torch.manual_seed(1)
     model = create_model("carve_075", num_classes=8)
@@ -92,12 +90,24 @@ def test_merged_lora_equals_unmerged_and_is_a_plain_model(cifar_batch, tmp_path:
     assert type(merged) is CarveNet and merged.spec == model.spec
     plain = create_model(model.spec)
     plain.load_state_dict(merged.state_dict())  # strict: the same names as the plain model
-    # the same deployed graph as the plain model: no extra latency
+
+
+@pytest.mark.slow  # two ONNX exports
+def test_merged_lora_exports_the_plain_models_graph(tmp_path: Path) -> None:
+    """No extra latency once deployed: the merged model's ONNX graph has the plain model's operators."""
     import onnx
 
+    from carve.latency.onnx_export import export_onnx
+
+    model = create_model("carve_075", num_classes=8)
+    add_peft(model, parse_peft("lora:r=4"), head=["classifier."])
+    merged = merge_peft(model)
+    plain = create_model(model.spec)
     ops = [[n.op_type for n in onnx.load(str(export_onnx(m.eval(), tmp_path / f"{i}.onnx", 32))).graph.node]
            for i, m in enumerate((merged, plain))]
     assert sorted(ops[0]) == sorted(ops[1])
+    unmerged = [n.op_type for n in onnx.load(str(export_onnx(model.eval(), tmp_path / "u.onnx", 32))).graph.node]
+    assert len(unmerged) > len(ops[1])  # what merging saves: LoRA's extra convs and adds
 
 
 def test_adapters_refuse_to_merge_and_peft_twice_is_refused() -> None:
