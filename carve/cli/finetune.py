@@ -51,11 +51,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     res = detect(cfg)
     if args.json:
         print(json.dumps(dict(res.metrics, out_dir=str(res.out_dir), checkpoint=str(res.checkpoint),
-                              skipped_images=res.skipped_images), indent=2))
+                              skipped_images=res.skipped_images, trainable_params=res.trainable_params,
+                              total_params=res.total_params,
+                              peft_weights=str(res.peft_weights) if res.peft_weights else None), indent=2))
         return 0
     print(f"{cfg.backbone} + {cfg.head}: {res.num_train} train / {res.num_val} val images, "
           f"{len(res.history)} epochs, {res.wall_s:.0f} s ({res.images_per_s:.2f} img/s training)")
     print(f"data: {res.data_stats}")
+    print(f"trained {res.trainable_params:,} of {res.total_params:,} parameters "
+          f"({100 * res.trainable_params / max(res.total_params, 1):.2f}%)"
+          + (f", {res.peft.settings.to_text()}; trainable weights {res.peft_weights}" if res.peft else ""))
     if res.skipped_images:
         print(f"skipped {res.skipped_images} image(s) that could not be decoded (named in the log)")
     print(format_metrics(res.metrics, per_class=5))
@@ -86,11 +91,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     cfg = args.config_flags.build(args)
     res = classify(cfg)
     summary = dict(top1=res.top1, top5=res.top5, frozen_params=res.frozen_params,
-                   trainable_params=res.trainable_params, weights=str(res.weights), wall_s=round(res.wall_s, 1))
+                   trainable_params=res.trainable_params, trainable_fraction=round(res.trainable_fraction, 6),
+                   weights=str(res.weights), peft=res.peft.settings.to_text() if res.peft else None,
+                   peft_weights=str(res.peft_weights) if res.peft_weights else None, wall_s=round(res.wall_s, 1))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{cfg.model} on {cfg.data}: top-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  "
-              f"({res.frozen_params:,} frozen / {res.trainable_params:,} trainable params, {res.wall_s:.0f} s)")
+              f"({res.frozen_params:,} frozen / {res.trainable_params:,} trainable params = "
+              f"{100 * res.trainable_fraction:.2f}% trained, {res.wall_s:.0f} s)")
+        if res.peft is not None:
+            print(f"peft: {res.peft.summary()}; trainable weights {res.peft_weights}")
         print(f"weights: {res.weights}")
     return 0

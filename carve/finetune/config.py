@@ -9,10 +9,20 @@ from carve.config import Config, setting
 from carve.train.config import AMP_MODES, TrainConfig
 
 from .heads import HEADS
+from .peft_options import SYNTAX, PeftSettings, parse_peft
 from .sources import FORMATS
 from .transforms import AUGMENT_LEVELS
 
 FREEZE_HELP = "none, stem, all or N stages"
+PEFT_HELP = f"parameter-efficient transfer on the frozen backbone: {SYNTAX} (default: none, every weight trains)"
+
+
+def checked_peft(config: Config) -> PeftSettings | None:
+    """The config's ``peft`` parsed; a bad string raises ``ConfigError`` naming ``<Config>.peft``."""
+    try:
+        return parse_peft(config.peft, "")
+    except ValueError as exc:
+        raise config.error("peft", str(exc).removeprefix(": ")) from None
 
 
 @dataclass
@@ -65,6 +75,14 @@ class DetectConfig(Config):
     tensorboard: bool = setting(True, help="TensorBoard logs")
     examples: int = setting(6, ">= 0", help="images in examples.png (0 = none)")
     example_score: float = setting(0.3, "in [0, 1]", help="score threshold of the drawn detections")
+    peft: str | None = setting(None, help=PEFT_HELP)
+
+    def check(self) -> None:
+        self.peft_settings()
+
+    def peft_settings(self) -> PeftSettings | None:
+        """The typed ``peft`` settings (None: the whole detector trains)."""
+        return checked_peft(self)
 
 
 @dataclass
@@ -83,3 +101,12 @@ class ClassifyConfig(TrainConfig):
     freeze: str | int = setting("none", help=FREEZE_HELP + " (the head always trains)")
     backbone_lr_mult: float = setting(0.1, ">= 0", help="scales every non-head parameter's learning rate")
     frozen_bn: bool = setting(False, help="freeze all BatchNorm layers of the body")
+    peft: str | None = setting(None, help=PEFT_HELP)
+
+    def check(self) -> None:
+        super().check()
+        self.peft_settings()
+
+    def peft_settings(self) -> PeftSettings | None:
+        """The typed ``peft`` settings (None: every weight trains)."""
+        return checked_peft(self)

@@ -21,13 +21,15 @@ from carve.train import (LoopState, amp_dtype, build_optimizer, build_scheduler,
                          seed_everything)
 from carve.train.data import SkipCounter
 from carve.train.ddp import resolve_device
-from carve.train.engine import LossFn, epoch_row, resume, run_epoch, save
+from carve.train.engine import LossFn, epoch_row, load_trainable, resume, run_epoch, save
 from carve.zoo import check_input_size
 
 from .config import DetectConfig
 from .dataset import DetectionDataset, collate
 from .evaluate import evaluate_detector, format_metrics
 from .heads import build_detector
+from .parameter_efficient import PeftInfo, add_peft, merge_peft
+from .peft_options import PeftSettings, parse_peft
 from .sources import open_dataset
 from .transforms import train_transforms
 
@@ -55,6 +57,10 @@ class DetectResult:
     wall_s: float = 0.0
     images_per_s: float = 0.0
     model: nn.Module | None = field(default=None, repr=False)
+    trainable_params: int = 0
+    total_params: int = 0
+    peft: PeftInfo | None = None
+    peft_weights: Path | None = None
 
 
 def load_splits(config: DetectConfig) -> tuple[DetectionDataset, DetectionDataset]:
@@ -91,13 +97,30 @@ def detector_from_meta(meta: dict[str, Any], pretrained: Any = False) -> nn.Modu
                           fpn_channels=cfg["fpn_channels"])
 
 
+def add_detector_peft(model: nn.Module, settings: PeftSettings) -> PeftInfo:
+    """``add_peft`` on a detector: the method goes into the zoo body, everything outside it (FPN,
+    extra layers, heads) trains whole."""
+    body = find_backbone(model)[0] + ".body"
+    head = [n for n, _ in model.named_parameters() if not n.startswith(body + ".")]
+    return add_peft(model, settings, body, head)
+
+
 def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """A trained detector and its metadata (config, spec, categories) from a detect checkpoint."""
+    """A trained detector and its metadata (config, spec, categories) from a detect checkpoint.
+
+    A peft run's checkpoint holds only what trained: the frozen base is rebuilt from the run's
+    ``pretrained`` weights and must be the one it trained on (``ValueError`` says what differs)."""
     state = load_checkpoint(path)
     if state.get("format") != f"carve-{CHECKPOINT_KIND}-1":
         raise ValueError(f"{path}: not a carve detection checkpoint (format {state.get('format')!r})")
-    model = detector_from_meta(state)
-    model.load_state_dict(state["model"])
+    if not state.get("trainable_only"):
+        model = detector_from_meta(state)
+        model.load_state_dict(state["model"])
+        return model.eval(), state
+    cfg = state["config"]
+    model = detector_from_meta(state, pretrained=cfg["pretrained"])
+    info = add_detector_peft(model, parse_peft(cfg["peft"], f"{path}: config.peft"))
+    load_trainable(model, state, path, info.base)
     return model.eval(), state
 
 
@@ -182,17 +205,26 @@ def detect(config: DetectConfig) -> DetectResult:
                            expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels).to(device)
     prefix, adapter = find_backbone(model)
     spec = check_input_size(adapter.spec, config.img_size, "img_size")
+    settings, info = config.peft_settings(), None
+    if settings is not None:
+        if config.freeze not in ("none", 0, "0"):
+            raise config.error("freeze", "must be none with peft (the whole backbone is frozen already)")
+        info = add_detector_peft(model, settings)
+        log.info("peft %s", info.summary())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = info.counts["total"] if info is not None else sum(p.numel() for p in model.parameters())
 
     # Recipe
     n, bs = len(train_set), config.batch_size
     steps_per_epoch = n // bs if _drop_last(n, bs) else math.ceil(n / bs)
     total_steps, epochs = plan_schedule(config.epochs, steps_per_epoch, config.max_steps)
-    lr_scale = {prefix + ".": config.backbone_lr_mult} if config.backbone_lr_mult != 1 else None
+    lr_scale = {prefix + ".": config.backbone_lr_mult} if config.backbone_lr_mult != 1 and info is None else None
     optimizer = build_optimizer(model, config.lr, config.momentum, config.weight_decay, nesterov=True,
                                 lr_scale=lr_scale)
     scheduler = build_scheduler(optimizer, total_steps, round(config.warmup_epochs * steps_per_epoch))
     state = LoopState(model, optimizer, scheduler, device, total_steps, amp=amp_dtype(config.amp, device),
-                      grad_clip=config.grad_clip, progress=config.progress, checkpoint_path=last_path)
+                      grad_clip=config.grad_clip, progress=config.progress, checkpoint_path=last_path,
+                      trainable_only=info is not None, base=info.base if info is not None else None)
     skips = SkipCounter()  # undecodable images, skipped in training and evaluation
     loss_fn = counting_skips(detection_loss(model, state), skips)
     extra = dict(config=config.to_dict(), spec=spec.to_dict(), cat_ids=train_set.cat_ids,
@@ -239,13 +271,20 @@ def detect(config: DetectConfig) -> DetectResult:
 
         examples = draw_examples(val_set, predictions, out_dir / "examples.png", config.examples,
                                  config.example_score)
+    deployed, peft_weights = model, None
+    if info is not None:
+        from .peft_files import save_peft
+
+        peft_weights = save_peft(model, out_dir / "peft.safetensors", dict(AP=metrics.get("AP")))
+        deployed = merge_peft(model) if settings.method == "lora" else model
     return DetectResult(metrics=metrics, out_dir=out_dir, checkpoint=last_path,
                         best_checkpoint=best_path if best_path.exists() else None, examples_png=examples,
                         results_json=out_dir / "detections.json", metrics_json=out_dir / "metrics.json",
                         history=state.history, num_train=len(train_set), num_val=len(val_set),
                         data_stats=train_set.stats.as_dict(),
                         skipped_images=skips.count + _unreadable(train_set, val_set),
-                        wall_s=time.perf_counter() - wall, images_per_s=images_seen / max(seconds, 1e-9), model=model)
+                        wall_s=time.perf_counter() - wall, images_per_s=images_seen / max(seconds, 1e-9), model=deployed,
+                        trainable_params=trainable, total_params=total, peft=info, peft_weights=peft_weights)
 
 
 def _unreadable(*datasets: DetectionDataset) -> int:

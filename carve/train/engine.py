@@ -33,6 +33,8 @@ class LoopState:
 
     ``model`` is the unwrapped module (what is saved); ``epoch`` counts finished epochs; ``best``
     is the best validation figure so far (top-1, AP, ...); ``history`` one row per finished epoch.
+    ``trainable_only``: the model trains on a frozen base (LoRA, adapters); checkpoints then hold only
+    its :func:`trainable_state` and ``base``, the frozen base's identity, which resume checks.
     """
 
     model: nn.Module
@@ -46,6 +48,8 @@ class LoopState:
     distributed: bool = False
     progress: bool = True
     checkpoint_path: Path | None = None
+    trainable_only: bool = False
+    base: dict[str, Any] | None = None
     scaler: torch.amp.GradScaler = field(init=False)
     step: int = 0
     epoch: int = 0
@@ -166,10 +170,36 @@ def epoch_row(state: LoopState, stats: dict[str, float]) -> dict[str, Any]:
     return row
 
 
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state-dict entries that train: parameters with ``requires_grad`` and the buffers of the
+    modules holding them (e.g. the BatchNorm statistics of a trained head)."""
+    out: dict[str, torch.Tensor] = {}
+    for mname, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        if not any(p.requires_grad for p in own.values()):
+            continue
+        prefix = mname + "." if mname else ""
+        out.update({prefix + n: p.detach() for n, p in own.items() if p.requires_grad})
+        out.update({prefix + n: b for n, b in module.named_buffers(recurse=False)
+                    if n not in module._non_persistent_buffers_set})
+    return out
+
+
+def model_state(state: LoopState, module: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """What a checkpoint holds of ``module`` (default: the state's model): all of its state, or with
+    ``trainable_only`` the entries of the model's :func:`trainable_state`."""
+    full = (module or state.model).state_dict()
+    if not state.trainable_only:
+        return full
+    return {k: full[k] for k in trainable_state(state.model)}
+
+
 def checkpoint(state: LoopState, kind: str, **extra: Any) -> dict[str, Any]:
     """A checkpoint of the loop (format ``carve-<kind>-1``) plus ``extra`` (config, spec, classes...)."""
-    ema = state.ema.module.state_dict() if state.ema is not None else None
-    return dict(format=f"carve-{kind}-1", model=state.model.state_dict(), ema=ema,
+    ema = model_state(state, state.ema.module) if state.ema is not None else None
+    if state.trainable_only:
+        extra = dict(extra, trainable_only=True, base=state.base)
+    return dict(format=f"carve-{kind}-1", model=model_state(state), ema=ema,
                 optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
                 scaler=state.scaler.state_dict(), rng=ddp.gather_objects(capture_rng()), epoch=state.epoch,
                 step=state.step, total_steps=state.total_steps, best=state.best, history=state.history, **extra)
@@ -197,10 +227,13 @@ def resume(state: LoopState, path: str | Path, kind: str, rank: int = 0) -> dict
     saved = load_checkpoint(path)
     if saved.get("format") != f"carve-{kind}-1":
         raise ValueError(f"{path}: not a carve {kind} checkpoint (format {saved.get('format')!r})")
-    _load_same_model(state.model, saved, path)
+    if state.trainable_only or saved.get("trainable_only"):
+        load_trainable(state.model, saved, path, state.base)
+    else:
+        _load_same_model(state.model, saved, path)
     _check_same_schedule(state, saved, path)
     if state.ema is not None and saved.get("ema"):
-        state.ema.module.load_state_dict(saved["ema"])
+        state.ema.module.load_state_dict(saved["ema"], strict=not state.trainable_only)
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
     state.scaler.load_state_dict(saved["scaler"])
@@ -209,6 +242,32 @@ def resume(state: LoopState, path: str | Path, kind: str, rank: int = 0) -> dict
     state.epoch, state.step, state.best = saved["epoch"], saved["step"], saved["best"]
     state.history = list(saved["history"])
     return saved
+
+
+def base_differences(saved: dict[str, Any] | None, ours: dict[str, Any] | None) -> list[str]:
+    """What differs between two base identities (name, spec_sha256, weights_sha256), in words."""
+    saved, ours = saved or {}, ours or {}
+    return [f"{key} {saved.get(key)} there, {ours.get(key)} here" for key in sorted(set(saved) | set(ours))
+            if saved.get(key) != ours.get(key)]
+
+
+def load_trainable(model: nn.Module, saved: dict[str, Any], path: str | Path, base: dict[str, Any] | None) -> None:
+    """Load a trainable-only checkpoint's state into ``model`` after checking that it was trained on the
+    same frozen base (``base``) and holds exactly the model's trainable entries; ``ValueError`` names
+    the file and what differs."""
+    if not saved.get("trainable_only"):
+        raise ValueError(f"resume: {path} holds a whole model, this run trains only on a frozen base (peft)")
+    if base is None:
+        raise ValueError(f"resume: {path} holds only trainable parameters (peft); this run trains the whole model")
+    differ = base_differences(saved.get("base"), base)
+    if differ:
+        raise ValueError(f"resume: {path} was trained on another base model: {'; '.join(differ)}")
+    want, held = set(trainable_state(model)), set(saved["model"])
+    if want != held:
+        missing, unexpected = sorted(want - held)[:5], sorted(held - want)[:5]
+        raise ValueError(f"resume: {path} holds other trainable tensors than this run's (missing {missing}, "
+                         f"unexpected {unexpected}): another peft method, rank or head")
+    model.load_state_dict(saved["model"], strict=False)
 
 
 def _load_same_model(model: nn.Module, saved: dict[str, Any], path: str | Path) -> None:

@@ -103,12 +103,15 @@ def build_model(config: TrainConfig, num_classes: int, model: nn.Module | None =
 
 
 def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        model: nn.Module | None = None) -> FitResult:
+        model: nn.Module | None = None, frozen_base: dict[str, Any] | None = None) -> FitResult:
     """Train ``config.model`` on ``config.data``; write checkpoints, curves and weights to ``out_dir``.
 
     ``model``: a module prepared by the caller (e.g. a new head and frozen stages for transfer)
     trained instead of building ``config.model``, which then only names it. ``on_epoch`` is called on the main process with each epoch's history row once its checkpoint
-    is written (early-stopping schedulers such as Ray's ASHA report from it).
+    is written (early-stopping schedulers such as Ray's ASHA report from it). ``frozen_base``: the
+    identity of the frozen base ``model`` trains on (LoRA, adapters; see ``engine.LoopState``):
+    checkpoints then hold only the trainable state, and the weights files (best/final.safetensors)
+    are the caller's to write.
     """
     from carve.zoo import ArchSpec, check_input_size, save_weights
 
@@ -160,7 +163,8 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     scheduler = build_scheduler(optimizer, total_steps, round(config.warmup_epochs * steps_per_epoch))
     state = LoopState(unwrapped, optimizer, scheduler, device, total_steps, amp=amp_dtype(config.amp, device),
                       grad_clip=config.grad_clip, ema=ema, distributed=dist.enabled, progress=config.progress and main,
-                      checkpoint_path=last_path)
+                      checkpoint_path=last_path, trainable_only=frozen_base is not None, base=frozen_base)
+    weights_files = main and frozen_base is None
     label_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     teacher = None
     criterion: nn.Module = label_loss
@@ -213,7 +217,7 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
             improved = top1 > state.best
             state.best = max(state.best, top1)
         state.history.append(row)
-        if main and improved:  # before the checkpoint: a checkpoint never records a best that is not on disk
+        if main and improved and weights_files:  # before the checkpoint: a checkpoint never records a best that is not on disk
             save_weights(best_model, best_weights, dict(top1=top1, epoch=epoch + 1, weights=which,
                                                         data=str(config.data), classes=classes), spec=spec)
         save(state, CHECKPOINT_KIND, [last_path, best_ckpt] if improved else [last_path], config=config.to_dict(),
@@ -232,7 +236,8 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     if main:
         final = dict(top1=metrics.get("top1"), top5=metrics.get("top5"), epochs=epochs, data=str(config.data),
                      classes=classes)
-        save_weights(unwrapped, out_dir / "final.safetensors", final, spec=spec)
+        if weights_files:
+            save_weights(unwrapped, out_dir / "final.safetensors", final, spec=spec)
         curves.close()
     history = state.history
     ema_top1 = history[-1].get("ema_top1") if history else None

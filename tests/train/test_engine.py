@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from carve.train import LoopState, NonFiniteLoss, build_optimizer, build_scheduler, plan_schedule
-from carve.train.engine import epoch_row, optimizer_step, resume, run_epoch, save
+from carve.train.engine import epoch_row, optimizer_step, resume, run_epoch, save, trainable_state
 
 
 def _state(tmp_path, seed=0) -> LoopState:
@@ -61,3 +61,37 @@ def test_non_finite_loss_stops_before_the_weights_change(tmp_path):
     with pytest.raises(NonFiniteLoss, match=r"loss became inf at epoch 1, step 1.*last\.pt"):
         optimizer_step(state, nn.functional.cross_entropy(state.model(x), y) * float("inf"))
     assert state.step == 0 and all(torch.equal(before[k], v) for k, v in state.model.state_dict().items())
+
+
+def _frozen_base_state(tmp_path, seed=0, base="a") -> LoopState:
+    """A model whose first layer and norm are a frozen base; the last layer (with its own BatchNorm) trains."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2), nn.BatchNorm1d(2))
+    for p in list(model[0].parameters()) + list(model[1].parameters()):
+        p.requires_grad_(False)
+    optimizer = build_optimizer(model, 0.1)
+    return LoopState(model, optimizer, build_scheduler(optimizer, 6, 1), torch.device("cpu"), total_steps=6,
+                     progress=False, checkpoint_path=tmp_path / "last.pt", trainable_only=True, base=dict(name=base))
+
+
+def test_trainable_only_checkpoints_hold_what_trains_and_resume_onto_the_same_base(tmp_path):
+    state = _frozen_base_state(tmp_path)
+    assert set(trainable_state(state.model)) == {"3.weight", "3.bias", "4.weight", "4.bias", "4.running_mean",
+                                                 "4.running_var", "4.num_batches_tracked"}
+    run_epoch(state, state.model, _batches(), _loss_fn(state))
+    save(state, "unit")
+    held = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert set(held["model"]) == set(trainable_state(state.model)) and held["base"] == dict(name="a")
+    run_epoch(state, state.model, _batches(), _loss_fn(state))
+
+    again = _frozen_base_state(tmp_path, seed=0)  # the same base (same seed); the trained part restored
+    with torch.no_grad():
+        again.model[3].weight.zero_()
+    resume(again, tmp_path / "last.pt", "unit")
+    run_epoch(again, again.model, _batches(), _loss_fn(again))
+    for k, v in state.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[k], v, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="trained on another base model: name a there, b here"):
+        resume(_frozen_base_state(tmp_path, base="b"), tmp_path / "last.pt", "unit")
+    with pytest.raises(ValueError, match="holds only trainable parameters"):
+        resume(_state(tmp_path), tmp_path / "last.pt", "unit")
