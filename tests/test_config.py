@@ -115,8 +115,11 @@ def test_train_config_stores_modules_and_specs_as_today():
 def test_compress_config_plans_and_checks_finetune_fields():
     cfg = CompressConfig(model="m", quantize="int8", runtime="onnxruntime", keep_if_faster=1.1, fold_bn=True,
                          prune_macs=0.7, export=["onnx"], finetune={"lr": 0.1})
-    assert cfg.plan() == [("prune", {"importance": "l2", "iterations": 1, "finetune_epochs": 0, "target_macs": 0.7}),
-                          "fold", ("quantize", {"precision": "int8", "calibration": "percentile", "min_speedup": 1.1}),
+    # every step that changes the model is kept only where it pays (keep_if_faster)
+    assert cfg.plan() == [("prune", {"importance": "l2", "iterations": 1, "finetune_epochs": 0, "target_macs": 0.7,
+                                     "min_speedup": 1.1}),
+                          ("fold", {"min_speedup": 1.1}),
+                          ("quantize", {"precision": "int8", "calibration": "percentile", "min_speedup": 1.1}),
                           ("export", {"formats": ("onnx",)})]
     with pytest.raises(ConfigError, match=r"^CompressConfig\.finetune\.batch_size: expected an integer >= 1"):
         CompressConfig(model="m", finetune={"batch_size": 0})
