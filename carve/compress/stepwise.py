@@ -18,12 +18,14 @@ from torch import nn
 from carve.files import writable_dir
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
+from .accuracy_control import controlled_int8
 from .artefacts import file_size, state_size, to_onnx, to_program
 from .folding import fold
 from .factorisation import lowrank
 from .pruning import check_ratio, conv_macs, prune
 from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
+from .sensitivity import SensitivityTable, measure_sensitivity
 
 STEPS = ("fold", "prune", "lowrank", "quantize", "export")
 EXPORT_FORMATS = ("onnx", "program", "aoti")
@@ -146,20 +148,24 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
              finetune_epochs: int = 0, finetune: dict | None = None, img_size: int = 32, input_size: int | None = None,
              calib_per_class: int = 20, eval_per_class: int = 0, num_classes: int | None = None,
              small_input: int = 0, threads: int | None = None, latency: bool = True,
-             compare_compiled: bool = False) -> CompressReport:
+             compare_compiled: bool = False, sensitivity: dict[str, Any] | None = None) -> CompressReport:
     """Compress ``model_or_ckpt`` (module, zoo name, spec or weights file) step by step and report.
 
     ``steps``: names from ``STEPS`` or ``(name, kwargs)`` pairs passed to the step function, e.g.
     ``["fold", ("prune", {"ratio": 0.3}), ("quantize", {"precision": "int8"}), "export"]``.
     ``calib``/``eval``/``train``: image-folder roots (``eval`` also gives ``train`` its default) or
     iterables of ``(images, labels)``. Latency is measured at ``input_size`` (default ``img_size``)
-    in ``runtime``'s engine; INT8 runs in the runtime it was built for.
+    in ``runtime``'s engine; INT8 runs in the runtime it was built for. ``sensitivity``: keyword
+    arguments of ``carve.compress.sensitivity`` (e.g. ``{"prune_ratios": [0.25, 0.5]}``): the table is
+    measured on the model the quantize step gets (the original without one) and written as
+    sensitivity.json/.md/.png. A quantize step with ``max_drop`` runs ``controlled_int8``.
     """
     plan = parse_steps(steps)
     out = writable_dir(out_dir)  # before any work: a compression must not fail at its last write
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    needs_calib = any(n == "quantize" and k.get("precision", "int8") == "int8" for n, k in plan)
+    needs_calib = sensitivity is not None or any(n == "quantize" and k.get("precision", "int8") == "int8"
+                                                 for n, k in plan)
     evald = _data_root(eval, "eval")
     calib = _data_root(calib, "calib")
     if needs_calib and calib is None:
@@ -176,6 +182,9 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     trainable, model, folded = original, original, False
     report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
     report.add(runner.row("original", original, spec, None))
+    if sensitivity is not None and not any(n == "quantize" for n, _ in plan):
+        table = _sensitivity(original, original, runner, sensitivity)
+        report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
     if compare_compiled and latency:
         from carve.latency import measure
 
@@ -222,7 +231,21 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         elif name == "quantize":
             rt = kw.pop("runtime", runtime)
             precision = kw.get("precision", "int8")
-            model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
+            max_drop = kw.pop("max_drop", None)
+            table = None
+            if sensitivity is not None:
+                table = _sensitivity(model, trainable, runner, sensitivity)
+                report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
+            if max_drop is not None:
+                kw.pop("precision", None)
+                res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=max_drop,
+                                            runtime=rt, prunable=trainable, table=table, threads=runner.threads, **kw)
+                model = res.model
+                notes.update(res.notes())
+            else:
+                model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
+            if getattr(model, "keep_float", None):
+                notes["keep_float"] = list(model.keep_float)
             if isinstance(model, OrtModel):
                 size = file_size(model.path)
             label = f"{precision} ({rt})"
@@ -236,6 +259,16 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             trainable, model, spec, folded = before
     report.write()
     return report
+
+
+def _sensitivity(model: nn.Module, trainable: nn.Module, runner: _Runner, kwargs: dict[str, Any]) -> SensitivityTable:
+    """The sensitivity table of ``model`` on the runner's data, written into its output folder."""
+    if runner.eval is None:
+        raise ValueError("sensitivity: the sensitivity table needs held-out data (eval)")
+    table = measure_sensitivity(model, runner.calib, runner.eval, runner.out_dir / "sensitivity", prunable=trainable,
+                        threads=runner.threads, **kwargs)
+    table.write(runner.out_dir)
+    return table
 
 
 def _pays(report: CompressReport, min_speedup: float) -> bool:

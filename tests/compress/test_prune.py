@@ -7,7 +7,6 @@ from carve.zoo import count_params, create_model, parse_spec, profile, save_weig
 
 from carve.compress import pruning as prune_mod
 from carve.zoo import subnets
-from carve.zoo import subnets
 
 from .conftest import FAMILIES, randomize_bn
 
