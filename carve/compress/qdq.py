@@ -13,8 +13,10 @@ Patterns (``keep_float``) are shell globs (``fnmatch``) over module names, e.g. 
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -192,10 +194,11 @@ class QdqGraph:
         path = Path(path)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
         # calibrate on the full graph the first time; later variants reuse its ranges
-        quantize_static(str(self.source), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=self.per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[self.calibration], nodes_to_exclude=sorted(exclude),
-                        calibration_cache_path=str(self.cache))
+        with contextlib.redirect_stdout(sys.stderr):  # ONNX Runtime's calibration progress is no output
+            quantize_static(str(self.source), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=self.per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=methods[self.calibration],
+                            nodes_to_exclude=sorted(exclude), calibration_cache_path=str(self.cache))
         os.replace(tmp, path)
         return path
 

@@ -232,17 +232,21 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             rt = kw.pop("runtime", runtime)
             precision = kw.get("precision", "int8")
             max_drop = kw.pop("max_drop", None)
-            table = None
-            if sensitivity is not None:
-                table = _sensitivity(model, trainable, runner, sensitivity)
-                report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
+            sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
             if max_drop is not None:
                 kw.pop("precision", None)
                 res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=max_drop,
-                                            runtime=rt, prunable=trainable, table=table, threads=runner.threads, **kw)
+                                            runtime=rt, prunable=trainable, threads=runner.threads,
+                                            prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
                 model = res.model
                 notes.update(res.notes())
+                if sens is not None:
+                    res.table.write(out)
+                    report.files.update({f"sensitivity_{k}": v for k, v in res.table.files.items()})
             else:
+                if sens is not None:
+                    table = _sensitivity(model, trainable, runner, sens)
+                    report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
                 model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
             if getattr(model, "keep_float", None):
                 notes["keep_float"] = list(model.keep_float)
