@@ -65,11 +65,12 @@ class SensitivityTable:
                  f"Held-out top-1 on {self.images} images: FP32 {self.fp32_top1:.2f}, everything INT8 "
                  f"{self.int8_top1:.2f} ({self.fp32_top1 - self.int8_top1:+.2f} points lost). Each row compresses "
                  f"only its {self.granularity}; drop = FP32 top-1 minus that model's top-1.", "",
-                 "| unit | nodes | INT8 drop | " + " | ".join(f"prune {k} drop" for k in ratios) + " |",
+                 "| " + " | ".join(["unit", "nodes", "INT8 drop"] + [f"prune {k} drop" for k in ratios]) + " |",
                  "|---|---|---|" + "---|" * len(ratios)]
         for r in self.rows:
-            cells = [f"{r.prune_drop[k]:+.2f}" if k in r.prune_drop else "-" for k in ratios]
-            lines.append(f"| {r.unit} | {r.nodes} | {r.int8_drop:+.2f} | " + " | ".join(cells) + " |")
+            cells = [r.unit, str(r.nodes), f"{r.int8_drop:+.2f}"]
+            cells += [f"{r.prune_drop[k]:+.2f}" if k in r.prune_drop else "-" for k in ratios]
+            lines.append("| " + " | ".join(cells) + " |")
         if self.prune_note:
             lines += ["", f"Pruning: {self.prune_note}"]
         return "\n".join(lines) + "\n"
