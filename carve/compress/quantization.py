@@ -102,11 +102,13 @@ class Int8Model(nn.Module):
 
 def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                   calib_images: int = 128, qat_steps: int = 0, train_data: Iterable | None = None,
-                  lr: float = 1e-4, compile: bool = True, keep_float: Sequence[str] = ()) -> tuple[nn.Module, ArchSpec]:
+                  lr: float = 1e-4, compile: bool = True, keep_float: Sequence[str] = (),
+                  teacher: nn.Module | None = None, kd_weight: float = 0.5) -> tuple[nn.Module, ArchSpec]:
     """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing.
 
     ``keep_float``: glob patterns over module names (e.g. ``*.se``) left in FP32. ``qat_steps``:
-    quantization-aware training steps on ``train_data``.
+    quantization-aware training steps on ``train_data`` (with ``teacher``: the loss is
+    ``(1 - kd_weight) * cross-entropy + kd_weight * KD`` against the teacher's logits).
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -132,13 +134,26 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
         from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
         base.train()
-        prepared = prepare_qat_pt2e(_export(base, example), quantizer)
+        first = next(iter(_cycle(train_data)))[0]
+        batch = torch.export.Dim("batch", min=1, max=4096)  # trained on batches, run image by image
+        graph = torch.export.export(base, (first,), dynamic_shapes=({0: batch},)).module()
+        prepared = prepare_qat_pt2e(graph, quantizer)
         move_exported_model_to_train(prepared)
         opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
+        if teacher is not None:
+            from carve.train.distill import kd_loss
+
+            teacher = copy.deepcopy(teacher).eval()
         for images_, labels in itertools.islice(_cycle(train_data), qat_steps):
             opt.zero_grad()
-            loss_fn(prepared(images_), labels).backward()
+            logits = prepared(images_)
+            loss = loss_fn(logits, labels)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(images_)
+                loss = (1 - kd_weight) * loss + kd_weight * kd_loss(logits, target)
+            loss.backward()
             opt.step()
         move_exported_model_to_eval(prepared)
     else:

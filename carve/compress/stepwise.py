@@ -94,6 +94,24 @@ def _graph_bytes(model: nn.Module) -> int:
     return total
 
 
+class _Epochs:
+    """A training loader as (images, labels) batches; each pass over it is a new epoch's order."""
+
+    def __init__(self, loader: Any):
+        self.loader, self.epoch = loader, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        from carve.train import set_epoch
+
+        set_epoch(self.loader, self.epoch)
+        self.epoch += 1
+        for batch in self.loader:
+            yield batch[0], batch[1]
+
+
 class _Runner:
     """Measures rows; holds the data, the latency settings and the original model for finetuning."""
 
@@ -127,6 +145,17 @@ class _Runner:
             top1 = float(evaluate(model, self.eval, img_size=self.img_size, device="cpu")["top1"])
         return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=lat,
                        latency_p10_ms=p10, latency_p90_ms=p90, runtime=rt, top1=top1, notes=notes or {})
+
+    def qat_data(self, finetune: dict) -> _Epochs:
+        """Shuffled (images, labels) batches of the training split, reshuffled each pass."""
+        if self.train_root is None:
+            raise ValueError("qat_epochs: quantization-aware training needs a training image folder (train= or "
+                             "--eval DATA with a train/ split)")
+        from carve.train import train_loader
+
+        return _Epochs(train_loader(self.train_root, self.img_size, int(finetune.get("batch_size", 32)),
+                                    aug=str(finetune.get("aug", "weak")),
+                                    per_class=int(finetune.get("train_per_class", 0)), workers=0))
 
     def finetune(self, model: nn.Module, teacher: nn.Module, epochs: int, tag: str, **kw: Any) -> nn.Module:
         if self.train_root is None:
@@ -247,6 +276,11 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
                 if sens is not None:
                     table = _sensitivity(model, trainable, runner, sens)
                     report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
+                qat_epochs, qat_lr = int(kw.pop("qat_epochs", 0)), float(kw.pop("qat_lr", 1e-4))
+                if qat_epochs:
+                    data = runner.qat_data(finetune or {})
+                    kw.update(qat_steps=qat_epochs * len(data), train_data=data, teacher=model, lr=qat_lr)
+                    notes.update(qat_epochs=qat_epochs, qat_steps=kw["qat_steps"], qat_teacher="fp32 model")
                 model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
             if getattr(model, "keep_float", None):
                 notes["keep_float"] = list(model.keep_float)

@@ -164,3 +164,30 @@ def test_cli_writes_the_sensitivity_table_and_controls_the_drop(trained_tiny, tm
     assert table["images"] == 40 and {r["unit"] for r in table["rows"]} >= {"stem", "blocks.0.0", "classifier"}
     assert all("0.5" in r["prune_drop"] for r in table["rows"] if r["unit"].startswith("blocks."))
     assert (out / "sensitivity.png").stat().st_size > 1000 and report["files"]["sensitivity_json"].endswith(".json")
+
+
+@pytest.mark.slow
+def test_qat_trains_on_batches_with_the_fp32_model_as_teacher(trained_tiny):
+    from carve.compress import quantize_pt2e
+
+    model, _, _ = trained_tiny
+    train, test = cifar_batches("train", 3, 10), cifar_batches("test", 5, 50)
+    ptq, _ = quantize_pt2e(model, calib=train, calib_images=10, compile=False)
+    qat, _ = quantize_pt2e(model, calib=train, calib_images=10, compile=False, qat_steps=3, train_data=train,
+                           teacher=model, lr=1e-3)
+    x = test[0][0]
+    with torch.no_grad():
+        assert not torch.allclose(qat(x[:4]), ptq(x[:4]))  # the training steps changed the weights
+        agree = sum((qat(b).argmax(1) == model(b).argmax(1)).sum().item() for b, _ in test) / 50
+    assert agree >= 0.7 and "qat=3" in qat.carve_steps[-1]
+
+
+def test_qat_settings_are_checked(capsys):
+    from carve.cli import main
+
+    assert main(["compress", "mobilenet_v3_small_075", "--quantize", "int8", "--runtime", "onnxruntime",
+                 "--qat-epochs", "1", "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "qat_epochs" in err and "runtime='torch'" in err
+    assert main(["compress", "mobilenet_v3_small_075", "--fold-bn", "--qat-epochs", "1", "--no-latency"]) == 2
+    assert "qat_epochs" in capsys.readouterr().err
