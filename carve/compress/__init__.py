@@ -1,9 +1,12 @@
 """Compression: fold, prune, quantize, factorise, export; one function per step, composable.
 
 Every step takes and returns ``(model, spec)``; ``pipeline`` chains them and reports each;
-``compress`` runs the steps a ``CompressConfig`` asks for.
+``compress`` runs the steps a ``CompressConfig`` asks for. ``measure_sensitivity`` says which
+blocks lose accuracy under INT8 or pruning; ``controlled_int8`` keeps them in FP32 until a top-1
+budget is met.
 """
 
+from .accuracy_control import ControlResult, controlled_int8
 from .artefacts import OnnxCheck, file_size, state_size, to_onnx, to_program, verify_onnx
 from .config import CompressConfig
 from .folding import fold, fuse_conv_bn
@@ -11,10 +14,13 @@ from .factorisation import lowrank, relative_error, svd_factors
 from .stepwise import EXPORT_FORMATS, STEPS, parse_steps, pipeline
 from .pruning import PruneError, prune, pruned_spec
 from .report import CompressReport, StepRow
+from .qdq import QdqGraph, ScopeError
+from .sensitivity import SensitivityRow, SensitivityTable, measure_sensitivity
 from .stage import compress
 from .quantization import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e
 
-__all__ = ["EXPORT_FORMATS", "STEPS", "CompressConfig", "CompressReport", "OnnxCheck", "PruneError", "QuantizeError",
-           "StepRow", "cast", "compress", "file_size", "fold", "fuse_conv_bn", "lowrank", "package_aoti",
+__all__ = ["EXPORT_FORMATS", "STEPS", "CompressConfig", "CompressReport", "ControlResult", "OnnxCheck", "PruneError",
+           "QdqGraph", "QuantizeError", "ScopeError", "SensitivityRow", "SensitivityTable", "StepRow", "cast", "compress",
+           "controlled_int8", "file_size", "fold", "fuse_conv_bn", "lowrank", "measure_sensitivity", "package_aoti",
            "parse_steps", "pipeline", "prune", "pruned_spec", "quantize", "quantize_ort", "quantize_pt2e",
            "relative_error", "state_size", "svd_factors", "to_onnx", "to_program", "verify_onnx"]

@@ -37,6 +37,18 @@ class CompressConfig(Config):
                                                            "onnxruntime: static QDQ) and latency engine")
     export: list[str] = setting(default_factory=list, choices=EXPORT_FORMATS,
                                 help="artefacts to write after the last step")
+    keep_float: list[str] = setting(default_factory=list, help="INT8: glob patterns over module names kept in FP32 "
+                                                               "(e.g. '*.se' for the SE gates, 'classifier')")
+    max_drop: float | None = setting(None, ">= 0", help="INT8 with accuracy control: the held-out top-1 points it "
+                                                        "may lose; blocks return to FP32, most sensitive first, "
+                                                        "until met")
+    qat_epochs: int = setting(0, ">= 0", help="INT8 (runtime torch): quantization-aware training epochs on the "
+                                              "training split, distilled from the FP32 model")
+    qat_lr: float = setting(1e-4, "positive", help="learning rate of the quantization-aware training")
+    sensitivity: bool = setting(False, help="write sensitivity.json/.md/.png: top-1 lost per block when only it is "
+                                            "INT8 or pruned (measured on the model the quantize step gets)")
+    sensitivity_prune: list[float] = setting(default_factory=lambda: [0.25, 0.5], rule="in [0, 1)",
+                                             help="pruning ratios of the sensitivity table (empty: INT8 only)")
     calibration: str = setting("percentile", choices=CALIBRATIONS, help="ONNX Runtime INT8: how activation "
                                                                         "ranges are set from the calibration images")
     keep_if_faster: float | None = setting(None, "positive", help="keep each step (prune, fold, lowrank, quantize) "
@@ -67,6 +79,18 @@ class CompressConfig(Config):
             if name in FINETUNE_OWN:
                 raise ConfigError(f"{where}.{name}", "set by the compress step itself, not by finetune")
         build(TrainConfig, self.finetune, where)
+        needs_int8 = [n for n in ("keep_float", "max_drop", "qat_epochs") if getattr(self, n) not in (None, [], 0)]
+        if needs_int8 and self.quantize != "int8":
+            raise self.error(needs_int8[0], "applies to INT8 only: add quantize='int8' (--quantize int8)")
+        for i, p in enumerate(self.keep_float):
+            if not p.strip():
+                raise self.error(f"keep_float[{i}]", "expected a glob pattern over module names, got an empty one")
+        if self.qat_epochs and self.runtime != "torch":
+            raise self.error("qat_epochs", "quantization-aware training runs in the PT2E flow: use runtime='torch'")
+        if self.qat_epochs and self.max_drop is not None:
+            raise self.error("qat_epochs", "give max_drop (accuracy control) or qat_epochs, not both")
+        if self.max_drop is not None and self.eval is None:
+            raise self.error("max_drop", "accuracy control needs held-out data (eval)")
 
     def plan(self) -> list[str | tuple[str, dict[str, Any]]]:
         """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, quantize, export."""
@@ -84,10 +108,16 @@ class CompressConfig(Config):
             q: dict[str, Any] = dict(precision=self.quantize)
             if self.quantize == "int8" and self.runtime == "onnxruntime":
                 q["calibration"] = self.calibration
+            if self.keep_float:
+                q["keep_float"] = list(self.keep_float)
+            if self.max_drop is not None:
+                q["max_drop"] = self.max_drop
+            if self.qat_epochs:
+                q.update(qat_epochs=self.qat_epochs, qat_lr=self.qat_lr)
             steps.append(("quantize", {**q, **pays}))
         if self.export:
             steps.append(("export", dict(formats=tuple(self.export))))
-        if not steps:
+        if not steps and not self.sensitivity:
             raise ConfigError("", "no step asked for: give at least one of fold_bn, prune, prune_macs, lowrank, "
-                                  "quantize, export")
+                                  "quantize, export, sensitivity")
         return steps

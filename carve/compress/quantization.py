@@ -13,21 +13,23 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import itertools
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from carve.zoo import ArchSpec
 
-from carve.latency.onnx_export import export_onnx, onnx_session
+from carve.latency.onnx_export import onnx_session
 from carve.zoo.mobileone import deployed
+
+from .qdq import CALIBRATIONS, QdqGraph, ScopeError, check_patterns
 
 PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")
-CALIBRATIONS = ("minmax", "percentile", "entropy")  # ONNX Runtime's ways to set activation ranges
 
 
 class QuantizeError(ValueError):
@@ -101,8 +103,14 @@ class Int8Model(nn.Module):
 
 def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                   calib_images: int = 128, qat_steps: int = 0, train_data: Iterable | None = None,
-                  lr: float = 1e-4, compile: bool = True) -> tuple[nn.Module, ArchSpec]:
-    """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing."""
+                  lr: float = 1e-4, compile: bool = True, keep_float: Sequence[str] = (),
+                  teacher: nn.Module | None = None, kd_weight: float = 0.5) -> tuple[nn.Module, ArchSpec]:
+    """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing.
+
+    ``keep_float``: glob patterns over module names (e.g. ``*.se``) left in FP32. ``qat_steps``:
+    quantization-aware training steps on ``train_data`` (with ``teacher``: the loss is
+    ``(1 - kd_weight) * cross-entropy + kd_weight * KD`` against the teacher's logits).
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer, get_default_x86_inductor_quantization_config)
@@ -114,19 +122,40 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
     base = (copy.deepcopy(model) if qat_steps > 0 else copy.deepcopy(deployed(model))).eval()
     quantizer = X86InductorQuantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=qat_steps > 0))
+    names = [n for n, _ in base.named_modules() if n]
+    try:
+        keep = check_patterns(keep_float, names)
+    except ScopeError as exc:
+        raise QuantizeError(str(exc)) from None
+    for name in names:
+        if any(fnmatch.fnmatchcase(name, p) for p in keep):
+            quantizer.set_module_name_qconfig(name, None)  # None: the module's ops stay FP32
     if qat_steps > 0:
         if train_data is None:
             raise QuantizeError("train_data: quantization-aware training needs (images, labels) batches")
         from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
         base.train()
-        prepared = prepare_qat_pt2e(_export(base, example), quantizer)
+        first = next(iter(_cycle(train_data)))[0]
+        batch = torch.export.Dim("batch", min=1, max=4096)  # trained on batches, run image by image
+        graph = torch.export.export(base, (first,), dynamic_shapes=({0: batch},)).module()
+        prepared = prepare_qat_pt2e(graph, quantizer)
         move_exported_model_to_train(prepared)
         opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
+        if teacher is not None:
+            from carve.train.distill import kd_loss
+
+            teacher = copy.deepcopy(teacher).eval()
         for images_, labels in itertools.islice(_cycle(train_data), qat_steps):
             opt.zero_grad()
-            loss_fn(prepared(images_), labels).backward()
+            logits = prepared(images_)
+            loss = loss_fn(logits, labels)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(images_)
+                loss = (1 - kd_weight) * loss + kd_weight * kd_loss(logits, target)
+            loss.backward()
             opt.step()
         move_exported_model_to_eval(prepared)
     else:
@@ -137,7 +166,9 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
             prepared(x)
         converted = convert_pt2e(prepared)
     out = Int8Model(converted, example, compile=compile)
-    out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"int8-pt2e(calib={len(images)}, qat={qat_steps})"]
+    out.carve_steps = list(getattr(model, "carve_steps", [])) + [
+        f"int8-pt2e(calib={len(images)}, qat={qat_steps}" + (f", float={list(keep)})" if keep else ")")]
+    out.keep_float = list(keep)
     return out, spec
 
 
@@ -185,53 +216,29 @@ class OrtModel(nn.Module):
 
 def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                  out_dir: str | Path = "compress_out", calib_images: int = 128, per_channel: bool = True,
-                 threads: int | None = None, calibration: str = "percentile") -> tuple[nn.Module, ArchSpec]:
+                 threads: int | None = None, calibration: str = "percentile",
+                 keep_float: Sequence[str] = ()) -> tuple[nn.Module, ArchSpec]:
     """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``.
 
     ``calibration``: how activation ranges are set from the calibration images: "percentile"
     (99.999th percentile, clips rare outliers; the default: on a CIFAR-10 carve model, 3,000 test
     images, it lost 0.0 points where "minmax" and "entropy" (KL divergence) lost 2.2), "minmax".
+    ``keep_float``: glob patterns over module names (e.g. ``*.se``) whose nodes stay FP32.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
-    methods = dict(zip(CALIBRATIONS, (CalibrationMethod.MinMax, CalibrationMethod.Percentile,
-                                      CalibrationMethod.Entropy)))
-    if calibration not in methods:
+    if calibration not in CALIBRATIONS:
         raise QuantizeError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
     spec = spec or getattr(model, "spec", None)
     images = _images(calib, calib_images)
-    out_dir = Path(out_dir)
-    size, cin = images[0].shape[-1], images[0].shape[1]
-    # free height and width: calibrated and evaluated at the data's size, timed at the deploy size
-    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin, dynamic_size=True)
-    source = fp32
+    graph = QdqGraph(model, images, out_dir, calibration, per_channel)
     try:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        pre = out_dir / "model_fp32_pre.onnx"
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        source = pre
-    except Exception:  # pre-processing is an optimisation; quantize the plain export without it
-        pass
-    name = onnx_session(source, 1).get_inputs()[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(images)
-
-        def get_next(self) -> dict[str, Any] | None:
-            x = next(self.it, None)
-            return None if x is None else {name: x.numpy()}
-
-    int8 = out_dir / "model_int8.onnx"
-    tmp = out_dir / "model_int8.tmp.onnx"
-    quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=methods[calibration])
-    tmp.replace(int8)
+        keep = check_patterns(keep_float, graph.module_names())
+    except ScopeError as exc:
+        raise QuantizeError(str(exc)) from None
+    int8 = graph.quantize(Path(out_dir) / "model_int8.onnx", keep_float=keep)
     out = OrtModel(int8, threads)
-    out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"int8-ort(calib={len(images)}, {calibration})"]
+    out.carve_steps = list(getattr(model, "carve_steps", [])) + [
+        f"int8-ort(calib={len(images)}, {calibration}" + (f", float={list(keep)})" if keep else ")")]
+    out.keep_float = list(keep)
     return out, spec
 
 

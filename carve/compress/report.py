@@ -120,10 +120,11 @@ class CompressReport:
         return path
 
     def write(self, out_dir: str | Path | None = None) -> dict[str, str]:
-        """Write report.md, report.json and report.png (atomically) and return their paths."""
+        """Write report.md, report.json and report.png (atomically) and return the paths of every file
+        the run wrote (these and any others in ``files``, e.g. the sensitivity table's)."""
         out = Path(out_dir or self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.files = dict(markdown=str(out / "report.md"), json=str(out / "report.json"), png=str(out / "report.png"))
+        self.files.update(markdown=str(out / "report.md"), json=str(out / "report.json"), png=str(out / "report.png"))
         for key, text in (("markdown", self.markdown()), ("json", json.dumps(self.to_dict(), indent=2, default=str))):
             tmp = Path(self.files[key] + ".tmp")
             tmp.write_text(text)

@@ -18,12 +18,14 @@ from torch import nn
 from carve.files import writable_dir
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
+from .accuracy_control import controlled_int8
 from .artefacts import file_size, state_size, to_onnx, to_program
 from .folding import fold
 from .factorisation import lowrank
 from .pruning import check_ratio, conv_macs, prune
 from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
+from .sensitivity import SensitivityTable, measure_sensitivity
 
 STEPS = ("fold", "prune", "lowrank", "quantize", "export")
 EXPORT_FORMATS = ("onnx", "program", "aoti")
@@ -92,6 +94,24 @@ def _graph_bytes(model: nn.Module) -> int:
     return total
 
 
+class _Epochs:
+    """A training loader as (images, labels) batches; each pass over it is a new epoch's order."""
+
+    def __init__(self, loader: Any):
+        self.loader, self.epoch = loader, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        from carve.train import set_epoch
+
+        set_epoch(self.loader, self.epoch)
+        self.epoch += 1
+        for batch in self.loader:
+            yield batch[0], batch[1]
+
+
 class _Runner:
     """Measures rows; holds the data, the latency settings and the original model for finetuning."""
 
@@ -126,6 +146,17 @@ class _Runner:
         return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=lat,
                        latency_p10_ms=p10, latency_p90_ms=p90, runtime=rt, top1=top1, notes=notes or {})
 
+    def qat_data(self, finetune: dict) -> _Epochs:
+        """Shuffled (images, labels) batches of the training split, reshuffled each pass."""
+        if self.train_root is None:
+            raise ValueError("qat_epochs: quantization-aware training needs a training image folder (train= or "
+                             "--eval DATA with a train/ split)")
+        from carve.train import train_loader
+
+        return _Epochs(train_loader(self.train_root, self.img_size, int(finetune.get("batch_size", 32)),
+                                    aug=str(finetune.get("aug", "weak")),
+                                    per_class=int(finetune.get("train_per_class", 0)), workers=0))
+
     def finetune(self, model: nn.Module, teacher: nn.Module, epochs: int, tag: str, **kw: Any) -> nn.Module:
         if self.train_root is None:
             raise ValueError("finetune_epochs: finetuning needs a training image folder (train= or --eval DATA "
@@ -146,20 +177,24 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
              finetune_epochs: int = 0, finetune: dict | None = None, img_size: int = 32, input_size: int | None = None,
              calib_per_class: int = 20, eval_per_class: int = 0, num_classes: int | None = None,
              small_input: int = 0, threads: int | None = None, latency: bool = True,
-             compare_compiled: bool = False) -> CompressReport:
+             compare_compiled: bool = False, sensitivity: dict[str, Any] | None = None) -> CompressReport:
     """Compress ``model_or_ckpt`` (module, zoo name, spec or weights file) step by step and report.
 
     ``steps``: names from ``STEPS`` or ``(name, kwargs)`` pairs passed to the step function, e.g.
     ``["fold", ("prune", {"ratio": 0.3}), ("quantize", {"precision": "int8"}), "export"]``.
     ``calib``/``eval``/``train``: image-folder roots (``eval`` also gives ``train`` its default) or
     iterables of ``(images, labels)``. Latency is measured at ``input_size`` (default ``img_size``)
-    in ``runtime``'s engine; INT8 runs in the runtime it was built for.
+    in ``runtime``'s engine; INT8 runs in the runtime it was built for. ``sensitivity``: keyword
+    arguments of ``carve.compress.sensitivity`` (e.g. ``{"prune_ratios": [0.25, 0.5]}``): the table is
+    measured on the model the quantize step gets (the original without one) and written as
+    sensitivity.json/.md/.png. A quantize step with ``max_drop`` runs ``controlled_int8``.
     """
     plan = parse_steps(steps)
     out = writable_dir(out_dir)  # before any work: a compression must not fail at its last write
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    needs_calib = any(n == "quantize" and k.get("precision", "int8") == "int8" for n, k in plan)
+    needs_calib = sensitivity is not None or any(n == "quantize" and k.get("precision", "int8") == "int8"
+                                                 for n, k in plan)
     evald = _data_root(eval, "eval")
     calib = _data_root(calib, "calib")
     if needs_calib and calib is None:
@@ -176,6 +211,9 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     trainable, model, folded = original, original, False
     report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
     report.add(runner.row("original", original, spec, None))
+    if sensitivity is not None and not any(n == "quantize" for n, _ in plan):
+        table = _sensitivity(original, original, runner, sensitivity)
+        report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
     if compare_compiled and latency:
         from carve.latency import measure
 
@@ -222,7 +260,30 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         elif name == "quantize":
             rt = kw.pop("runtime", runtime)
             precision = kw.get("precision", "int8")
-            model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
+            max_drop = kw.pop("max_drop", None)
+            sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
+            if max_drop is not None:
+                kw.pop("precision", None)
+                res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=max_drop,
+                                            runtime=rt, prunable=trainable, threads=runner.threads,
+                                            prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
+                model = res.model
+                notes.update(res.notes())
+                if sens is not None:
+                    res.table.write(out)
+                    report.files.update({f"sensitivity_{k}": v for k, v in res.table.files.items()})
+            else:
+                if sens is not None:
+                    table = _sensitivity(model, trainable, runner, sens)
+                    report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
+                qat_epochs, qat_lr = int(kw.pop("qat_epochs", 0)), float(kw.pop("qat_lr", 1e-4))
+                if qat_epochs:
+                    data = runner.qat_data(finetune or {})
+                    kw.update(qat_steps=qat_epochs * len(data), train_data=data, teacher=model, lr=qat_lr)
+                    notes.update(qat_epochs=qat_epochs, qat_steps=kw["qat_steps"], qat_teacher="fp32 model")
+                model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=out, **kw)
+            if getattr(model, "keep_float", None):
+                notes["keep_float"] = list(model.keep_float)
             if isinstance(model, OrtModel):
                 size = file_size(model.path)
             label = f"{precision} ({rt})"
@@ -236,6 +297,16 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             trainable, model, spec, folded = before
     report.write()
     return report
+
+
+def _sensitivity(model: nn.Module, trainable: nn.Module, runner: _Runner, kwargs: dict[str, Any]) -> SensitivityTable:
+    """The sensitivity table of ``model`` on the runner's data, written into its output folder."""
+    if runner.eval is None:
+        raise ValueError("sensitivity: the sensitivity table needs held-out data (eval)")
+    table = measure_sensitivity(model, runner.calib, runner.eval, runner.out_dir / "sensitivity", prunable=trainable,
+                        threads=runner.threads, **kwargs)
+    table.write(runner.out_dir)
+    return table
 
 
 def _pays(report: CompressReport, min_speedup: float) -> bool:

@@ -1,0 +1,110 @@
+"""Accuracy-controlled INT8: layers return to floating point, most sensitive first, until the
+held-out top-1 lost is at most ``max_drop`` points.
+
+The order comes from a sensitivity table (``carve.compress.sensitivity``, ONNX Runtime QDQ, one
+calibration shared by every variant). ONNX Runtime variants are re-quantizations of one export;
+PT2E variants (``runtime="torch"``) are re-quantized with ``keep_float`` and evaluated without
+compiling, the kept one compiled at the end. The speed gate (``keep_if_faster``) is the
+pipeline's, applied to the result like to any step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from torch import nn
+
+from carve.zoo import ArchSpec
+
+from .qdq import QdqGraph, ScopeError, check_patterns, matches
+from .quantization import Int8Model, OrtModel, QuantizeError, _images, quantize_pt2e
+from .sensitivity import SensitivityTable, measure_sensitivity, top1
+
+
+@dataclass
+class ControlResult:
+    """The INT8 model kept, what stayed FP32, and every variant tried (keep_float, top-1, drop)."""
+
+    model: nn.Module
+    keep_float: list[str]
+    fp32_top1: float
+    int8_top1: float
+    drop: float
+    met: bool
+    max_drop: float
+    table: SensitivityTable
+    trail: list[dict[str, Any]] = field(default_factory=list)
+
+    def notes(self) -> dict[str, Any]:
+        """JSON-ready summary for a report row."""
+        return dict(max_drop=self.max_drop, drop=round(self.drop, 3), met=self.met, fp32_top1=self.fp32_top1,
+                    int8_top1=self.int8_top1, kept_float=list(self.keep_float), variants_tried=len(self.trail),
+                    trail=self.trail)
+
+
+def check_max_drop(max_drop: Any) -> float:
+    """``max_drop`` as a float (top-1 points, >= 0); anything else raises naming the field."""
+    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not max_drop >= 0:
+        raise QuantizeError(f"max_drop: expected the top-1 points INT8 may lose, a number >= 0, got {max_drop!r}")
+    return float(max_drop)
+
+
+def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
+                    eval: Iterable | None = None, out_dir: str | Path = "compress_out", *, max_drop: float = 1.0,
+                    runtime: str = "onnxruntime", keep_float: Sequence[str] = (), calib_images: int = 128,
+                    calibration: str = "percentile", granularity: str = "block",
+                    prune_ratios: Sequence[float] = (), prunable: nn.Module | None = None,
+                    table: SensitivityTable | None = None, threads: int | None = None,
+                    compile: bool = True) -> tuple[ControlResult, ArchSpec]:
+    """INT8 of ``model`` losing at most ``max_drop`` top-1 points on ``eval`` (``(images, labels)``
+    batches): quantize everything (but ``keep_float``); while the drop is larger, keep the next most
+    sensitive unit of ``table`` (measured here when not given) in FP32. ``result.met`` is False when
+    even all units in FP32 do not meet it (the last variant is returned, and says so).
+    """
+    max_drop = check_max_drop(max_drop)
+    if eval is None:
+        raise QuantizeError("eval: accuracy control needs held-out (images, labels) batches to measure the drop")
+    if runtime not in ("onnxruntime", "torch"):
+        raise QuantizeError(f"runtime: expected 'onnxruntime' or 'torch', got {runtime!r}")
+    spec = spec or getattr(model, "spec", None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = _images(calib, calib_images)
+    graph = QdqGraph(model, images, out, calibration)
+    try:
+        keep = list(check_patterns(keep_float, graph.module_names()))
+    except ScopeError as exc:
+        raise QuantizeError(str(exc)) from None
+    if table is None:
+        table = measure_sensitivity(model, calib, eval, out, granularity=granularity, prune_ratios=prune_ratios,
+                            prunable=prunable, threads=threads, graph=graph)
+    fp32 = table.fp32_top1
+
+    def build(patterns: list[str]) -> nn.Module:
+        if runtime == "onnxruntime":
+            return OrtModel(graph.quantize(out / "model_int8.onnx", keep_float=patterns), threads)
+        return quantize_pt2e(model, spec, images, calib_images=len(images), keep_float=patterns, compile=False)[0]
+
+    trail: list[dict[str, Any]] = []
+    candidates = [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
+    while True:
+        q = build(keep)
+        t = top1(q, eval)[0]
+        trail.append(dict(keep_float=list(keep), top1=t, drop=fp32 - t))
+        if fp32 - t <= max_drop or not candidates:
+            break
+        keep.append(candidates.pop(0))
+    if runtime == "torch" and compile:
+        q = Int8Model(q.converted, q.example, compile=True)
+    tag = f"int8-{'ort' if runtime == 'onnxruntime' else 'pt2e'}(calib={len(images)}, max_drop={max_drop:g}, " \
+          f"float={len(keep)})"
+    q.carve_steps = list(getattr(model, "carve_steps", [])) + [tag]
+    q.keep_float = list(keep)
+    result = ControlResult(model=q, keep_float=list(keep), fp32_top1=fp32, int8_top1=t, drop=fp32 - t,
+                           met=fp32 - t <= max_drop, max_drop=max_drop, table=table, trail=trail)
+    return result, spec
+
+
+__all__ = ["ControlResult", "check_max_drop", "controlled_int8"]
