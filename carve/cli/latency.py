@@ -113,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from carve.latency.table import LatencyTable, default_table_path, predict
 
     threads = args.threads or physical_cores()
-    path = args.table or default_table_path(device_fingerprint(args.device, threads), args.runtime, args.batch)
+    path = args.table or default_table_path(device_fingerprint(args.device, threads, args.runtime), args.runtime, args.batch)
     table = LatencyTable.load(path)
     spec = _specs([args.spec])[0]
     if args.extend and table.missing(spec, args.size):

@@ -41,7 +41,7 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
             progress: bool = False) -> Comparison:
     """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
 
-    ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime, whose sessions disturb
+    ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime and OpenVINO, whose sessions disturb
     each other through thread spinning when interleaved call by call. Absolute times drift on
     shared machines; the ratios are the figure to trust.
     """
@@ -49,13 +49,13 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
         raise ValueError("models_or_specs: expected at least one model")
     protocol = protocol or Protocol()
     threads = threads or physical_cores()
-    block = block or (20 if runtime == "onnxruntime" else 1)
+    block = block or (20 if runtime in ("onnxruntime", "openvino") else 1)
     models = [resolve_model(m) for m in models_or_specs]
     if names is None:
         names = [getattr(getattr(m, "spec", None), "name", None) or type(m).__name__ for m in models]
     if len(names) != len(models):
         raise ValueError(f"names: expected {len(models)} names, got {len(names)}")
-    fp = device_fingerprint(device, threads)
+    fp = device_fingerprint(device, threads, runtime)
     samples: list[list[float]] = [[] for _ in models]
     budget = protocol.max_time_s * len(models)
     bar = tqdm(total=2 * len(models), desc="latency: compare", unit="step", disable=not progress)

@@ -91,7 +91,7 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     found = resolve_spec_or_module(model_or_spec)  # a spec is built only when it must be measured
     is_module = isinstance(found, torch.nn.Module)
     mkey = key or (model_key(found) if is_module else f"spec:{found.hash()}")
-    fp = device_fingerprint(device, threads)
+    fp = device_fingerprint(device, threads, runtime)
     db = open_cache(cache)
     cin = in_channels or (input_channels(found) if is_module else found.in_channels)
     shape_cond = dict(runtime=runtime, device=device, batch=batch, input_size=input_size, in_channels=cin,
