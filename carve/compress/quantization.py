@@ -183,8 +183,10 @@ class OrtModel(nn.Module):
 
 def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                  out_dir: str | Path = "compress_out", calib_images: int = 128, per_channel: bool = True,
-                 threads: int | None = None, calibration: str = "percentile") -> tuple[nn.Module, ArchSpec]:
-    """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``.
+                 threads: int | None = None, calibration: str = "percentile",
+                 dynamic_batch: bool = False) -> tuple[nn.Module, ArchSpec]:
+    """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``
+    (``out_dir/model_int8.onnx``; its batch axis left free with ``dynamic_batch``).
 
     ``calibration``: how activation ranges are set from the calibration images: "percentile"
     (99.999th percentile, clips rare outliers; the default: on a CIFAR-10 carve model, 3,000 test
@@ -202,7 +204,8 @@ def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable
     out_dir = Path(out_dir)
     size, cin = images[0].shape[-1], images[0].shape[1]
     # free height and width: calibrated and evaluated at the data's size, timed at the deploy size
-    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin, dynamic_size=True)
+    fp32 = export_onnx(model.eval(), out_dir / "model_fp32.onnx", input_size=size, in_channels=cin, dynamic_size=True,
+                       dynamic_batch=dynamic_batch)
     source = fp32
     try:
         from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -79,7 +79,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 CLOCKS = ("wall", "cpu")
 
 
-def _cpu_timer(fn: Callable[[], Any], clock: str = "wall") -> Callable[[], float]:
+def cpu_timer(fn: Callable[[], Any], clock: str = "wall") -> Callable[[], float]:
     """Wall time, or with ``clock="cpu"`` the calling thread's CPU time (blind to preemption by
     other processes; meaningful for single-threaded runs on a shared machine)."""
     now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
@@ -146,7 +146,7 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
         cond["compile_s"] = round(time.perf_counter() - t0, 2)
         fn = compiled
     call = lambda: fn(x)  # noqa: E731
-    timer = _cuda_timer(call, dev) if dev.type == "cuda" else _cpu_timer(call, clock)
+    timer = _cuda_timer(call, dev) if dev.type == "cuda" else cpu_timer(call, clock)
     return Runner(timer, cond)
 
 
@@ -182,7 +182,7 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
         session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal((batch, cin, size, size), dtype=np.float32)}
-    return Runner(_cpu_timer(lambda: session.run(None, feed), clock), cond)
+    return Runner(cpu_timer(lambda: session.run(None, feed), clock), cond)
 
 
 def _ov_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
@@ -197,4 +197,4 @@ def _ov_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: 
     art = open_artefact(path, "openvino", threads)
     cond["compile_s"] = round(time.perf_counter() - t0, 2)
     x = art.example(batch, size)
-    return Runner(_cpu_timer(lambda: art.run(x), clock), cond)
+    return Runner(cpu_timer(lambda: art.run(x), clock), cond)
