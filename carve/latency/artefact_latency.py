@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .artefact import open_artefact
 from .fingerprint import device_fingerprint
-from .measurement import LatencyResult
+from .result import LatencyResult
 from .protocol import Protocol, summarize, time_runs, warm_up
 from .runtime import cpu_timer
 

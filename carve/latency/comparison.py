@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from .fingerprint import device_fingerprint, physical_cores
-from .measurement import LatencyResult
+from .result import LatencyResult
 from .protocol import Protocol, is_stable, summarize, warm_up
 from .runtime import make_runner, model_key, resolve_model, torch_threads
 

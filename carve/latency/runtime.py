@@ -150,7 +150,7 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
     return Runner(timer, cond)
 
 
-def _cached_onnx(model: nn.Module, batch: int, size: int, cin: int, onnx_dir: Path | None, key: str,
+def cached_onnx(model: nn.Module, batch: int, size: int, cin: int, onnx_dir: Path | None, key: str,
                  cond: dict[str, Any]) -> Path:
     """The model's ONNX export for this input shape, from the cache folder when already there."""
     from .cache import cache_dir
@@ -173,7 +173,7 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
 
     from .onnx_export import onnx_session
 
-    path = _cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
+    path = cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
     if dev.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise RuntimeError("runtime='onnxruntime' on CUDA needs onnxruntime-gpu (CUDAExecutionProvider)")
@@ -192,7 +192,7 @@ def _ov_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: 
 
     if dev.type != "cpu":
         raise ValueError(f"runtime='openvino' runs on CPU here; got device={dev.type!r}")
-    path = _cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
+    path = cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
     t0 = time.perf_counter()
     art = open_artefact(path, "openvino", threads)
     cond["compile_s"] = round(time.perf_counter() - t0, 2)
