@@ -149,3 +149,10 @@ def test_latency_measure_on_a_remote_device(agent: str, tmp_path: Path, monkeypa
     assert json.loads(capsys.readouterr().out)["cached"]
     assert main([*argv[:5], "--runtime", "eager"]) == 2
     assert "a remote device times ONNX artefacts" in capsys.readouterr().err
+
+
+def test_interleaved_comparison_refuses_a_remote_device() -> None:
+    from carve.latency import compare
+
+    with pytest.raises(ValueError, match="interleaved comparison runs in this process"):
+        compare(["carve_100"], device="http://127.0.0.1:9", protocol=QUICK)
