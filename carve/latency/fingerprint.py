@@ -73,12 +73,16 @@ def _versions() -> dict[str, str]:
 
 def runtime_versions(runtime: str | None) -> dict[str, str]:
     """Versions of the libraries ``runtime`` needs beyond those every fingerprint carries (torch,
-    ONNX Runtime): OpenVINO's for "openvino", nothing for the others."""
-    if runtime != "openvino":
-        return {}
-    from .openvino_runtime import openvino_version
+    ONNX Runtime): OpenVINO's for "openvino", ExecuTorch's for "executorch", nothing for the others."""
+    if runtime == "openvino":
+        from .openvino_runtime import openvino_version
 
-    return {"openvino": openvino_version()}
+        return {"openvino": openvino_version()}
+    if runtime == "executorch":
+        from .executorch_runtime import executorch_version
+
+        return {"executorch": executorch_version()}
+    return {}
 
 
 def device_fingerprint(device: str = "cpu", threads: int | None = None, runtime: str | None = None) -> dict[str, Any]:
