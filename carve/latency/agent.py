@@ -1,14 +1,14 @@
 """``carve agent``: an HTTP server on the target device that times the artefacts it is sent.
 
 It accepts only formats that cannot run code when loaded (an ONNX protobuf, OpenVINO IR: XML graph
-plus raw weights), never pickles; every request must carry the token (``Authorization: Bearer T``);
+plus raw weights, an ExecuTorch FlatBuffer program), never pickles; every request must carry the token (``Authorization: Bearer T``);
 uploads over ``max_mb`` are refused before they are read, slow uploads time out, and each
 measurement runs under a protocol capped at ``max_seconds``. One request is served at a time, so
 figures are never taken while another measurement runs. Every answer carries the device's
 fingerprint.
 
 API: ``GET /fingerprint?threads=N&runtime=R`` and ``POST /measure?runtime=&threads=&batch=&size=&protocol=``
-with the ONNX file as the body, or for OpenVINO IR the .xml then the .bin with header
+with the ONNX file or .pte program as the body, or for OpenVINO IR the .xml then the .bin with header
 ``X-Carve-Xml-Bytes`` giving the length of the .xml part.
 """
 
@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlparse
 from carve.config import Config, setting
 
 from .artefact import ARTEFACT_RUNTIMES
+from .executorch_runtime import is_pte
 from .fingerprint import device_fingerprint, physical_cores
 from .protocol import PROTOCOLS
 
@@ -166,7 +167,14 @@ class AgentHandler(BaseHTTPRequestHandler):
         xml_bytes = self.headers.get("X-Carve-Xml-Bytes")
         body = self._body()
         with tempfile.TemporaryDirectory(prefix="carve_agent_") as tmp:
-            if xml_bytes is None:
+            if xml_bytes is None and is_pte(body):
+                if runtime != "executorch":
+                    raise AgentError(400, "runtime: an ExecuTorch program (.pte) runs in runtime=executorch")
+                path = Path(tmp) / "model.pte"
+                path.write_bytes(body)
+            elif xml_bytes is None:
+                if runtime == "executorch":
+                    raise AgentError(415, "body: not an ExecuTorch program (no ET12 identifier)")
                 check_onnx(body)
                 path = Path(tmp) / "model.onnx"
                 path.write_bytes(body)
@@ -177,7 +185,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 path = Path(tmp) / "model.xml"
                 path.write_bytes(body[:int(xml_bytes)])
                 path.with_suffix(".bin").write_bytes(body[int(xml_bytes):])
-                if runtime == "onnxruntime":
+                if runtime != "openvino":
                     raise AgentError(400, "runtime: OpenVINO IR runs in runtime=openvino")
             result = measure_artefact(path, runtime, threads, batch, size, protocol)
         return dict(result.to_dict(), agent=dict(max_seconds=self.server.max_seconds))

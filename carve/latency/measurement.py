@@ -53,15 +53,17 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     model, input shape, runtime and device fingerprint is returned unless ``remeasure``.
     ``key`` overrides the model's cache identity and ``in_channels`` its input width (for blocks
     measured in isolation). ``device`` may be a carve agent's ``http://HOST:PORT`` (token in
-    ``$CARVE_AGENT_TOKEN``): the model's ONNX export is timed there in ``runtime`` (onnxruntime or
-    openvino; ``threads`` default 1) and the figure carries that device's fingerprint.
+    ``$CARVE_AGENT_TOKEN``): the model's ONNX export (a .pte for executorch) is timed there in
+    ``runtime`` (onnxruntime, openvino or executorch; ``threads`` default 1) and the figure carries
+    that device's fingerprint.
     """
     from .remote import is_remote, remote_fingerprint
 
     protocol = protocol or Protocol()
     remote = is_remote(device)
-    if remote and runtime not in ("onnxruntime", "openvino"):
-        raise ValueError(f"runtime: a remote device times ONNX artefacts (onnxruntime or openvino), got {runtime!r}")
+    if remote and runtime not in ("onnxruntime", "openvino", "executorch"):
+        raise ValueError(f"runtime: a remote device times artefacts (onnxruntime, openvino or executorch), got "
+                         f"{runtime!r}")
     threads = threads or (1 if remote else physical_cores())
     found = resolve_spec_or_module(model_or_spec)  # a spec is built only when it must be measured
     is_module = isinstance(found, torch.nn.Module)
@@ -100,7 +102,15 @@ def _measure_on_agent(model: torch.nn.Module, device: str, runtime: str, batch: 
     if name is None:
         raise ValueError(f"protocol: a remote device runs a named protocol ({', '.join(PROTOCOLS)}), not a custom one")
     cond: dict[str, Any] = {}
-    path = cached_onnx(model.eval(), batch, input_size, cin, None, mkey, cond)
+    if runtime == "executorch":
+        from .cache import cache_dir
+        from .executorch_runtime import export_pte
+
+        path = cache_dir() / "pte" / f"{mkey.replace(':', '_')}_{batch}x{cin}x{input_size}.pte"
+        if not path.is_file():
+            export_pte(model.eval(), path, input_size=input_size, batch=batch, in_channels=cin)
+    else:
+        path = cached_onnx(model.eval(), batch, input_size, cin, None, mkey, cond)
     result = measure_remote(device, path, runtime, threads, batch, input_size, name)
     result.conditions.update(cond, model_key=mkey, channels_last=False)
     return result

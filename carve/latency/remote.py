@@ -56,11 +56,11 @@ def remote_fingerprint(device: str, threads: int = 1, runtime: str | None = None
 def measure_remote(device: str, path: str | Path, runtime: str | None = None, threads: int = 1, batch: int = 1,
                    input_size: int = 224, protocol: str = "quick", token: str | None = None,
                    timeout_s: float = 300.0) -> LatencyResult:
-    """Send the ONNX file or OpenVINO IR at ``path`` to the agent at ``device`` and return its figure,
+    """Send the ONNX file, OpenVINO IR or ExecuTorch program at ``path`` to the agent at ``device`` and return its figure,
     which carries the agent device's fingerprint. The token defaults to ``$CARVE_AGENT_TOKEN``."""
     path = Path(path)
     fmt = artefact_format(path)
-    runtime = runtime or ("onnxruntime" if fmt == "onnx" else "openvino")
+    runtime = runtime or {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}[fmt]
     headers = {"Content-Type": "application/octet-stream"}
     data = path.read_bytes()
     if fmt == "openvino":

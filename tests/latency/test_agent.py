@@ -90,10 +90,10 @@ def test_agent_takes_openvino_ir_and_the_token_from_the_environment(agent: str, 
         "artefact_sha256"]
 
 
-def _post(agent: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+def _post(agent: str, body: bytes, headers: dict[str, str], query: str = "size=64") -> tuple[int, str]:
     host, port = agent.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.putrequest("POST", "/measure?size=64")
+    conn.putrequest("POST", f"/measure?{query}")
     for k, v in headers.items():
         conn.putheader(k, v)
     conn.endheaders()
@@ -123,11 +123,27 @@ def test_agent_refuses_without_token_too_big_and_not_onnx(agent: str, tmp_path: 
     dtd = b'<?xml version="1.0"?><!DOCTYPE net [<!ENTITY a "aaaa">]><net>&a;</net>'
     status, error = _post(agent, dtd, {**auth, "Content-Length": str(len(dtd)), "X-Carve-Xml-Bytes": str(len(dtd))})
     assert status == 415 and "DTD" in error
+    status, error = _post(agent, data, {**auth, "Content-Length": str(len(data))}, "size=64&runtime=executorch")
+    assert status == 415 and "not an ExecuTorch program" in error
     with pytest.raises(ValueError, match="expected an ONNX file"):
         measure_remote(agent, tmp_path / "model.pt", token=TOKEN)
     status, error = _post(agent, data, {**auth, "Content-Length": str(len(data)), "X-Carve-Xml-Bytes": "x"})
     assert status == 400 and "X-Carve-Xml-Bytes" in error
     assert open_artefact(path).run(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 10)  # the file itself is fine
+
+
+@pytest.mark.slow  # torch.export and XNNPACK lowering: ~30 s on the shared machine
+def test_agent_times_an_executorch_program(agent: str, tmp_path: Path) -> None:
+    from carve.latency.executorch_runtime import export_pte
+
+    from .test_openvino import tiny_model
+
+    path = export_pte(tiny_model(), tmp_path / "tiny.pte", input_size=32)
+    r = measure_remote(agent, path, threads=1, input_size=32, token=TOKEN)
+    assert r.conditions["runtime"] == "executorch" and r.median_ms > 0 and "executorch" in r.fingerprint
+    status, error = _post(agent, path.read_bytes(), {"Authorization": f"Bearer {TOKEN}",
+                                                      "Content-Length": str(path.stat().st_size)})
+    assert status == 400 and "runtime=executorch" in error
 
 
 @pytest.mark.slow  # an ONNX export (dynamo) of a carve spec: ~30 s on the shared machine
@@ -148,7 +164,7 @@ def test_latency_measure_on_a_remote_device(agent: str, tmp_path: Path, monkeypa
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["cached"]
     assert main([*argv[:5], "--runtime", "eager"]) == 2
-    assert "a remote device times ONNX artefacts" in capsys.readouterr().err
+    assert "a remote device times artefacts" in capsys.readouterr().err
 
 
 def test_interleaved_comparison_refuses_a_remote_device() -> None:
