@@ -1,5 +1,6 @@
-"""``export_model``: a model, spec or weights file shipped as an ONNX file or OpenVINO IR (FP32 or
-INT8 through the runtime's own flow), with a parity report against PyTorch and its latency here."""
+"""``export_model``: a model, spec or weights file shipped as an ONNX file, OpenVINO IR or ExecuTorch
+program (FP32 or INT8 through the runtime's own flow), with a parity report against PyTorch and its
+latency here."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from carve.latency.parity import check_parity, image_batches
 from carve.latency.protocol import PROTOCOLS
 from carve.zoo import create_model
 
-EXPORT_TARGETS = ("onnx", "openvino")
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+EXPORT_TARGETS = ("onnx", "openvino", "executorch")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte"}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}
 
 
 @dataclass
@@ -32,10 +34,12 @@ class ExportConfig(Config):
     images the parity check (and INT8 calibration) use."""
 
     model: str | None = setting(None, help="carve weights file, spec file (.json/.yaml) or zoo name")
-    to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime) or OpenVINO IR")
-    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx or .xml); the "
+    to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR or "
+                                                         "ExecuTorch program (XNNPACK)")
+    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml or .pte); the "
                                          "parity report goes beside it as NAME.report.json")
-    int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF)")
+    int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF; "
+                                     "ExecuTorch: PT2E XNNPACK quantizer)")
     calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split)")
     calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
     dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
@@ -120,9 +124,16 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
     if out.suffix != SUFFIX[cfg.to]:
         raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
     cin = getattr(getattr(model, "spec", None), "in_channels", 3)
+    if cfg.to == "executorch" and cfg.dynamic_batch:
+        raise ValueError("dynamic_batch: the ExecuTorch export is written for batch 1 here")
     calib = _images(cfg.calib, ("train",), cfg.size, cfg.calib_per_class, 10 ** 6) if cfg.int8 else None
     with tempfile.TemporaryDirectory(prefix="carve_export_") as tmp:
         work = Path(tmp)
+        if cfg.to == "executorch":
+            from carve.latency.executorch_runtime import export_pte
+
+            _place(export_pte(model, work / "model.pte", cfg.size, 1, cin, calib), out)
+            return _report(cfg, model, name, out, calib)
         fp32 = export_onnx(model, work / "model_fp32.onnx", input_size=cfg.size, in_channels=cin,
                            dynamic_batch=cfg.dynamic_batch)
         if cfg.to == "onnx":
@@ -131,7 +142,13 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
             built = work / "model.xml"
             _openvino_ir(fp32, built, calib)
         _place(built, out)
-    runtime = "onnxruntime" if cfg.to == "onnx" else "openvino"
+    return _report(cfg, model, name, out, calib)
+
+
+def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: list[torch.Tensor] | None
+            ) -> dict[str, Any]:
+    """Parity with PyTorch and latency here of the artefact at ``out``, written beside it."""
+    runtime = RUNTIME[cfg.to]
     report: dict[str, Any] = dict(model=str(cfg.model), name=name, to=cfg.to, runtime=runtime, artefact=str(out),
                                   files=[str(out)] + ([str(out.with_suffix(".bin"))] if cfg.to == "openvino" else []),
                                   size_bytes=sum(Path(f).stat().st_size for f in [out] +

@@ -19,9 +19,10 @@ MAGIC = b"ET12"
 
 
 def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
-               in_channels: int | None = None) -> Path:
+               in_channels: int | None = None, calib: list[torch.Tensor] | None = None) -> Path:
     """``model`` (eval, MobileOne deployed) as an ExecuTorch program lowered to XNNPACK for a fixed
-    ``batch x C x size x size`` input; written atomically."""
+    ``batch x C x size x size`` input; written atomically. With ``calib`` (1 x C x H x W images) it is
+    quantized to INT8 first with the PT2E XNNPACK quantizer (symmetric, per-channel weights)."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -31,6 +32,8 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     model = deployed(model).eval()
     cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
     x = torch.zeros(batch, cin, input_size, input_size)
+    if calib is not None:
+        model = _quantize(model, x, calib)
     with torch.no_grad():
         program = to_edge_transform_and_lower(torch.export.export(model, (x,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -39,6 +42,21 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     tmp.write_bytes(program.buffer)
     os.replace(tmp, path)
     return path
+
+
+def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]) -> nn.Module:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not calib:
+        raise ValueError("calib: INT8 ExecuTorch export needs calibration images")
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with torch.no_grad():
+        for x in calib:
+            prepared(x)
+    return convert_pt2e(prepared)
 
 
 def is_pte(data: bytes) -> bool:

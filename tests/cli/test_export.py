@@ -55,6 +55,17 @@ def test_export_onnx_and_openvino_fp32_and_int8(spec_file: Path, tmp_path: Path)
     assert q.shape == (1, 10) and np.isfinite(q).all()
 
 
+@pytest.mark.slow  # two torch.export + XNNPACK lowerings and a PT2E calibration: ~1.5 min here
+def test_export_executorch_fp32_and_int8(spec_file: Path, tmp_path: Path) -> None:
+    fp32 = export(spec_file, tmp_path / "fp32.pte", "--to", "executorch")
+    assert fp32["runtime"] == "executorch" and fp32["input_shape"] == [1, 3, 32, 32]
+    assert fp32["parity"]["top1_agreement"] == 1.0 and fp32["parity"]["max_abs_diff"] < 1e-4
+    int8 = export(spec_file, tmp_path / "int8.pte", "--to", "executorch", "--int8", "--calib", str(CIFAR))
+    assert int8["precision"] == "int8" and int8["size_bytes"] < fp32["size_bytes"]
+    assert int8["parity"]["top1_agreement"] >= 0.85 and int8["parity"]["max_abs_diff"] > 1e-4
+    assert "executorch" in int8["fingerprint"]
+
+
 def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "carve_100", "--int8", "-o", str(tmp_path / "m.onnx")]) == 2
     assert "calib: --int8 needs calibration images" in capsys.readouterr().err
@@ -62,4 +73,6 @@ def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.Capt
     assert "missing.json" in capsys.readouterr().err
     assert main(["export", "carve_100", "--num-classes", "10", "--to", "openvino", "-o", str(tmp_path / "m.pt")]) == 2
     assert "a --to openvino artefact is written as a .xml file" in capsys.readouterr().err
+    assert main(["export", "carve_100", "--to", "executorch", "--dynamic-batch", "-o", str(tmp_path / "m.pte")]) == 2
+    assert "dynamic_batch: the ExecuTorch export is written for batch 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
