@@ -1,7 +1,8 @@
-"""Zoo models in every runtime that runs here: eager PyTorch, ONNX Runtime and OpenVINO, FP32 and INT8.
+"""Zoo models in every runtime that runs here: eager PyTorch, ONNX Runtime, OpenVINO, ExecuTorch; FP32, INT8.
 
 Each model is shipped with ``carve export`` (``carve.compress.shipping.export_model``): ONNX FP32,
-ONNX INT8 (ORT static QDQ), OpenVINO IR FP32 and INT8 (NNCF), each with its parity against PyTorch
+ONNX INT8 (ORT static QDQ), OpenVINO IR FP32 and INT8 (NNCF), ExecuTorch XNNPACK FP32 and INT8
+(PT2E XNNPACK quantizer), each with its parity against PyTorch
 on real images (top-1 agreement, max |diff|). Then all of a model's variants are timed interleaved
 in this one process (``carve.latency.comparison.interleave``: round-robin blocks after warm-up) at
 batch 1, so each ratio to ONNX Runtime FP32 and each INT8 speed-up survives a shared machine's
@@ -33,14 +34,16 @@ from carve.latency.runtime import cpu_timer, make_runner, torch_threads
 from carve.zoo import create_model, list_models
 
 VARIANTS = [("onnxruntime", "onnx", False), ("onnxruntime-int8", "onnx", True), ("openvino", "openvino", False),
-            ("openvino-int8", "openvino", True)]  # name, export target, INT8
+            ("openvino-int8", "openvino", True), ("executorch", "executorch", False),
+            ("executorch-int8", "executorch", True)]  # name, export target, INT8
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte"}
 
 
 def bench_model(name: str, args: argparse.Namespace, work: Path, proto: Protocol) -> dict:
-    """Export one model four ways, check parity, time every variant (and eager) interleaved."""
+    """Export one model six ways, check parity, time every variant (and eager) interleaved."""
     reports = {}
     for variant, to, int8 in VARIANTS:
-        suffix = ".onnx" if to == "onnx" else ".xml"
+        suffix = SUFFIX[to]
         cfg = ExportConfig(model=name, to=to, int8=int8, calib=args.data if int8 else None,
                            calib_per_class=args.calib_per_class, size=args.size, data=args.data,
                            parity_images=args.parity_images, num_classes=args.num_classes, threads=args.threads,
@@ -62,7 +65,7 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, proto: Protocol
                runs={k: s.runs for k, s in stats.items()},
                ratio_to_ort={k: round(s.median_ms / base, 4) for k, s in stats.items()},
                int8_speedup={rt: round(stats[rt].median_ms / stats[f"{rt}-int8"].median_ms, 4)
-                             for rt in ("onnxruntime", "openvino")},
+                             for rt in ("onnxruntime", "openvino", "executorch")},
                parity={v: reports[v]["parity"] for v, _, _ in VARIANTS},
                size_bytes={v: reports[v]["size_bytes"] for v, _, _ in VARIANTS})
     return row
@@ -76,12 +79,13 @@ def rank_changes(rows: list[dict]) -> dict[str, list[str]]:
 
 def table(rows: list[dict]) -> str:
     keys = list(rows[0]["median_ms"])
-    lines = [f"{'model':26s} " + " ".join(f"{k:>17s}" for k in keys) + "  int8 ORT  int8 OV  agree(ORT8/OV8)"]
+    lines = [f"{'model':26s} " + " ".join(f"{k:>17s}" for k in keys) + "  int8 ORT  int8 OV  int8 ET  agree(ORT8/OV8/ET8)"]
     for r in rows:
         cells = " ".join(f"{r['median_ms'][k]:8.2f} ({r['ratio_to_ort'][k]:5.2f})" for k in keys)
-        agree = f"{r['parity']['onnxruntime-int8']['top1_agreement']:.2f}/{r['parity']['openvino-int8']['top1_agreement']:.2f}"
+        agree = "/".join(f"{r['parity'][v]['top1_agreement']:.2f}"
+                         for v in ("onnxruntime-int8", "openvino-int8", "executorch-int8"))
         lines.append(f"{r['model']:26s} {cells}  {r['int8_speedup']['onnxruntime']:7.2f}x "
-                     f"{r['int8_speedup']['openvino']:7.2f}x  {agree}")
+                     f"{r['int8_speedup']['openvino']:7.2f}x {r['int8_speedup']['executorch']:7.2f}x  {agree}")
     return "ms (ratio to ONNX Runtime FP32)\n" + "\n".join(lines)
 
 
@@ -133,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"runtimes_{args.size}px_{args.threads}t.json"
     plot(rows, path.with_suffix(".png"), f"batch 1, {args.size} px, {args.threads} threads, interleaved")
-    data = dict(fingerprint=device_fingerprint("cpu", args.threads, "openvino"), size=args.size,
+    fingerprint = dict(device_fingerprint("cpu", args.threads, "openvino"),
+                       **device_fingerprint("cpu", args.threads, "executorch"))
+    data = dict(fingerprint=fingerprint, size=args.size,
                 threads=args.threads, protocol=proto.as_dict(), block=args.block, data=args.data,
                 parity_images=args.parity_images, calib_per_class=args.calib_per_class,
                 command="python benchmarks/runtimes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
