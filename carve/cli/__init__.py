@@ -9,7 +9,7 @@ import sys
 
 # Every module of this package that defines ``register(subparsers)`` is a command; heavy imports
 # stay inside the command functions. Listed commands come first, in pipeline order.
-ORDER = ["zoo", "latency", "train", "eval", "search", "finetune", "compress", "run"]
+ORDER = ["zoo", "latency", "train", "eval", "search", "finetune", "compress", "export", "run"]
 
 
 def command_modules() -> list[str]:

@@ -10,7 +10,8 @@ def add_timing_args(p: argparse.ArgumentParser) -> None:
     """The measurement conditions shared by every latency-timing command."""
     from carve.latency.runtime import CLOCKS, RUNTIMES
 
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or a carve agent's http://HOST:PORT (token in "
+                   "$CARVE_AGENT_TOKEN; runtime onnxruntime or openvino)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--size", type=int, default=224, help="input size in px (default 224)")
     p.add_argument("--runtime", choices=RUNTIMES, default="eager")
@@ -113,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from carve.latency.table import LatencyTable, default_table_path, predict
 
     threads = args.threads or physical_cores()
-    path = args.table or default_table_path(device_fingerprint(args.device, threads), args.runtime, args.batch)
+    path = args.table or default_table_path(device_fingerprint(args.device, threads, args.runtime), args.runtime, args.batch)
     table = LatencyTable.load(path)
     spec = _specs([args.spec])[0]
     if args.extend and table.missing(spec, args.size):

@@ -114,7 +114,7 @@ class QdqGraph:
     """One FP32 export of ``model`` with named nodes and one calibration, quantized to any variant."""
 
     def __init__(self, model: nn.Module, images: list[torch.Tensor], out_dir: str | Path,
-                 calibration: str = "percentile", per_channel: bool = True):
+                 calibration: str = "percentile", per_channel: bool = True, dynamic_batch: bool = False):
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
         self.out_dir = Path(out_dir)
@@ -122,7 +122,7 @@ class QdqGraph:
         size, cin = images[0].shape[-1], images[0].shape[1]
         # free height and width: calibrated and evaluated at the data's size, timed at the deploy size
         fp32 = export_onnx(model.eval(), self.out_dir / "model_fp32.onnx", input_size=size, in_channels=cin,
-                           dynamic_size=True)
+                           dynamic_size=True, dynamic_batch=dynamic_batch)
         named = self.out_dir / "model_fp32_named.onnx"
         self._named_scopes = _name_nodes(fp32, named)
         self.source = named

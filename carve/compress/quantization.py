@@ -217,8 +217,9 @@ class OrtModel(nn.Module):
 def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                  out_dir: str | Path = "compress_out", calib_images: int = 128, per_channel: bool = True,
                  threads: int | None = None, calibration: str = "percentile",
-                 keep_float: Sequence[str] = ()) -> tuple[nn.Module, ArchSpec]:
-    """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``.
+                 keep_float: Sequence[str] = (), dynamic_batch: bool = False) -> tuple[nn.Module, ArchSpec]:
+    """ONNX Runtime static INT8 (QDQ, per-channel weights); the model is an ``OrtModel``
+    (``out_dir/model_int8.onnx``; its batch axis left free with ``dynamic_batch``).
 
     ``calibration``: how activation ranges are set from the calibration images: "percentile"
     (99.999th percentile, clips rare outliers; the default: on a CIFAR-10 carve model, 3,000 test
@@ -229,7 +230,7 @@ def quantize_ort(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable
         raise QuantizeError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
     spec = spec or getattr(model, "spec", None)
     images = _images(calib, calib_images)
-    graph = QdqGraph(model, images, out_dir, calibration, per_channel)
+    graph = QdqGraph(model, images, out_dir, calibration, per_channel, dynamic_batch=dynamic_batch)
     try:
         keep = check_patterns(keep_float, graph.module_names())
     except ScopeError as exc:

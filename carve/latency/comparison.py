@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm import tqdm
 
 from .fingerprint import device_fingerprint, physical_cores
-from .measurement import LatencyResult
+from .result import LatencyResult
 from .protocol import Protocol, is_stable, summarize, warm_up
 from .runtime import make_runner, model_key, resolve_model, torch_threads
 
@@ -35,28 +35,51 @@ class Comparison:
         return "\n".join(lines)
 
 
+def interleave(timed: Sequence[Callable[[], float]], protocol: Protocol, block: int = 1,
+               tick: Callable[[float], None] | None = None) -> list[list[float]]:
+    """Timed samples of several warmed-up calls taken round-robin, ``block`` calls each per round, until
+    every median is stable, ``max_runs`` is reached or ``max_time_s`` per call has passed (``tick``
+    gets the elapsed seconds after each round)."""
+    samples: list[list[float]] = [[] for _ in timed]
+    budget, start = protocol.max_time_s * len(timed), time.perf_counter()
+    while True:
+        for t, s in zip(timed, samples):
+            s.extend(t() for _ in range(block))
+        n, elapsed = len(samples[0]), time.perf_counter() - start
+        if tick is not None:
+            tick(elapsed)
+        if n >= protocol.max_runs or elapsed > budget and n >= protocol.min_runs:
+            return samples
+        if all(is_stable(s, protocol) for s in samples):
+            return samples
+
+
 def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, device: str = "cpu",
             batch: int = 1, input_size: int = 224, threads: int | None = None, runtime: str = "eager",
             channels_last: bool = False, protocol: Protocol | None = None, block: int | None = None,
             progress: bool = False) -> Comparison:
     """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
 
-    ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime, whose sessions disturb
+    ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime and OpenVINO, whose sessions disturb
     each other through thread spinning when interleaved call by call. Absolute times drift on
     shared machines; the ratios are the figure to trust.
     """
+    from .remote import is_remote
+
     if not models_or_specs:
         raise ValueError("models_or_specs: expected at least one model")
+    if is_remote(device):
+        raise ValueError(f"device: {device}: interleaved comparison runs in this process; time models on a carve "
+                         f"agent one at a time with measure(..., device=URL)")
     protocol = protocol or Protocol()
     threads = threads or physical_cores()
-    block = block or (20 if runtime == "onnxruntime" else 1)
+    block = block or (20 if runtime in ("onnxruntime", "openvino") else 1)
     models = [resolve_model(m) for m in models_or_specs]
     if names is None:
         names = [getattr(getattr(m, "spec", None), "name", None) or type(m).__name__ for m in models]
     if len(names) != len(models):
         raise ValueError(f"names: expected {len(models)} names, got {len(names)}")
-    fp = device_fingerprint(device, threads)
-    samples: list[list[float]] = [[] for _ in models]
+    fp = device_fingerprint(device, threads, runtime)
     budget = protocol.max_time_s * len(models)
     bar = tqdm(total=2 * len(models), desc="latency: compare", unit="step", disable=not progress)
     with torch_threads(threads), torch.inference_mode(), bar:
@@ -66,19 +89,14 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
                                        clock=protocol.clock))
             warm.append(warm_up(runners[-1].timed, protocol))
             bar.update(1)
-        start, shown = time.perf_counter(), 0
-        while True:
-            for r, s in zip(runners, samples):
-                s.extend(r.timed() for _ in range(block))
-            n = len(samples[0])
-            done = min(len(models), int(len(models) * (time.perf_counter() - start) / budget))
-            bar.update(done - shown)
-            shown = done
-            if n >= protocol.max_runs or time.perf_counter() - start > budget and n >= protocol.min_runs:
-                break
-            if all(is_stable(s, protocol) for s in samples):
-                break
-        bar.update(len(models) - shown)
+        shown = [0]
+
+        def tick(elapsed: float) -> None:
+            done = min(len(models), int(len(models) * elapsed / budget))
+            bar.update(done - shown[0])
+            shown[0] = done
+        samples = interleave([r.timed for r in runners], protocol, block, tick)
+        bar.update(len(models) - shown[0])
     results = []
     for m, r, s, (w, first) in zip(models, runners, samples, warm):
         st = summarize(s)

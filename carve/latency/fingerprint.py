@@ -71,8 +71,23 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def device_fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Identity of the device a figure is measured on (goes with every result and cache key).
+def runtime_versions(runtime: str | None) -> dict[str, str]:
+    """Versions of the libraries ``runtime`` needs beyond those every fingerprint carries (torch,
+    ONNX Runtime): OpenVINO's for "openvino", ExecuTorch's for "executorch", nothing for the others."""
+    if runtime == "openvino":
+        from .openvino_runtime import openvino_version
+
+        return {"openvino": openvino_version()}
+    if runtime == "executorch":
+        from .executorch_runtime import executorch_version
+
+        return {"executorch": executorch_version()}
+    return {}
+
+
+def device_fingerprint(device: str = "cpu", threads: int | None = None, runtime: str | None = None) -> dict[str, Any]:
+    """Identity of the device a figure is measured on (goes with every result and cache key); with
+    ``runtime``, that runtime's library version too (``runtime_versions``).
 
     Taking it pins the process's malloc (``allocator.pin_allocator``) so that what it records holds.
     """
@@ -90,6 +105,7 @@ def device_fingerprint(device: str = "cpu", threads: int | None = None) -> dict[
     fp["threads"] = threads if threads is not None else torch.get_num_threads()
     fp["cpus_allowed"] = len(allowed_cpus())
     fp.update(_versions())
+    fp.update(runtime_versions(runtime))
     return fp
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +13,9 @@ from carve.zoo import create_model
 
 from .cache import LatencyCache
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
-from .protocol import Protocol, summarize, time_runs, warm_up
+from .protocol import PROTOCOLS, Protocol, summarize, time_runs, warm_up
+from .result import LatencyResult
 from .runtime import input_channels, make_runner, model_key, resolve_spec_or_module, torch_threads
-
-
-@dataclass
-class LatencyResult:
-    """A latency figure (ms) with its spread, the conditions it was taken under and the device."""
-
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    runs: int
-    outliers: int
-    conditions: dict[str, Any]
-    fingerprint: dict[str, Any]
-    mean_ms: float = 0.0
-    outlier_ms: list[float] = field(default_factory=list)
-    warmup_runs: int = 0
-    first_call_ms: float = 0.0
-    ci_rel: float = 0.0
-    cached: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def __str__(self) -> str:
-        c = self.conditions
-        return (f"{self.median_ms:.3f} ms median (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs, "
-                f"{self.outliers} outliers) {c.get('runtime')} {c.get('device')} batch {c.get('batch')} "
-                f"{c.get('input_size')} px, {c.get('threads')} threads{' [cached]' if self.cached else ''}")
 
 
 _CACHES: dict[str, LatencyCache] = {}
@@ -84,14 +52,23 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     ``threads`` defaults to the physical cores this process may use. A cached figure for the same
     model, input shape, runtime and device fingerprint is returned unless ``remeasure``.
     ``key`` overrides the model's cache identity and ``in_channels`` its input width (for blocks
-    measured in isolation).
+    measured in isolation). ``device`` may be a carve agent's ``http://HOST:PORT`` (token in
+    ``$CARVE_AGENT_TOKEN``): the model's ONNX export (a .pte for executorch) is timed there in
+    ``runtime`` (onnxruntime, openvino or executorch; ``threads`` default 1) and the figure carries
+    that device's fingerprint.
     """
+    from .remote import is_remote, remote_fingerprint
+
     protocol = protocol or Protocol()
-    threads = threads or physical_cores()
+    remote = is_remote(device)
+    if remote and runtime not in ("onnxruntime", "openvino", "executorch"):
+        raise ValueError(f"runtime: a remote device times artefacts (onnxruntime, openvino or executorch), got "
+                         f"{runtime!r}")
+    threads = threads or (1 if remote else physical_cores())
     found = resolve_spec_or_module(model_or_spec)  # a spec is built only when it must be measured
     is_module = isinstance(found, torch.nn.Module)
     mkey = key or (model_key(found) if is_module else f"spec:{found.hash()}")
-    fp = device_fingerprint(device, threads)
+    fp = remote_fingerprint(device, threads, runtime) if remote else device_fingerprint(device, threads, runtime)
     db = open_cache(cache)
     cin = in_channels or (input_channels(found) if is_module else found.in_channels)
     shape_cond = dict(runtime=runtime, device=device, batch=batch, input_size=input_size, in_channels=cin,
@@ -104,6 +81,44 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
             result.cached = True
             return result
     model = found if is_module else create_model(found)
+    if remote:
+        result = _measure_on_agent(model, device, runtime, batch, input_size, cin, threads, protocol, mkey)
+        fp = result.fingerprint
+    else:
+        result = _measure_here(model, device, runtime, batch, input_size, cin, threads, channels_last, protocol, mkey,
+                               fp)
+    if db is not None:
+        db.put(ckey, mkey, f"{batch}x{cin}x{input_size}x{input_size}", runtime, fingerprint_key(fp),
+               result.to_dict())
+    return result
+
+
+def _measure_on_agent(model: torch.nn.Module, device: str, runtime: str, batch: int, input_size: int, cin: int,
+                      threads: int, protocol: Protocol, mkey: str) -> LatencyResult:
+    from .remote import measure_remote
+    from .runtime import cached_onnx
+
+    name = next((k for k, v in PROTOCOLS.items() if v == protocol), None)
+    if name is None:
+        raise ValueError(f"protocol: a remote device runs a named protocol ({', '.join(PROTOCOLS)}), not a custom one")
+    cond: dict[str, Any] = {}
+    if runtime == "executorch":
+        from .cache import cache_dir
+        from .executorch_runtime import export_pte
+
+        path = cache_dir() / "pte" / f"{mkey.replace(':', '_')}_{batch}x{cin}x{input_size}.pte"
+        if not path.is_file():
+            export_pte(model.eval(), path, input_size=input_size, batch=batch, in_channels=cin)
+    else:
+        path = cached_onnx(model.eval(), batch, input_size, cin, None, mkey, cond)
+    result = measure_remote(device, path, runtime, threads, batch, input_size, name)
+    result.conditions.update(cond, model_key=mkey, channels_last=False)
+    return result
+
+
+def _measure_here(model: torch.nn.Module, device: str, runtime: str, batch: int, input_size: int, cin: int,
+                  threads: int, channels_last: bool, protocol: Protocol, mkey: str,
+                  fp: dict[str, Any]) -> LatencyResult:
     with torch_threads(threads), torch.inference_mode():
         runner = make_runner(model, runtime, device, batch, input_size, threads, channels_last, key=mkey,
                              in_channels=cin, clock=protocol.clock)
@@ -113,7 +128,4 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     result = LatencyResult(median_ms=stats.median_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms, runs=stats.runs,
                            outliers=stats.outliers, conditions=conditions, fingerprint=fp, mean_ms=stats.mean_ms,
                            outlier_ms=stats.outlier_ms, warmup_runs=warm, first_call_ms=first, ci_rel=stats.ci_rel)
-    if db is not None:
-        db.put(ckey, mkey, f"{batch}x{cin}x{input_size}x{input_size}", runtime, fingerprint_key(fp),
-               result.to_dict())
     return result

@@ -17,10 +17,11 @@ from carve.zoo.mobileone import deployed
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
-                opset: int | None = None, in_channels: int | None = None, dynamic_size: bool = False) -> Path:
+                opset: int | None = None, in_channels: int | None = None, dynamic_size: bool = False,
+                dynamic_batch: bool = False) -> Path:
     """Export ``model`` (eval mode) for a fixed ``batch x C x size x size`` input (height and width
     left free with ``dynamic_size``, e.g. to evaluate at the training size and time at the deploy
-    size with one file); written atomically.
+    size with one file; the batch left free with ``dynamic_batch``); written atomically.
 
     Uses the dynamo exporter (torch's default) and falls back to the legacy TorchScript exporter
     when it fails. Re-parameterisable blocks (MobileOne) are exported in their deployed form (a copy;
@@ -39,10 +40,17 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
     dynamo_kw: dict[str, Any] = {}
     legacy_kw: dict[str, Any] = {}
+    dims: dict[int, Any] = {}
+    axes: dict[int, str] = {}
+    if dynamic_batch:
+        dims[0], axes[0] = torch.export.Dim("batch", min=1, max=4096), "batch"
     if dynamic_size:
         side = dict(min=8, max=4096)
-        dynamo_kw["dynamic_shapes"] = ({2: torch.export.Dim("height", **side), 3: torch.export.Dim("width", **side)},)
-        legacy_kw = dict(input_names=["x"], dynamic_axes={"x": {2: "height", 3: "width"}})
+        dims.update({2: torch.export.Dim("height", **side), 3: torch.export.Dim("width", **side)})
+        axes.update({2: "height", 3: "width"})
+    if dims:
+        dynamo_kw["dynamic_shapes"] = (dims,)
+        legacy_kw = dict(input_names=["x"], dynamic_axes={"x": axes})
     try:
         try:
             _quiet_export(model, x, tmp, dynamo=True, **kwargs, **dynamo_kw)

@@ -1,4 +1,5 @@
-"""Turn a model into a timed call on a runtime: eager, torch.compile or ONNX Runtime; CPU or CUDA."""
+"""Turn a model into a timed call on a runtime: eager, torch.compile, ONNX Runtime,
+OpenVINO or ExecuTorch (XNNPACK); CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 from carve.zoo import ArchSpec, create_model, resolve_spec
 from carve.zoo.mobileone import reparameterize
 
-RUNTIMES = ("eager", "compile", "onnxruntime")
+RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "executorch")  # the one list every --runtime choice comes from
 
 
 @dataclass
@@ -79,7 +80,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 CLOCKS = ("wall", "cpu")
 
 
-def _cpu_timer(fn: Callable[[], Any], clock: str = "wall") -> Callable[[], float]:
+def cpu_timer(fn: Callable[[], Any], clock: str = "wall") -> Callable[[], float]:
     """Wall time, or with ``clock="cpu"`` the calling thread's CPU time (blind to preemption by
     other processes; meaningful for single-threaded runs on a shared machine)."""
     now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
@@ -129,6 +130,12 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
     cond: dict[str, Any] = dict(runtime=runtime, device=device, batch=batch, input_size=input_size,
                                 in_channels=cin, threads=threads, channels_last=channels_last,
                                 clock="cuda-events" if dev.type == "cuda" else clock)
+    if runtime == "executorch":
+        return _et_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
+                          clock)
+    if runtime == "openvino":
+        return _ov_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
+                          clock)
     if runtime == "onnxruntime":
         return _ort_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
                            clock)
@@ -143,18 +150,15 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
         cond["compile_s"] = round(time.perf_counter() - t0, 2)
         fn = compiled
     call = lambda: fn(x)  # noqa: E731
-    timer = _cuda_timer(call, dev) if dev.type == "cuda" else _cpu_timer(call, clock)
+    timer = _cuda_timer(call, dev) if dev.type == "cuda" else cpu_timer(call, clock)
     return Runner(timer, cond)
 
 
-def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
-                onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
-    import numpy as np
-    import onnxruntime as ort
-
-    from .onnx_export import export_onnx, onnx_session
-
+def cached_onnx(model: nn.Module, batch: int, size: int, cin: int, onnx_dir: Path | None, key: str,
+                 cond: dict[str, Any]) -> Path:
+    """The model's ONNX export for this input shape, from the cache folder when already there."""
     from .cache import cache_dir
+    from .onnx_export import export_onnx
 
     onnx_dir = onnx_dir or cache_dir() / "onnx"
     path = onnx_dir / f"{key.replace(':', '_')}_{batch}x{cin}x{size}.onnx"
@@ -163,6 +167,17 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
         export_onnx(model.cpu(), path, input_size=size, batch=batch, in_channels=cin)
     cond["export_s"] = round(time.perf_counter() - t0, 2)
     cond["onnx_file"] = str(path)
+    return path
+
+
+def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
+                onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
+    import numpy as np
+    import onnxruntime as ort
+
+    from .onnx_export import onnx_session
+
+    path = cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
     if dev.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise RuntimeError("runtime='onnxruntime' on CUDA needs onnxruntime-gpu (CUDAExecutionProvider)")
@@ -171,4 +186,39 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
         session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal((batch, cin, size, size), dtype=np.float32)}
-    return Runner(_cpu_timer(lambda: session.run(None, feed), clock), cond)
+    return Runner(cpu_timer(lambda: session.run(None, feed), clock), cond)
+
+
+def _ov_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
+               onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
+    """OpenVINO on CPU, compiled from the same ONNX export ONNX Runtime times (FP32 precision hint)."""
+    from .artefact import open_artefact
+
+    if dev.type != "cpu":
+        raise ValueError(f"runtime='openvino' runs on CPU here; got device={dev.type!r}")
+    path = cached_onnx(model, batch, size, cin, onnx_dir, key, cond)
+    t0 = time.perf_counter()
+    art = open_artefact(path, "openvino", threads)
+    cond["compile_s"] = round(time.perf_counter() - t0, 2)
+    x = art.example(batch, size)
+    return Runner(cpu_timer(lambda: art.run(x), clock), cond)
+
+
+def _et_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
+               onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
+    """ExecuTorch on CPU through XNNPACK, from a cached ``.pte`` program (beside the ONNX exports)."""
+    from .artefact import open_artefact
+    from .cache import cache_dir
+    from .executorch_runtime import export_pte
+
+    if dev.type != "cpu":
+        raise ValueError(f"runtime='executorch' runs on CPU here; got device={dev.type!r}")
+    path = (onnx_dir or cache_dir() / "pte") / f"{key.replace(':', '_')}_{batch}x{cin}x{size}.pte"
+    t0 = time.perf_counter()
+    if not path.is_file():
+        export_pte(model.cpu(), path, input_size=size, batch=batch, in_channels=cin)
+    cond["export_s"] = round(time.perf_counter() - t0, 2)
+    cond["pte_file"] = str(path)
+    art = open_artefact(path, "executorch", threads)
+    x = art.example(batch, size)
+    return Runner(cpu_timer(lambda: art.run(x), clock), cond)

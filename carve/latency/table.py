@@ -177,7 +177,7 @@ def build_table(space_or_specs: Any, input_sizes: int | Iterable[int] = 224, run
     if not specs:
         raise ValueError("space_or_specs: no specs to build a table from")
     if table is None:
-        table = LatencyTable(device_fingerprint(device, threads), runtime, device, batch, threads)
+        table = LatencyTable(device_fingerprint(device, threads, runtime), runtime, device, batch, threads)
     elif (table.runtime, table.device, table.batch, table.threads) != (runtime, device, batch, threads):
         raise ValueError(f"table: built for {table.runtime}/{table.device}/batch {table.batch}/"
                          f"{table.threads} threads, asked for {runtime}/{device}/batch {batch}/{threads} threads")

@@ -51,7 +51,9 @@ class ObjectiveConfig(Config):
                                                      "statistics before evaluating (0: off)")
     latency: str = setting("measure", choices=LATENCY_MODES, help="measure, predict (latency table) or none")
     runtime: str = setting("onnxruntime", choices=RUNTIMES, help="runtime latency is measured in")
-    device: str = setting("cpu", help="device latency is measured on")
+    device: str = setting("cpu", help="device proxy training runs and latency is measured on")
+    latency_device: str | None = setting(None, help="where latency is measured when not on device: a carve "
+                                                    "agent's http://HOST:PORT (token in $CARVE_AGENT_TOKEN)")
     threads: int | None = setting(None, ">= 1", help="CPU threads for timing (default: physical cores)")
     latency_table: str | None = setting(None, help="latency table file for latency=predict")
     latency_size: int | None = setting(None, ">= 1", help="timing resolution (default: the sampled one)")
@@ -117,8 +119,8 @@ def measure_latency(spec: ArchSpec, resolution: int, cfg: ObjectiveConfig, remea
         from carve.latency import Protocol
 
         protocol = replace(protocol or Protocol(), **cfg.latency_protocol)
-    result = measure(spec, device=cfg.device, batch=1, input_size=size, threads=cfg.threads, runtime=cfg.runtime,
-                     cache=cache, remeasure=remeasure, protocol=protocol)
+    result = measure(spec, device=cfg.latency_device or cfg.device, batch=1, input_size=size, threads=cfg.threads,
+                     runtime=cfg.runtime, cache=cache, remeasure=remeasure, protocol=protocol)
     return float(result.median_ms)
 
 

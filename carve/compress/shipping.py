@@ -1,0 +1,173 @@
+"""``export_model``: a model, spec or weights file shipped as an ONNX file, OpenVINO IR or ExecuTorch
+program (FP32 or INT8 through the runtime's own flow), with a parity report against PyTorch and its
+latency here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from carve.config import Config, ConfigError, setting
+from carve.latency.artefact import open_artefact
+from carve.latency.artefact_latency import file_digest, measure_artefact
+from carve.latency.onnx_export import export_onnx
+from carve.latency.parity import check_parity, image_batches
+from carve.latency.protocol import PROTOCOLS
+from carve.zoo import create_model
+
+EXPORT_TARGETS = ("onnx", "openvino", "executorch")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte"}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}
+
+
+@dataclass
+class ExportConfig(Config):
+    """What to ship (``model``), in which format, at which precision and input shape, and the real
+    images the parity check (and INT8 calibration) use."""
+
+    model: str | None = setting(None, help="carve weights file, spec file (.json/.yaml) or zoo name")
+    to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR or "
+                                                         "ExecuTorch program (XNNPACK)")
+    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml or .pte); the "
+                                         "parity report goes beside it as NAME.report.json")
+    int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF; "
+                                     "ExecuTorch: PT2E XNNPACK quantizer)")
+    calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split)")
+    calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
+    dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
+    size: int = setting(224, ">= 8", help="input size in px the artefact is exported (and timed) at")
+    data: str | None = setting("../shared/data/cifar10", help="image folder whose val/ or test/ images check "
+                                                              "parity (resized to --size)")
+    parity_images: int = setting(200, ">= 1", help="real images the parity check compares")
+    num_classes: int | None = setting(None, ">= 1", help="for zoo names: classifier width")
+    small_input: int = setting(0, ">= 0", help="for zoo names: early strides removed")
+    threads: int = setting(1, ">= 1", help="runtime threads for the parity check and the latency")
+    latency: bool = setting(True, help="time the artefact here with the latency engine")
+    protocol: str = setting("quick", choices=tuple(PROTOCOLS), help="latency protocol")
+
+    def check(self) -> None:
+        if not self.model:
+            raise ConfigError("model", "expected a zoo name, spec file or weights file")
+        if self.int8 and not self.calib:
+            raise ConfigError("calib", "--int8 needs calibration images (--calib DATA, an image folder)")
+
+
+def default_out(cfg: ExportConfig, name: str) -> Path:
+    return Path("exports") / f"{name}{'_int8' if cfg.int8 else ''}{SUFFIX[cfg.to]}"
+
+
+def _load(cfg: ExportConfig) -> nn.Module:
+    text = str(cfg.model)
+    if Path(text).suffix in (".safetensors", ".json", ".yaml", ".yml"):
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"model: file not found: {text}")
+        return create_model(text).eval()
+    return create_model(text, num_classes=cfg.num_classes, small_input=cfg.small_input).eval()
+
+
+def _images(root: str, split: tuple[str, ...], size: int, per_class: int, limit: int) -> list[torch.Tensor]:
+    from carve.train import eval_loader
+
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found (expected train/ and val/ or test/ folders, "
+                                f"e.g. ../shared/data/cifar10)")
+    return image_batches(eval_loader(root, size, 50, per_class=per_class, workers=0, split=split), limit)
+
+
+def _onnx_int8(model: nn.Module, calib: list[torch.Tensor], work: Path, dynamic_batch: bool) -> Path:
+    from .quantization import quantize_ort
+
+    quantize_ort(model, calib=[torch.cat(calib)], out_dir=work, calib_images=len(calib), threads=1,
+                 dynamic_batch=dynamic_batch)
+    return work / "model_int8.onnx"
+
+
+def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None) -> None:
+    """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization when ``calib`` is given."""
+    import openvino as ov
+
+    model = ov.convert_model(str(fp32))
+    if calib is not None:
+        try:
+            import nncf
+        except ImportError as exc:
+            raise RuntimeError("--to openvino --int8 needs NNCF (pip install nncf)") from exc
+        dataset = nncf.Dataset(calib, lambda x: x.numpy())
+        model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+
+
+def _place(src: Path, out: Path) -> None:
+    """Move ``src`` (and an IR's .bin) to ``out`` atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pairs = [(src, out)] + ([(src.with_suffix(".bin"), out.with_suffix(".bin"))] if src.suffix == ".xml" else [])
+    for a, b in reversed(pairs):  # the .bin first: an .xml is never there without its weights
+        tmp = b.with_name(f".{b.name}.{os.getpid()}.tmp")
+        shutil.copyfile(a, tmp)
+        os.replace(tmp, b)
+
+
+def export_model(cfg: ExportConfig) -> dict[str, Any]:
+    """Write the artefact ``cfg`` asks for and its report (JSON beside it); returns the report."""
+    cfg.check()
+    model = _load(cfg)
+    name = getattr(getattr(model, "spec", None), "name", None) or Path(str(cfg.model)).stem
+    out = Path(cfg.out) if cfg.out else default_out(cfg, name)
+    if out.suffix != SUFFIX[cfg.to]:
+        raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
+    cin = getattr(getattr(model, "spec", None), "in_channels", 3)
+    if cfg.to == "executorch" and cfg.dynamic_batch:
+        raise ValueError("dynamic_batch: the ExecuTorch export is written for batch 1 here")
+    calib = _images(cfg.calib, ("train",), cfg.size, cfg.calib_per_class, 10 ** 6) if cfg.int8 else None
+    with tempfile.TemporaryDirectory(prefix="carve_export_") as tmp:
+        work = Path(tmp)
+        if cfg.to == "executorch":
+            from carve.latency.executorch_runtime import export_pte
+
+            _place(export_pte(model, work / "model.pte", cfg.size, 1, cin, calib), out)
+            return _report(cfg, model, name, out, calib)
+        fp32 = export_onnx(model, work / "model_fp32.onnx", input_size=cfg.size, in_channels=cin,
+                           dynamic_batch=cfg.dynamic_batch)
+        if cfg.to == "onnx":
+            built = _onnx_int8(model, calib, work, cfg.dynamic_batch) if calib is not None else fp32
+        else:
+            built = work / "model.xml"
+            _openvino_ir(fp32, built, calib)
+        _place(built, out)
+    return _report(cfg, model, name, out, calib)
+
+
+def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: list[torch.Tensor] | None
+            ) -> dict[str, Any]:
+    """Parity with PyTorch and latency here of the artefact at ``out``, written beside it."""
+    runtime = RUNTIME[cfg.to]
+    report: dict[str, Any] = dict(model=str(cfg.model), name=name, to=cfg.to, runtime=runtime, artefact=str(out),
+                                  files=[str(out)] + ([str(out.with_suffix(".bin"))] if cfg.to == "openvino" else []),
+                                  size_bytes=sum(Path(f).stat().st_size for f in [out] +
+                                                 ([out.with_suffix(".bin")] if cfg.to == "openvino" else [])),
+                                  sha256=file_digest(out), precision="int8" if cfg.int8 else "fp32",
+                                  calib_images=len(calib) if calib else 0, input_size=cfg.size,
+                                  dynamic_batch=cfg.dynamic_batch)
+    art = open_artefact(out, runtime, cfg.threads)
+    report["input_shape"] = list(art.input_shape)
+    if cfg.data:
+        images = _images(cfg.data, ("val", "test"), cfg.size, 0, cfg.parity_images)
+        report["parity"] = dict(check_parity(model, art.run, [torch.cat(images)], cfg.parity_images).to_dict(),
+                                data=str(cfg.data), reference="PyTorch FP32, eval mode")
+    if cfg.latency:
+        r = measure_artefact(out, runtime, cfg.threads, 1, cfg.size, PROTOCOLS[cfg.protocol])
+        report["latency"] = dict(median_ms=r.median_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, runs=r.runs,
+                                 threads=cfg.threads, batch=1, protocol=cfg.protocol)
+        report["fingerprint"] = r.fingerprint
+    report_path = out.with_name(out.stem + ".report.json")
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
+    report["report"] = str(report_path)
+    return report
