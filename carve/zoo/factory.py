@@ -174,6 +174,10 @@ def pretrained_cfg(weights: PublishedWeights | None, spec: ArchSpec,
     cfg["tag"] = weights.tag
     cfg["top1"] = weights.top1
     cfg["dataset"] = weights.dataset
+    if shipped is None and weights.source == "carve":
+        from .shipped import manifest
+
+        shipped = next((r for r in manifest().get(weights.tag, {}).values() if r.get("file") == weights.peer_model), {})
     if shipped is not None:
         ev = shipped.get("eval", {})
         size = int(ev.get("input_size", 224))

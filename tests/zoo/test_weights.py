@@ -12,6 +12,7 @@ from carve.zoo import (PretrainedUnavailable, SpecError, WeightsError, create_mo
                        load_spec, pretrained_cfg, read_weights_file, save_weights)
 from carve.zoo.factory import default_weights, find_weights
 from carve.zoo.registry import entries
+from carve.zoo.shipped import manifest
 
 from .peers import build_peer, randomise_norms
 
@@ -159,14 +160,15 @@ def test_unknown_tags_and_models_without_weights():
     with pytest.raises(WeightsError, match="known: torchvision:IMAGENET1K_V1"):
         create_model("mobilenet_v2_100", pretrained="timm:nope")
     with pytest.raises(WeightsError, match="no published weights"):
-        create_model("carve_100", pretrained=True)
+        create_model("mobilenet_v1_025", pretrained=True)
 
 
 def test_list_models_pretrained():
     with_weights = list_models(pretrained=True)
     assert with_weights and set(with_weights) < set(list_models())
     assert all(get_entry(n).weights for n in with_weights)
-    assert not any(n.startswith("carve_") for n in with_weights)
+    shipped = {n for models in manifest().values() for n in models}
+    assert {n for n in with_weights if n.startswith("carve_")} == {n for n in shipped if n.startswith("carve_")}
     assert {"mobilenet_v3_large_100", "shufflenet_v2_100", "rexnet_200"} <= set(with_weights)
     assert list_models("rexnet_*", pretrained=True) == ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200"]
 
@@ -190,7 +192,11 @@ def test_every_tag_has_the_peers_preprocessing(name, weights):
     spec = get_entry(name).spec()
     cfg = pretrained_cfg(weights, spec)
     assert cfg["tag"] == weights.tag and cfg["top1"] == weights.top1
-    if weights.source == "torchvision":
+    if weights.source == "carve":  # shipped: the preprocessing its manifest records
+        ev = manifest()[weights.tag][name]["eval"]
+        assert cfg["input_size"][-1] == ev["input_size"] and tuple(cfg["mean"]) == tuple(ev["mean"])
+        assert tuple(cfg["std"]) == tuple(ev["std"])
+    elif weights.source == "torchvision":
         t = torchvision.models.get_model_weights(weights.peer_model)[weights.tag.split(":")[1]].transforms()
         assert cfg["input_size"] == (3, t.crop_size[0], t.crop_size[0]) and cfg["resize"] == t.resize_size[0]
         assert cfg["interpolation"] == t.interpolation.value
