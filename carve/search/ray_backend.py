@@ -9,8 +9,11 @@ per reported epoch). Every finished Ray trial is copied into the Optuna study in
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from .objective import Objective
 from .spaces import FixedParams, SearchSpace
@@ -67,6 +70,27 @@ def _trainable(config: dict[str, Any], cfg: SearchConfig, space: SearchSpace) ->
     tune.report({"accuracy": acc, "latency_ms": lat, "final": 1, "attrs": attrs, "constraints": constraints})
 
 
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """NSGA-II that pickles without its thread lock (Optuna 5's genetic samplers hold one, and Ray
+    pickles the searcher); an unpickled copy gets a fresh lock."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
+def _picklable(sampler: Any) -> Any:
+    if type(sampler) is not optuna.samplers.NSGAIISampler:
+        return sampler
+    out = PicklableNSGAIISampler.__new__(PicklableNSGAIISampler)
+    out.__dict__.update(vars(sampler))  # the same sampler state
+    out._thread_lock = threading.Lock()
+    return out
+
+
 def run_ray(cfg: SearchConfig) -> Any:
     """Run the remaining trials through Ray Tune; returns the Optuna study that records them."""
     import ray
@@ -87,7 +111,7 @@ def run_ray(cfg: SearchConfig) -> Any:
 
     population = cfg.population or max(4, min(50, cfg.trials // 4))
     searcher = OptunaSearch(space=_Define(space), metric=["accuracy", "latency_ms"], mode=["max", "min"],
-                            sampler=make_sampler(cfg.sampler, cfg.seed, population, False),
+                            sampler=_picklable(make_sampler(cfg.sampler, cfg.seed, population, False)),
                             points_to_evaluate=warm_start_params(cfg, space) if done == 0 else None)
     scheduler = None
     if cfg.asha and cfg.objective.accuracy == "proxy" and cfg.objective.epochs > 1:
