@@ -11,7 +11,7 @@ import pytest
 from carve.cli import main
 from carve.latency.artefact import open_artefact
 
-CIFAR = Path("/work/shared/data/cifar10")
+CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
 TINY = {"name": "ship_tiny", "family": "carve", "stem": {"channels": 16, "stride": 1, "act": "relu"},
         "stages": [[{"kind": "ir", "out_channels": 24, "stride": 2, "expansion": 3, "act": "relu"}],
                    [{"kind": "ir", "out_channels": 40, "stride": 2, "expansion": 4, "act": "hardswish",

@@ -21,7 +21,7 @@ from carve.zoo import create_model, parse_spec
 TINY = dict(name="ov_tiny", family="test", stem=dict(channels=8),
             stages=[[dict(kind="ir", out_channels=16, stride=2, expansion=2, act="hardswish", se=dict(ratio=0.25))]],
             head=dict(num_classes=10))
-CIFAR = Path("/work/shared/data/cifar10")
+CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
 
 
 def cifar_images(per_class: int = 2) -> list:

@@ -13,14 +13,14 @@ from carve.zoo.mobileone import MobileOneBlock, deployed, reparameterize
 
 from .specs import EVERY_KIND
 
-CIFAR = Path("/work/shared/data/cifar10/test")
+CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "test"
 
 def cifar_images(n: int = 2, size: int = 32) -> torch.Tensor:
     """``n`` real CIFAR-10 test images, normalised (skips without the data set)."""
     from PIL import Image
 
     if not CIFAR.is_dir():
-        pytest.skip("CIFAR-10 not found at /work/shared/data/cifar10")
+        pytest.skip(f"CIFAR-10 not found at {CIFAR}")
     files = sorted(p for d in sorted(CIFAR.iterdir()) for p in sorted(d.iterdir())[:1])[:n]
     xs = [torch.frombuffer(bytearray(Image.open(f).convert("RGB").resize((size, size)).tobytes()), dtype=torch.uint8)
           .view(size, size, 3).permute(2, 0, 1).float() / 255 for f in files]
