@@ -38,6 +38,18 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure saved as PNG atomically, then closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """``obj`` as indented JSON (non-JSON values as their ``str``), written atomically."""
     return write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carve.files import save_figure
+
 
 @dataclass
 class StepRow:
@@ -112,12 +114,7 @@ class CompressReport:
             ax.set_title(title)
         fig.suptitle(f"{self.model}: after each compression step")
         fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, path)
-        return path
+        return save_figure(fig, path)
 
     def write(self, out_dir: str | Path | None = None) -> dict[str, str]:
         """Write report.md, report.json and report.png (atomically) and return the paths of every file

@@ -9,14 +9,13 @@ is largest are the ones to keep in floating point (``keep_float``, ``max_drop``)
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from torch import nn
 
+from carve.files import save_figure, write_atomic, write_json
 from .qdq import QdqGraph, block_of
 from .quantization import OrtModel, QuantizeError, _images
 
@@ -95,12 +94,7 @@ class SensitivityTable:
             ax.set_title(title, fontsize=9)
         fig.suptitle(f"{self.model}: sensitivity per {self.granularity} ({self.images} held-out images)")
         fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, path)
-        return path
+        return save_figure(fig, path)
 
     def write(self, out_dir: str | Path, stem: str = "sensitivity") -> dict[str, str]:
         """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` into ``out_dir``; return their paths."""
@@ -108,10 +102,8 @@ class SensitivityTable:
         out.mkdir(parents=True, exist_ok=True)
         self.files = dict(json=str(out / f"{stem}.json"), markdown=str(out / f"{stem}.md"),
                           png=str(out / f"{stem}.png"))
-        for key, text in (("json", json.dumps(self.to_dict(), indent=2)), ("markdown", self.markdown())):
-            tmp = Path(self.files[key] + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.files[key])
+        write_json(self.files["json"], self.to_dict())
+        write_atomic(self.files["markdown"], self.markdown())
         self.plot(self.files["png"])
         return self.files
 

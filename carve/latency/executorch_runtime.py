@@ -5,7 +5,6 @@ A ``.pte`` file is a FlatBuffer program (magic ``ET12`` at byte 4); loading it r
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
 MAGIC = b"ET12"
@@ -37,10 +37,7 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     with torch.no_grad():
         program = to_edge_transform_and_lower(torch.export.export(model, (x,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pte")
-    tmp.write_bytes(program.buffer)
-    os.replace(tmp, path)
+    write_atomic(path, program.buffer)
     return path
 
 
