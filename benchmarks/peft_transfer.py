@@ -1,22 +1,29 @@
-"""Parameter-efficient transfer to CIFAR-10: full finetune vs frozen body vs LoRA (two ranks) vs adapters.
+"""Parameter-efficient transfer: full finetune vs linear probe vs frozen body vs LoRA (two ranks) vs adapters.
 
-    python benchmarks/peft_transfer.py [--model carve_075] [--pretrained carve:tiny-imagenet] [--seeds 0 1 2]
-                                       [--epochs 5] [--train-per-class 500] [--val-per-class 100]
+    python benchmarks/peft_transfer.py [--task classify] [--model carve_100] [--pretrained carve:tiny-imagenet]
+                                       [--seeds 0 1 2] [--epochs 5] [--img-size 64] [--train-per-class 500]
+    python benchmarks/peft_transfer.py --task detect [--seeds 0 1 2] [--epochs 8]   # SSDLite on raccoon
 
-Each method finetunes the same pretrained backbone with ``carve.finetune.classify`` on the same
-data, budget (epochs, batch size, learning rate) and seeds; only what trains differs:
+Each method finetunes the same pretrained backbone on the same data, budget (epochs, batch size,
+learning rate) and seeds; only what trains differs. ``--task classify`` (CIFAR-10 image folders,
+``carve.finetune.classify``, held-out top-1):
 
 * ``full``: every weight (the body at ``backbone_lr_mult`` times the head's rate, classify's default);
+* ``linear``: a linear probe, only the new classifier trains (``freeze=linear``);
 * ``frozen``: stem and stages frozen with their BatchNorm (``freeze=all``): the last conv and head train;
 * ``lora-r<R>``: LoRA on the body's 1x1 convs (``peft=lora:r=R,alpha=2R``), everything else frozen;
 * ``adapter``: bottleneck adapters after every block (``peft=adapter:reduction=4``).
+
+``--task detect`` (raccoon in PASCAL VOC layout, ``carve.finetune.detect`` with the SSDLite head,
+held-out COCO AP50): the same methods without ``linear`` (the detection head always trains; ``frozen``
+is the frozen backbone).
 
 Each run goes in its own process so its peak memory is its own (on CPU the peak RSS above the
 process's RSS once torch, peft and carve are loaded; on a GPU the peak allocated CUDA memory). When the ``--pretrained`` weights cannot be had (the shipped
 ``carve:tiny-imagenet`` may not be published yet), the backbone falls back to random
 initialisation, loudly, and the JSON records it: the figures then compare the methods' capacity
-from scratch, not transfer. Prints a table of trainable parameters, top-1 mean ± std over seeds,
-training images/s and peak memory; writes ``peft_transfer.json`` and ``peft_transfer.png``.
+from scratch, not transfer. Prints a table of trainable parameters, the score's mean ± std over seeds,
+training images/s and peak memory; writes ``peft_transfer[_detect].json`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -32,9 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 TAG = "carve:tiny-imagenet"
 
 
-def methods(ranks: list[int]) -> dict[str, dict[str, Any]]:
-    """The ClassifyConfig settings of each method, by label."""
-    out: dict[str, dict[str, Any]] = {"full": {}, "frozen": dict(freeze="all", frozen_bn=True)}
+def methods(ranks: list[int], task: str = "classify") -> dict[str, dict[str, Any]]:
+    """The ClassifyConfig (or DetectConfig) settings of each method, by label."""
+    out: dict[str, dict[str, Any]] = {"full": {}}
+    if task == "classify":
+        out["linear"] = dict(freeze="linear")
+    out["frozen"] = dict(freeze="all", frozen_bn=True)
     for r in ranks:
         out[f"lora-r{r}"] = dict(peft=f"lora:r={r},alpha={2 * r}")
     out["adapter"] = dict(peft="adapter:reduction=4")
@@ -64,69 +74,114 @@ def _rss_mib() -> float:
     return 0.0
 
 
-def _child(settings: dict[str, Any], queue: Any) -> None:
+def _child(task: str, settings: dict[str, Any], queue: Any) -> None:
     import resource
 
     import peft  # noqa: F401  every method's process holds the same libraries: peaks compare training alone
     import torch
 
-    from carve.finetune import ClassifyConfig, classify
+    from carve.finetune import ClassifyConfig, DetectConfig, classify, detect
 
     torch.set_num_threads(settings.pop("threads"))
     cuda = settings["device"].startswith("cuda")
     before = 0.0 if cuda else _rss_mib()
-    res = classify(ClassifyConfig(**settings))
+    if task == "classify":
+        res = classify(ClassifyConfig(**settings))
+        score, total = res.top1, res.trainable_params + res.frozen_params
+        trainable, speed = res.trainable_params, statistics.mean(row["images_per_s"] for row in res.history)
+    else:
+        res = detect(DetectConfig(**settings))
+        score, trainable, total, speed = 100 * res.metrics["AP50"], res.trainable_params, res.total_params, \
+            res.images_per_s
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:  # peak RSS over the RSS once the libraries are loaded
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before  # KiB on Linux
-    speeds = [row["images_per_s"] for row in res.history]
-    queue.put(dict(top1=res.top1, trainable=res.trainable_params, total=res.trainable_params + res.frozen_params,
-                   images_per_s=statistics.mean(speeds), peak_mib=peak, wall_s=res.wall_s))
+    queue.put(dict(score=score, trainable=trainable, total=total, images_per_s=speed, peak_mib=peak,
+                   wall_s=res.wall_s))
+
+
+def run_settings(label: str, extra: dict[str, Any], seed: int, args: argparse.Namespace,
+                 pretrained: bool | str) -> dict[str, Any]:
+    """The config fields of one method's run."""
+    common = dict(data=args.data, out_dir=str(Path(args.out) / label / f"seed{seed}"), overwrite=True,
+                  epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                  img_size=args.img_size, pretrained=pretrained, seed=seed, workers=args.workers, device=args.device,
+                  progress=False, tensorboard=False, threads=args.threads, **extra)
+    if args.task == "classify":
+        return dict(common, model=args.model, small_input=args.small_input, train_per_class=args.train_per_class,
+                    val_per_class=args.val_per_class)
+    return dict(common, backbone=args.model, head="ssdlite", split="train", val_split="val", warmup_epochs=1.0,
+                eval_every=args.epochs, examples=0)
 
 
 def one_run(label: str, extra: dict[str, Any], seed: int, args: argparse.Namespace,
             pretrained: bool | str) -> dict[str, Any]:
-    """Top-1, trainable parameters, speed and peak memory of one finetune, in a fresh process."""
-    settings = dict(model=args.model, pretrained=pretrained, data=args.data, out_dir=str(Path(args.out) / label /
-                    f"seed{seed}"), overwrite=True, epochs=args.epochs, max_steps=args.max_steps,
-                    batch_size=args.batch_size, lr=args.lr, img_size=args.img_size, small_input=args.small_input,
-                    train_per_class=args.train_per_class, val_per_class=args.val_per_class, seed=seed,
-                    workers=args.workers, device=args.device, progress=False, tensorboard=False,
-                    threads=args.threads, **extra)
+    """Score, trainable parameters, speed and peak memory of one finetune, in a fresh process (cached
+    in its folder's ``result.json``: a re-run continues where it stopped)."""
+    import json
+
+    from carve.files import write_json
+
+    done = Path(args.out) / label / f"seed{seed}" / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(settings, queue))
+    proc = ctx.Process(target=_child, args=(args.task, run_settings(label, extra, seed, args, pretrained), queue))
     proc.start()
+    result = dict(method=label, seed=seed, **queue.get())  # before join: a full queue would block the child's exit
     proc.join()
     if proc.exitcode != 0:
         raise RuntimeError(f"{label} seed {seed}: the run failed (exit code {proc.exitcode}); see its log above")
-    result = dict(method=label, seed=seed, **queue.get())
-    print(f"{label:10s} seed {seed}: top-1 {result['top1']:6.2f} %  {result['trainable']:>10,} trainable  "
-          f"{result['images_per_s']:7.1f} img/s  peak {result['peak_mib']:7.0f} MiB", flush=True)
+    write_json(done, result)
+    print(f"{label:10s} seed {seed}: {METRIC[args.task]} {result['score']:6.2f} %  {result['trainable']:>10,} "
+          f"trainable  {result['images_per_s']:7.1f} img/s  peak {result['peak_mib']:7.0f} MiB", flush=True)
     return result
+
+
+METRIC = {"classify": "top-1", "detect": "AP50"}
+DEFAULTS = {  # per task: the data and the budget each method gets
+    "classify": dict(data="../shared/data/cifar10", epochs=5, batch_size=64, lr=0.05, img_size=64),
+    "detect": dict(data="../shared/data/raccoon", epochs=8, batch_size=8, lr=0.02, img_size=320),
+}
 
 
 def summary(runs: list[dict[str, Any]], label: str) -> dict[str, Any]:
     mine = [r for r in runs if r["method"] == label]
-    top1 = [r["top1"] for r in mine]
+    score = [r["score"] for r in mine]
     return dict(method=label, seeds=[r["seed"] for r in mine], trainable=mine[0]["trainable"],
                 trainable_pct=round(100 * mine[0]["trainable"] / mine[0]["total"], 3),
-                top1=round(statistics.mean(top1), 2), top1_std=round(statistics.stdev(top1), 2) if len(top1) > 1 else 0.0,
+                score=round(statistics.mean(score), 2),
+                score_std=round(statistics.stdev(score), 2) if len(score) > 1 else 0.0,
                 images_per_s=round(statistics.mean(r["images_per_s"] for r in mine), 1),
                 peak_mib=round(max(r["peak_mib"] for r in mine)))
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def lora_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's floor: the best LoRA within 2 points of full finetuning with <= 10 % of its parameters."""
+    full = next(r for r in rows if r["method"] == "full")
+    lora = [r for r in rows if r["method"].startswith("lora") and r["trainable"] <= 0.1 * full["trainable"]]
+    if not lora:
+        return dict(met=False, why="no LoRA run trains <= 10 % of full finetuning's parameters")
+    best = max(lora, key=lambda r: r["score"])
+    gap = round(full["score"] - best["score"], 2)
+    return dict(met=gap <= 2.0, lora=best["method"], gap=gap,
+                trainable_vs_full_pct=round(100 * best["trainable"] / full["trainable"], 2))
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from carve.files import save_figure
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for r in rows:
-        a.errorbar(r["trainable"], r["top1"], yerr=r["top1_std"], fmt="o", capsize=3, label=r["method"])
-    a.set(xscale="log", xlabel="trainable parameters", ylabel="CIFAR-10 top-1 (%), mean ± std over seeds")
+        a.errorbar(r["trainable"], r["score"], yerr=r["score_std"], fmt="o", capsize=3, label=r["method"])
+    a.set(xscale="log", xlabel="trainable parameters", ylabel=f"{metric} (%), mean ± std over seeds")
     a.legend(fontsize=8)
     a.grid(alpha=0.3)
     names = [r["method"] for r in rows]
@@ -136,7 +191,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     b.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -144,42 +199,51 @@ def main(argv: list[str] | None = None) -> int:
     from carve.files import write_json
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="carve_075")
+    p.add_argument("--task", choices=sorted(DEFAULTS), default="classify")
+    p.add_argument("--model", default="carve_100")
     p.add_argument("--pretrained", default=TAG, help="weights tag or file ('none': random init on purpose)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ranks", type=int, nargs=2, default=[4, 16])
-    p.add_argument("--data", default="../shared/data/cifar10")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--data", help="default: CIFAR-10 (classify), raccoon (detect)")
+    p.add_argument("--epochs", type=int, help="default: 5 (classify), 8 (detect)")
     p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps (0 = none), e.g. for a smoke run")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--img-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="default: 64 (classify), 8 (detect)")
+    p.add_argument("--lr", type=float, help="default: 0.05 (classify), 0.02 (detect)")
+    p.add_argument("--img-size", type=int, help="default: 64 (classify, the pretraining size), 320 (detect)")
     p.add_argument("--small-input", type=int, default=0)
     p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/peft_transfer")
+    p.add_argument("--out", help="default: runs/peft_transfer[_detect]")
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
+    for key, value in DEFAULTS[args.task].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    stem = "peft_transfer" + ("" if args.task == "classify" else "_detect")
+    args.out = args.out or f"runs/{stem}"
     pretrained, init = resolve_pretrained(args.model, args.pretrained)
-    table = methods(args.ranks)
+    table = methods(args.ranks, args.task)
     runs = [one_run(label, extra, s, args, pretrained) for label, extra in table.items() for s in args.seeds]
     rows = [summary(runs, label) for label in table]
-    print(f"\n{args.model} from {init}, CIFAR-10 at {args.img_size} px, {args.epochs} epochs"
+    verdict = lora_verdict(rows)
+    metric, data = METRIC[args.task], Path(args.data).name
+    print(f"\n{args.model} from {init} -> {data} at {args.img_size} px, {args.epochs} epochs"
           f"{f' (max {args.max_steps} steps)' if args.max_steps else ''}, seeds {args.seeds}")
-    print(f"{'method':10s} {'trainable':>11s} {'%':>7s} {'top-1 (%)':>15s} {'img/s':>8s} {'peak MiB':>9s}")
+    print(f"{'method':10s} {'trainable':>11s} {'%':>7s} {metric + ' (%)':>15s} {'img/s':>8s} {'peak MiB':>9s}")
     for r in rows:
-        print(f"{r['method']:10s} {r['trainable']:>11,} {r['trainable_pct']:7.2f} {r['top1']:7.2f} ± {r['top1_std']:5.2f} "
-              f"{r['images_per_s']:8.1f} {r['peak_mib']:9d}")
+        print(f"{r['method']:10s} {r['trainable']:>11,} {r['trainable_pct']:7.2f} {r['score']:7.2f} ± "
+              f"{r['score_std']:5.2f} {r['images_per_s']:8.1f} {r['peak_mib']:9d}")
+    print(f"LoRA floor (within 2 points of full with <= 10 % of its parameters): {verdict}")
     out = Path(args.results)
     command = "python benchmarks/peft_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_json(out / "peft_transfer.json", dict(command=command, model=args.model, init=init, settings=vars(args),
-                                                methods=table, rows=rows, runs=runs))
-    plot(rows, out / "peft_transfer.png", f"{args.model} ({init}) -> CIFAR-10, {args.epochs} epochs, "
-                                          f"seeds {args.seeds}")
-    print(f"wrote {out / 'peft_transfer.json'} and .png")
+    write_json(out / f"{stem}.json", dict(command=command, task=args.task, metric=metric, model=args.model, init=init,
+                                          settings=vars(args), methods=table, rows=rows, lora_floor=verdict, runs=runs))
+    plot(rows, out / f"{stem}.png", f"{args.model} ({init}) -> {data}, {args.epochs} epochs, seeds {args.seeds}",
+         f"{data} {metric}")
+    print(f"wrote {out / stem}.json and .png")
     return 0
 
 

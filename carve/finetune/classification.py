@@ -54,11 +54,23 @@ def transfer_model(config: ClassifyConfig, num_classes: int) -> tuple[nn.Module,
             raise config.error("freeze", "must be none with peft (the whole backbone is frozen already)")
         info = add_peft(model, settings, head=["classifier."])
         return model, info.counts["total"] - info.counts["trainable"]
+    if config.freeze == "linear":
+        return model, linear_probe(model)
     frozen = freeze_stages([nn.ModuleList([model.stem, model.stem_pool]), *model.blocks], config.freeze)
     if config.frozen_bn:
         for part in (model.stem, model.blocks, model.head_conv):
             freeze_bn(part)
     return model, frozen
+
+
+def linear_probe(model: nn.Module) -> int:
+    """Freeze every parameter and BatchNorm outside the classifier; returns the frozen parameters."""
+    freeze_bn(model)
+    frozen = 0
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("classifier."))
+        frozen += 0 if p.requires_grad else p.numel()
+    return frozen
 
 
 def classify(config: ClassifyConfig) -> ClassifyResult:

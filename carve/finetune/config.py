@@ -98,7 +98,8 @@ class ClassifyConfig(TrainConfig):
     base_batch_size: int = 0
     warmup_epochs: float = 0.5
     cutmix_alpha: float = 0.0
-    freeze: str | int = setting("none", help=FREEZE_HELP + " (the head always trains)")
+    freeze: str | int = setting("none", help="none, stem, all or N stages (the head always trains), or linear: "
+                                             "only the new classifier trains (a linear probe)")
     backbone_lr_mult: float = setting(0.1, ">= 0", help="scales every non-head parameter's learning rate")
     frozen_bn: bool = setting(False, help="freeze all BatchNorm layers of the body")
     peft: str | None = setting(None, help=PEFT_HELP)

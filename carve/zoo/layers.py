@@ -45,7 +45,7 @@ class Conv2dSame(nn.Conv2d):
 def create_conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                 bias: bool = False, padding: str = "symmetric") -> nn.Conv2d:
     """A conv padded by ``padding``: ``symmetric`` (kernel // 2), ``same`` (TensorFlow) or ``valid`` (none)."""
-    if padding == "same" and (kernel > 1 or stride > 1):
+    if padding == "same" and (stride > 1 or kernel % 2 == 0):  # else SAME is symmetric: no per-call pad
         return Conv2dSame(cin, cout, kernel, stride, 0, groups=groups, bias=bias)
     pad = 0 if padding == "valid" else kernel // 2
     return nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=bias)

@@ -65,3 +65,17 @@ def test_classify_resumes_exactly_after_a_crash(tiny_folder: Path, tmp_path: Pat
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert resumed.top1 == straight.top1
+
+
+def test_linear_probe_trains_only_the_classifier(tiny_folder: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    before = create_model("mobilenet_v2_035", num_classes=2, small_input=2).state_dict()
+    torch.manual_seed(0)
+    cfg = ClassifyConfig(model="mobilenet_v2_035", data=str(tiny_folder), out_dir=str(tmp_path / "run"), epochs=1,
+                         batch_size=8, small_input=2, freeze="linear", workers=0, progress=False, tensorboard=False,
+                         seed=0)
+    res = classify(cfg)
+    after = res.model.state_dict()
+    assert res.trainable_params == 2 * res.model.num_features + 2
+    changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
+    assert changed == {"classifier.weight", "classifier.bias"}
