@@ -235,24 +235,53 @@ def save_supernet(supernet: Supernet, path: str | Path, metrics: Mapping[str, An
     return path
 
 
-def load_supernet(file_or_tag: str | Path) -> Supernet:
-    """A supernet from a file written by ``save_supernet``, or shipped weights by tag (``carve:tiny-imagenet``)."""
+def _locate(file_or_tag: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """The supernet's file, and the space its shipped manifest record holds (None for a plain file)."""
     text = str(file_or_tag)
-    space_data = None
     if not Path(text).suffix and ":" in text:
         from .shipped import record, shipped_file
 
-        path = shipped_file(text, SHIPPED_NAME)
-        space_data = record(text, SHIPPED_NAME).get("space")
-    else:
-        path = Path(text)
-    state, meta = read_weights_file(path)
-    space_data = meta.get("supernet", space_data)
-    if not isinstance(space_data, dict):
+        return shipped_file(text, SHIPPED_NAME), record(text, SHIPPED_NAME).get("space")
+    path = Path(text)
+    if not path.is_file():
+        raise WeightsError(f"supernet file not found: {path}")
+    return path, None
+
+
+def _space_data(path: Path, meta: Mapping[str, Any], shipped: dict[str, Any] | None) -> dict[str, Any]:
+    data = meta.get("supernet", shipped)
+    if isinstance(data, str):
+        data = json.loads(data)
+    if not isinstance(data, dict):
         raise WeightsError(f"{path}: holds no supernet space (a carve model file, not a supernet's?)")
-    space = space_from_dict(space_data, f"{path}: supernet")
+    return data
+
+
+def supernet_space(file_or_tag: str | Path) -> ElasticSpace:
+    """The space of a saved or shipped supernet, read from its metadata only (no weights loaded)."""
+    path, shipped = _locate(file_or_tag)
+    meta: dict[str, Any] = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+        except Exception as exc:  # safetensors' SafetensorError
+            raise WeightsError(f"{path}: not a readable .safetensors file: {exc}") from None
+    space = space_from_dict(_space_data(path, meta, shipped), f"{path}: supernet")
+    classes = json.loads(meta["spec"])["head"]["num_classes"] if "spec" in meta else None
+    return space.with_num_classes(classes) if classes is not None else space
+
+
+def load_supernet(file_or_tag: str | Path) -> Supernet:
+    """A supernet from a file written by ``save_supernet``, or shipped weights by tag (``carve:tiny-imagenet``)."""
+    path, shipped = _locate(file_or_tag)
+    state, meta = read_weights_file(path)
+    space = space_from_dict(_space_data(path, meta, shipped), f"{path}: supernet")
     head = state.get("classifier.weight")
     supernet = Supernet(space, num_classes=int(head.shape[0]) if head is not None else None)
     load_state_dict_strict(supernet, state, str(path))
-    supernet.pretrained_cfg = dict(supernet.pretrained_cfg, file=str(path), metrics=meta.get("metrics"))
+    supernet.pretrained_cfg = dict(getattr(supernet, "pretrained_cfg", {}) or {}, file=str(path),
+                                   metrics=meta.get("metrics"))
     return supernet
