@@ -64,6 +64,12 @@ class Supernet(CarveNet):
         self.active = spec
         return spec
 
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (its sub-networks then predict ``num_classes``); the largest becomes active."""
+        super().reset_classifier(num_classes, global_pool)
+        self.space = self.space.with_num_classes(num_classes)
+        self.set_active(None)
+
     # -- the active sub-network's forward ---------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.active

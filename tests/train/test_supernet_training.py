@@ -94,3 +94,20 @@ def test_resume_continues_exactly(data, space_file, tmp_path) -> None:
     assert resumed.history[0]["epoch"] == 1 and len(resumed.history) == 2
     for key, value in straight.items():
         assert torch.equal(resumed.supernet.state_dict()[key], value), key
+
+
+def test_initialising_from_shipped_weights_makes_that_subnetwork_the_shipped_model() -> None:
+    from carve.train.supernet_training import initialise_from
+    from carve.zoo.shipped import manifest
+    from carve.zoo.supernet import Supernet, extract
+
+    if "carve_100" not in manifest().get("carve:tiny-imagenet", {}):
+        pytest.skip("carve_100 weights for carve:tiny-imagenet do not ship in this checkout")
+    shipped = create_model("carve_100", pretrained="carve:tiny-imagenet").eval()
+    classes = shipped.spec.head.num_classes
+    torch.manual_seed(0)
+    net = Supernet("carve", num_classes=classes)
+    initialise_from(net, "carve_100@carve:tiny-imagenet", classes)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(extract(net, shipped.spec).eval()(images), shipped(images), rtol=1e-4, atol=1e-4)

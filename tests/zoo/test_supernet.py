@@ -161,3 +161,25 @@ def test_space_round_trips_through_plain_data() -> None:
     with pytest.raises(SubnetError, match="expansion"):
         space_from_dict({**space.to_dict(), "stages": [{**space.to_dict()["stages"][0], "expansion": [1, 3]}]})
     assert isinstance(space, ElasticSpace) and space.size() > 10**9
+
+
+def test_a_shipped_supernet_loads_by_tag(supernet: Supernet, images: torch.Tensor, tmp_path, monkeypatch) -> None:
+    from carve.zoo.shipped import publish
+    from carve.zoo.supernet import SHIPPED_NAME, supernet_space
+
+    publish(supernet, SHIPPED_NAME, "carve:test-set", dict(space=supernet.space.to_dict()), folder=tmp_path)
+    monkeypatch.setenv("CARVE_WEIGHTS_DIR", str(tmp_path))
+    assert supernet_space("carve:test-set") == supernet.space
+    loaded = load_supernet("carve:test-set").eval()
+    spec = supernet.sample(5)
+    supernet.set_active(spec), loaded.set_active(spec)
+    torch.testing.assert_close(loaded(images), supernet(images), rtol=2e-2, atol=2e-2)  # the shipped file is fp16
+    with pytest.raises(Exception, match="no shipped weights"):
+        load_supernet("carve:other-set")
+
+
+def test_reset_classifier_keeps_the_space_in_step() -> None:
+    net = Supernet("carve", num_classes=10).eval()
+    net.reset_classifier(3)
+    assert net.space.num_classes == 3 and net.sample(0).head.num_classes == 3
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3)
