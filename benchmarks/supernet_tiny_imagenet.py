@@ -1,6 +1,7 @@
 """Train the carve supernet on the Tiny ImageNet shards (sandwich rule, in-place distillation) and ship it.
 
-    python benchmarks/supernet_tiny_imagenet.py [--epochs 30] [--random-subnets 2] [--seed 0] [--init-from carve_100@carve:tiny-imagenet]
+    python benchmarks/supernet_tiny_imagenet.py [--epochs 30] [--random-subnets 2] [--seed 0]
+        [--init-from carve_100@carve:tiny-imagenet]
 
 Trains ``carve.train.train_supernet`` at the shards' native 64 px (resumable: re-running continues
 from the run's last checkpoint), then scores sub-networks with inherited weights after BatchNorm
@@ -108,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     cfg = SupernetTrainConfig(out_dir=str(out), resume=(out / "last.pt").is_file(), **recipe(args))
     t0 = time.perf_counter()
-    result = train_supernet(cfg, on_epoch=lambda row: print(
-        f"epoch {row['epoch']}/{args.epochs}: loss {row['train_loss']:.3f} (largest {row['loss_largest']:.3f}) "
-        f"top-1 largest {row.get('top1_largest', float('nan')):.2f} smallest {row.get('top1_smallest', float('nan')):.2f} "
-        f"{row['images_per_s']:.0f} img/s", flush=True))
+    def report(row: dict) -> None:
+        big, small = row.get("top1_largest", float("nan")), row.get("top1_smallest", float("nan"))
+        print(f"epoch {row['epoch']}/{args.epochs}: loss {row['train_loss']:.3f} (largest {row['loss_largest']:.3f}) "
+              f"top-1 largest {big:.2f} smallest {small:.2f} {row['images_per_s']:.0f} img/s", flush=True)
+
+    result = train_supernet(cfg, on_epoch=report)
     train_s = round(sum(h["epoch_s"] for h in result.history), 1)
     supernet = load_supernet(result.final_path).to(next(result.supernet.parameters()).device)
     rows = score(supernet, args)

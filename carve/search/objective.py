@@ -91,9 +91,9 @@ def check_inputs(cfg: ObjectiveConfig) -> None:
         data = Path(cfg.data)
         for splits in (("train",), ("val", "test")):
             if not any((data / split).is_dir() for split in splits):
+                what = "proxy training" if cfg.accuracy == "proxy" else "scoring with a supernet"
                 raise FileNotFoundError(f"objective.data: {data} has no {' or '.join(s + '/' for s in splits)} "
-                                        f"folder ({'proxy training' if cfg.accuracy == 'proxy' else 'scoring with a supernet'} "
-                                        "needs an image folder with train/ and val/ or test/)")
+                                        f"folder ({what} needs an image folder with train/ and val/ or test/)")
     if cfg.latency == "predict":
         from carve.latency.table import LatencyTable
 

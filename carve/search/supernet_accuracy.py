@@ -32,13 +32,19 @@ class SupernetAccuracy:
 
     def model(self, spec: ArchSpec) -> nn.Module:
         """The candidate with the supernet's weights and its BatchNorm statistics re-estimated, in eval mode."""
-        model = extract(self.supernet, spec)
+        return self._recalibrated(extract(self.supernet, spec))
+
+    def _recalibrated(self, model: nn.Module) -> nn.Module:
         if self.calibration:
             recalibrate_bn(model, self.calibration)
         return model.eval()
 
     def __call__(self, spec: ArchSpec) -> float:
-        return float(evaluate(self.model(spec), self.held_out, device="cpu")["top1"])
+        return self.score_model(extract(self.supernet, spec))
+
+    def score_model(self, model: nn.Module) -> float:
+        """The same estimate for a model with weights of its own (a pretrained reference)."""
+        return float(evaluate(self._recalibrated(model), self.held_out, device="cpu")["top1"])
 
 
 def estimator(cfg: Any) -> SupernetAccuracy:

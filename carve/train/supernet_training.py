@@ -58,8 +58,8 @@ class SupernetTrainConfig(Config):
     label_smoothing: float = setting(0.1, "in [0, 1)", help="label smoothing of the largest sub-network's loss")
     aug: str = setting("weak", choices=AUG_PRESETS, help="augmentation preset")
     img_size: int = setting(64, ">= 8", help="image size the data is read at (and evaluated at)")
-    resolutions: tuple[int, ...] = setting((), ">= 8", help="sub-network training resolutions (default: img_size); "
-                                                            "the largest trains at the highest, the smallest at the lowest")
+    resolutions: tuple[int, ...] = setting((), ">= 8", help="sub-network training resolutions (default: img_size); the "
+                                                            "largest trains at the highest, the smallest at the lowest")
     random_subnets: int = setting(2, ">= 0", help="random sub-networks per step besides the largest and smallest")
     kd_temperature: float = setting(1.0, "positive", help="temperature of the in-place distillation")
     init_from: str | None = setting(None, help="NAME@TAG (e.g. carve_125@carve:tiny-imagenet) or a carve weights "

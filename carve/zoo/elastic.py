@@ -70,7 +70,7 @@ class ElasticSpace:
         """One answer per choice: from ``choose(name, options)`` or a ``random.Random``."""
         if isinstance(choose, random.Random):
             rng = choose
-            choose = lambda _name, options: rng.choice(options)  # noqa: E731
+            choose = lambda _name, options: rng.choice(options)
         return {name: choose(name, options) for name, options in self.choices()}
 
     def sample(self, rng: random.Random | int) -> ArchSpec:
@@ -173,7 +173,8 @@ def check_space(space: ElasticSpace) -> None:
         w = f"stages[{si}]"
         positive(st.depth, f"{w}.depth")
         positive(st.width, f"{w}.width")
-        need(all(k % 2 == 1 for k in st.kernel) and bool(st.kernel), f"{w}.kernel", f"expected odd sizes, got {st.kernel!r}")
+        need(all(k % 2 == 1 for k in st.kernel) and bool(st.kernel), f"{w}.kernel",
+             f"expected odd sizes, got {st.kernel!r}")
         need(st.expansion == (1,) or (bool(st.expansion) and all(e >= 2 for e in st.expansion)), f"{w}.expansion",
              f"expected (1,) (no expand conv) or ratios >= 2, got {st.expansion!r}")
         need(st.stride in (1, 2), f"{w}.stride", f"expected 1 or 2, got {st.stride!r}")
@@ -243,9 +244,10 @@ def subnetwork_plan(largest: ArchSpec, spec: ArchSpec) -> list[tuple[int, int]]:
                                                                      big.kind, big.pad) or st.channels > big.channels:
         fail("stem", f"{st} does not fit in {big}")
     h, hb = spec.head, largest.head
-    if (h.conv_channels > hb.conv_channels or h.fc_channels > hb.fc_channels or bool(h.conv_channels) != bool(hb.conv_channels)
-            or bool(h.fc_channels) != bool(hb.fc_channels) or (h.conv_act, h.fc_act, h.fc_norm, h.classifier)
-            != (hb.conv_act, hb.fc_act, hb.fc_norm, hb.classifier)):
+    wider = h.conv_channels > hb.conv_channels or h.fc_channels > hb.fc_channels
+    layers = (bool(h.conv_channels), bool(h.fc_channels), h.conv_act, h.fc_act, h.fc_norm, h.classifier)
+    if wider or layers != (bool(hb.conv_channels), bool(hb.fc_channels), hb.conv_act, hb.fc_act, hb.fc_norm,
+                           hb.classifier):
         fail("head", f"{h} does not fit in {hb}")
     plan: list[tuple[int, int]] = []
     cin, big_cin = spec.stem.channels, largest.stem.channels

@@ -94,3 +94,17 @@ def test_warm_start_maps_a_zoo_model_to_its_nearest_subnetwork() -> None:
     c100 = get_entry("carve_100").spec()
     assert [len(s.blocks) for s in spec.stages] == [len(s.blocks) for s in c100.stages]
     assert spec.stem.channels == c100.stem.channels and spec.blocks[-1].out_channels == c100.blocks[-1].out_channels
+
+
+def test_references_of_a_supernet_study_are_extracted_or_refused(data, supernet_file, tmp_path) -> None:
+    from carve.search import run_search
+    from carve.search.references import score_references
+
+    from .conftest import fast_objective
+
+    cfg = SearchConfig(supernet=str(supernet_file), out_dir=str(tmp_path), trials=1, progress=False, remeasure=False,
+                       objective=fast_objective(accuracy="supernet", supernet=str(supernet_file), data=str(data),
+                                                num_classes=4, batch_size=16, val_per_class=4, bn_recalibration=1))
+    study = load_study(run_search(cfg).study_name, cfg.storage_url)
+    with pytest.raises(ValueError, match="not a sub-network"):
+        score_references(study, ["mobilenet_v3_small_100"], tmp_path)

@@ -106,7 +106,7 @@ def parse_supernet_space(data: dict[str, Any], where: str) -> SupernetSpace:
     space = SupernetSpace(name=str(data.get("name") or f"supernet_{Path(source).stem}"), supernet=source,
                           resolution=tuple(res), description=str(data.get("description", "")))
     try:
-        space.elastic
+        space.size()  # reads the supernet's space now, so a bad file is named here
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # WeightsError is a RuntimeError
         raise SpaceError(f"{where}.supernet", str(exc)) from None
     return space
