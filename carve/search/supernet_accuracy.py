@@ -5,7 +5,8 @@ carve model holding the supernet's slices), its BatchNorm statistics are re-esti
 hundred of the user's training images, and its top-1 on held-out images is the estimate (Once-for-
 All and BigNAS score sub-networks the same way). It mirrors ``inherited``, whose source is one
 pretrained model instead of a supernet. The candidates keep the supernet's classifier, so the
-held-out images should be labelled with the supernet's classes (its training data or a subset).
+data must be labelled with the supernet's classes (its training data or a subset); other data is
+refused with a ``ValueError`` naming ``objective.data``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from carve.train import calibration_loader, eval_loader, evaluate, recalibrate_bn
+from carve.train.data import classes_of
 from carve.zoo import ArchSpec
 from carve.zoo.supernet import Supernet, extract, load_supernet
 
@@ -26,9 +28,15 @@ class SupernetAccuracy:
     def __init__(self, supernet: str | Supernet, data: str, img_size: int, batch_size: int = 64,
                  calibration_batches: int = 8, val_per_class: int = 10, seed: int = 0):
         self.supernet = (supernet if isinstance(supernet, Supernet) else load_supernet(supernet)).eval()
+        held_out = eval_loader(data, img_size, batch_size, per_class=val_per_class, workers=0)
+        classes = len(classes_of(held_out))
+        if classes != self.supernet.spec.head.num_classes:
+            raise ValueError(f"objective.data: {data} has {classes} classes, the supernet predicts "
+                             f"{self.supernet.spec.head.num_classes}: score its sub-networks on data labelled with "
+                             f"its own classes (its training set or a subset of it)")
+        self.held_out = list(held_out)
         self.calibration = list(calibration_loader(data, img_size, batch_size, max(1, calibration_batches),
                                                    seed=seed)) if calibration_batches else []
-        self.held_out = list(eval_loader(data, img_size, batch_size, per_class=val_per_class, workers=0))
 
     def model(self, spec: ArchSpec) -> nn.Module:
         """The candidate with the supernet's weights and its BatchNorm statistics re-estimated, in eval mode."""

@@ -108,3 +108,10 @@ def test_references_of_a_supernet_study_are_extracted_or_refused(data, supernet_
     study = load_study(run_search(cfg).study_name, cfg.storage_url)
     with pytest.raises(ValueError, match="not a sub-network"):
         score_references(study, ["mobilenet_v3_small_100"], tmp_path)
+
+
+def test_data_with_other_classes_than_the_supernet_is_refused(data, tmp_path) -> None:
+    torch.manual_seed(0)
+    other = save_supernet(Supernet(TINY.with_num_classes(7)), tmp_path / "seven.safetensors")
+    with pytest.raises(ValueError, match="4 classes, the supernet predicts 7"):
+        SupernetAccuracy(str(other), str(data), 32, batch_size=16, calibration_batches=1, val_per_class=4)
