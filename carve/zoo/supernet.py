@@ -25,7 +25,7 @@ from .model import CarveNet
 from .residual import has_skip
 from .spec import ArchSpec, BlockSpec
 from .subnets import SubnetError
-from .weights import WeightsError, load_state_dict_strict, read_weights_file, save_weights
+from .weights import WeightsError, load_state_dict_strict, read_weights_file
 
 SHIPPED_NAME = "carve_supernet"  # the shipped supernet's name under its tag (carve:tiny-imagenet)
 
@@ -228,17 +228,16 @@ def implant(supernet: Supernet, model: nn.Module) -> None:
 
 def save_supernet(supernet: Supernet, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
     """Write the supernet as carve safetensors: the largest spec and the space in the metadata (atomic)."""
-    path = save_weights(supernet, path, metrics, spec=supernet.spec)
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with safe_open(str(path), framework="pt") as f:
-        meta, state = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
-    meta["supernet"] = json.dumps(supernet.space.to_dict())
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    from carve.files import write_atomic
+
+    meta = {"format": "carve", "spec": supernet.spec.to_json(indent=None),
+            "supernet": json.dumps(supernet.space.to_dict())}
+    if metrics:
+        meta["metrics"] = json.dumps(dict(metrics))
+    state = {k: v.detach().contiguous().cpu() for k, v in supernet.state_dict().items()}
+    return write_atomic(path, save(state, metadata=meta))
 
 
 def _locate(file_or_tag: str | Path) -> tuple[Path, dict[str, Any] | None]:
