@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ from carve.config import Config, setting
 
 from .objective import ObjectiveConfig
 from .pareto import ParetoEntry
-from .spaces import SearchSpace, get_space
+from .spaces import SearchSpace, SupernetSpace, get_space
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 BACKENDS = ("optuna", "ray")
@@ -47,10 +47,24 @@ class SearchConfig(Config):
     heartbeat_s: int = setting(5, ">= 1", help="Optuna heartbeat interval (failed-worker detection)")
     warm_start: tuple[str, ...] = setting((), help="zoo names or spec files: the space's nearest points to "
                                                    "them are the first trials")
+    supernet: str | None = setting(None, help="a supernet weights file or tag (carve:tiny-imagenet): search its "
+                                              "sub-networks, scored with its weights (implies --objective supernet)")
+
+    def check(self) -> None:
+        if self.supernet is None:
+            return
+        if self.objective.accuracy not in ("proxy", "supernet"):
+            raise self.error("objective.accuracy", f"a search over a supernet scores candidates with its weights "
+                                                   f"(supernet), not {self.objective.accuracy!r}")
+        self.objective.accuracy, self.objective.supernet = "supernet", self.supernet
 
     @property
     def name(self) -> str:
-        return self.study_name or f"{Path(str(self.space)).stem}-{self.objective.accuracy}"
+        if self.study_name:
+            return self.study_name
+        if self.supernet:
+            return f"supernet_{Path(self.supernet.rpartition(':')[2]).stem}-{self.objective.accuracy}"
+        return f"{Path(str(self.space)).stem}-{self.objective.accuracy}"
 
     @property
     def storage_url(self) -> str:
@@ -58,8 +72,15 @@ class SearchConfig(Config):
             return self.storage
         return f"sqlite:///{(Path(self.out_dir) / 'studies.db').resolve()}"
 
-    def load_space(self) -> SearchSpace:
-        space = get_space(self.space)
+    def load_space(self) -> SearchSpace | SupernetSpace:
+        if self.supernet:
+            space = get_space(self.space) if Path(str(self.space)).suffix in (".yaml", ".yml", ".json") else None
+            if not isinstance(space, SupernetSpace):
+                space = SupernetSpace(name=f"supernet_{Path(self.supernet.rpartition(':')[2]).stem}",
+                                      supernet=self.supernet)
+            space = replace(space, supernet=self.supernet)
+        else:
+            space = get_space(self.space)
         return space.with_resolution(self.resolution) if self.resolution else space
 
 

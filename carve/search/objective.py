@@ -2,7 +2,8 @@
 
 Accuracy estimators (``ObjectiveConfig.accuracy``): ``proxy`` trains through ``carve.train.fit``
 for a fixed budget (a few hundred steps on a CIFAR-10 subset), ``inherited`` scores a channel
-sub-network with the weights of a pretrained model (``inherited``), a zero-cost proxy name
+sub-network with the weights of a pretrained model (``inherited``), ``supernet`` a sub-network of a
+trained supernet with the supernet's weights (``supernet_accuracy``), a zero-cost proxy name
 (``synflow``, ``naswot``, ``jacob_cov``, ``grad_norm``, ``snip``) scores the untrained network,
 ``params``/``macs`` use size as the estimate. Latency is measured by ``carve.latency.measure``
 in the chosen runtime (ONNX Runtime by default on CPU) or predicted from a latency table.
@@ -19,11 +20,12 @@ import torch
 
 from carve.config import Config, setting
 from carve.latency.runtime import RUNTIMES
+from carve.train.shards import is_shards
 from carve.zoo import ArchSpec, create_model, profile
 
 from .proxies import BASELINES, PROXIES
 
-ESTIMATORS = ("proxy", "inherited") + tuple(PROXIES) + BASELINES
+ESTIMATORS = ("proxy", "inherited", "supernet") + tuple(PROXIES) + BASELINES
 LATENCY_MODES = ("measure", "predict", "none")
 
 
@@ -36,6 +38,8 @@ class ObjectiveConfig(Config):
                                                               "params/macs")
     inherit_from: str | None = setting(None, help="accuracy=inherited: NAME@TAG (a zoo model with pretrained "
                                                   "weights) or a carve weights file the candidates inherit from")
+    supernet: str | None = setting(None, help="accuracy=supernet: the supernet weights file or tag "
+                                              "(carve:tiny-imagenet) candidates are extracted from")
     data: str = setting("../shared/data/cifar10", help="ImageFolder with train/ and test/")
     num_classes: int = setting(10, ">= 1", help="classifier width of the candidates")
     img_size: int = setting(32, ">= 8", help="proxy-training image size")
@@ -64,6 +68,8 @@ class ObjectiveConfig(Config):
     train_kwargs: dict[str, Any] = setting(default_factory=dict, help="extra TrainConfig fields of proxy training")
 
     def check(self) -> None:
+        if self.accuracy == "supernet" and not self.supernet:
+            raise self.error("supernet", "accuracy='supernet' needs the supernet (a weights file or a tag)")
         if self.latency == "predict" and not self.latency_table:
             raise self.error("latency_table", "latency='predict' needs a latency table file")
 
@@ -74,12 +80,20 @@ Report = Callable[[int, float], None]
 def check_inputs(cfg: ObjectiveConfig) -> None:
     """The files every trial would read, checked once before the first trial; an error names the
     field (``objective.data``, ``objective.latency_cache``, ``objective.latency_table``) and the file."""
-    if cfg.accuracy == "proxy":
+    if cfg.accuracy == "supernet":
+        from carve.zoo.supernet import supernet_space
+
+        try:
+            supernet_space(cfg.supernet)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"objective.supernet: {exc}") from None
+    if cfg.accuracy == "proxy" or (cfg.accuracy == "supernet" and not is_shards(cfg.data)):
         data = Path(cfg.data)
         for splits in (("train",), ("val", "test")):
             if not any((data / split).is_dir() for split in splits):
+                what = "proxy training" if cfg.accuracy == "proxy" else "scoring with a supernet"
                 raise FileNotFoundError(f"objective.data: {data} has no {' or '.join(s + '/' for s in splits)} "
-                                        f"folder (proxy training needs an image folder with train/ and val/ or test/)")
+                                        f"folder ({what} needs an image folder with train/ and val/ or test/)")
     if cfg.latency == "predict":
         from carve.latency.table import LatencyTable
 
@@ -176,6 +190,8 @@ class Objective:
             return self._proxy_train(spec, name, report)
         if cfg.accuracy == "inherited":
             return self.inherited()(spec)
+        if cfg.accuracy == "supernet":
+            return self.inherited()(spec)
         if self._batch is None:
             self._batch = _batch(cfg)
         images, labels = self._batch
@@ -186,8 +202,13 @@ class Objective:
         return float(compute_proxies(small, images, labels, [cfg.accuracy], seed=cfg.seed)[cfg.accuracy])
 
     def inherited(self) -> Any:
-        """The ``inherited`` estimator (built once: it loads the source model and the data)."""
+        """The ``inherited`` (or ``supernet``) estimator, built once: it loads the source model and the data."""
         if self._inherited is None:
+            if self.cfg.accuracy == "supernet":
+                from .supernet_accuracy import estimator as from_supernet
+
+                self._inherited = from_supernet(self.cfg)
+                return self._inherited
             from .inherited import estimator
 
             if not self.cfg.inherit_from:

@@ -59,7 +59,7 @@ def _constraints_from_attrs(trial: Any) -> list[float]:
 def _study_attrs(cfg: SearchConfig, space: SearchSpace) -> dict[str, Any]:
     return dict(space=str(cfg.space), resolution=cfg.resolution, objective=cfg.objective.to_dict(),
                 budgets=dict(latency_ms=cfg.latency_budget_ms, macs=cfg.macs_budget, params=cfg.params_budget),
-                space_name=space.name)
+                space_name=space.name, supernet=getattr(cfg, "supernet", None))
 
 
 def create_or_load_study(cfg: SearchConfig, space: SearchSpace, worker: int = 0) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 from carve.files import write_json
 from carve.zoo import ArchSpec, parse_spec
 
-from .spaces import get_space
+from .spaces import SupernetSpace, get_space
 from .storage import load_study
 
 
@@ -21,7 +21,10 @@ def trial_spec(study: Any, number: int) -> tuple[ArchSpec, int]:
     if "spec" in t.user_attrs:
         return parse_spec(t.user_attrs["spec"]), int(t.user_attrs.get("resolution", 224))
     attrs = study.user_attrs.get("carve", {})
-    space = get_space(attrs.get("space", "mbconv"))
+    if attrs.get("supernet"):
+        space = SupernetSpace(name=attrs.get("space_name", "supernet"), supernet=attrs["supernet"])
+    else:
+        space = get_space(attrs.get("space", "mbconv"))
     if attrs.get("resolution"):
         space = space.with_resolution(attrs["resolution"])
     return space.decode(t.params)

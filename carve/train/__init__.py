@@ -12,6 +12,7 @@ from .loop import FitResult, fit, train_one_epoch
 from .mixing import BatchMixer
 from .optim import WarmupCosine, build_optimizer, build_scheduler, param_groups, scaled_lr
 from .reporting import CurveLogger
+from .supernet_training import SupernetFitResult, SupernetTrainConfig, train_supernet
 
 __all__ = [
     "BatchMixer", "CurveLogger", "DistillLoss", "FitResult", "LoopState", "NonFiniteLoss", "SafeImageFolder",
@@ -19,4 +20,5 @@ __all__ = [
     "calibration_loader", "capture_rng", "collate_skipping", "eval_loader", "evaluate", "find_split", "fit", "kd_loss",
     "load_checkpoint", "load_teacher", "param_groups", "plan_schedule", "recalibrate_bn", "restore_rng",
     "save_checkpoint", "scaled_lr", "seed_everything", "set_epoch", "train_loader", "train_one_epoch",
+    "SupernetFitResult", "SupernetTrainConfig", "train_supernet",
 ]

@@ -9,6 +9,9 @@ from .registry import ModelEntry, PublishedWeights, get_entry, list_models
 from .spec import ArchSpec, BlockSpec, HeadSpec, NormSpec, SESpec, SpecError, StageSpec, StemSpec, make_divisible
 from .validation import check_input_size, load_spec, parse_spec, validate
 from .variants import for_small_images
+from .elastic import ElasticSpace, ElasticStage, elastic_space
+from .supernet import Supernet, extract, load_supernet, save_supernet
+from .channel_order import sort_channels
 from .timm_compat import register_with_timm
 from .weights import (PretrainedUnavailable, WeightsError, convert_weights, load_state_dict_strict,
                       read_weights_file, save_weights)
@@ -16,7 +19,8 @@ from .weights import (PretrainedUnavailable, WeightsError, convert_weights, load
 register_with_timm()
 
 __all__ = [
-    "ArchSpec", "BlockSpec", "CarveFeatures", "CarveNet", "FeatureInfo", "HeadSpec", "ModelEntry", "NormSpec",
+    "ArchSpec", "BlockSpec", "ElasticSpace", "ElasticStage", "Supernet", "elastic_space", "extract", "load_supernet",
+    "save_supernet", "sort_channels", "CarveFeatures", "CarveNet", "FeatureInfo", "HeadSpec", "ModelEntry", "NormSpec",
     "Profile", "PretrainedUnavailable", "PublishedWeights", "SESpec", "SpecError", "StageSpec", "StemSpec",
     "WeightsError", "convert_weights", "count_params", "create_model", "feature_points", "for_small_images",
     "get_entry", "list_models", "load_spec", "load_state_dict_strict", "make_divisible", "parse_spec",

@@ -14,6 +14,7 @@ from pathlib import Path
 from .choices import BLOCKS, FixedParams, RandomTrial, SearchSpace, SpaceError, StageChoice, Suggester
 from .parsing import load_space, parse_space
 from .subnets import SubnetSpace
+from .supernets import SupernetSpace
 
 BUILTIN_DIR = Path(__file__).parent
 
@@ -22,9 +23,10 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def get_space(name_or_path: str | Path | SearchSpace | SubnetSpace) -> SearchSpace | SubnetSpace:
+def get_space(name_or_path: str | Path | SearchSpace | SubnetSpace | SupernetSpace
+              ) -> SearchSpace | SubnetSpace | SupernetSpace:
     """A built-in space by name (``mbconv``, ``carve``, ``shuffle``, ``mnv4``, ``carve_widths``) or a space file."""
-    if isinstance(name_or_path, (SearchSpace, SubnetSpace)):
+    if isinstance(name_or_path, (SearchSpace, SubnetSpace, SupernetSpace)):
         return name_or_path
     text = str(name_or_path)
     builtin = BUILTIN_DIR / f"{text}.yaml"
@@ -35,5 +37,5 @@ def get_space(name_or_path: str | Path | SearchSpace | SubnetSpace) -> SearchSpa
     raise KeyError(f"unknown search space {text!r}; built-in: {', '.join(list_spaces())}, or a .yaml/.json file")
 
 
-__all__ = ["BLOCKS", "FixedParams", "RandomTrial", "SearchSpace", "SpaceError", "StageChoice", "SubnetSpace", "Suggester",
+__all__ = ["BLOCKS", "FixedParams", "RandomTrial", "SearchSpace", "SpaceError", "StageChoice", "SubnetSpace", "Suggester", "SupernetSpace",
            "get_space", "list_spaces", "load_space", "parse_space"]

@@ -10,6 +10,7 @@ from carve.zoo.spec import ACTIVATIONS, HeadSpec, NormSpec, StemSpec
 
 from .choices import BLOCKS, SearchSpace, SpaceError, StageChoice
 from .subnets import SubnetSpace, parse_subnet_space
+from .supernets import SupernetSpace, parse_supernet_space
 
 _STAGE_KEYS = ("depth", "width", "stride", "kernel", "start_kernel", "expansion", "act", "se")
 _TOP_KEYS = ("name", "description", "family", "block", "resolution", "activation", "se", "se_ratio", "se_gate",
@@ -35,13 +36,15 @@ def _pos_int(v: Any) -> bool:
     return v > 0
 
 
-def parse_space(data: Any, where: str = "space") -> SearchSpace | SubnetSpace:
-    """Build a :class:`SearchSpace` (for ``kind: subnets``, a :class:`SubnetSpace`) from plain data;
-    errors name the field (``stages[2].kernel``)."""
+def parse_space(data: Any, where: str = "space") -> SearchSpace | SubnetSpace | SupernetSpace:
+    """Build a :class:`SearchSpace` (for ``kind: subnets``, a :class:`SubnetSpace`; for ``kind: supernet``, a
+    :class:`SupernetSpace`) from plain data; errors name the field (``stages[2].kernel``)."""
     if not isinstance(data, dict):
         raise SpaceError(where, f"expected a mapping, got {type(data).__name__}")
     if data.get("kind") == "subnets":
         return parse_subnet_space(data, where)
+    if data.get("kind") == "supernet":
+        return parse_supernet_space(data, where)
     for key in data:
         if key not in _TOP_KEYS:
             raise SpaceError(f"{where}.{key}", f"unknown field; expected one of {sorted(_TOP_KEYS)}")
