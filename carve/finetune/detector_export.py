@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from carve.config import Config, ConfigError, setting
+from carve.config import Config, setting
 from carve.files import write_json
 from carve.latency.artefact import open_artefact
 from carve.latency.artefact_latency import file_digest, measure_artefact
@@ -60,7 +60,7 @@ class DetectorExportConfig(Config):
 
     def check(self) -> None:
         if not self.model:
-            raise ConfigError("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
+            raise self.error("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
 
 
 def is_detector_checkpoint(path: str | Path) -> bool:

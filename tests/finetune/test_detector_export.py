@@ -1,0 +1,141 @@
+"""A detector trained by ``carve finetune detect`` shipped as ONNX (and OpenVINO IR): NMS in the graph,
+detections and COCO mAP matching PyTorch's on real raccoon images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from carve.cli import main
+from carve.finetune import DetectConfig, detect, load_detector
+from carve.finetune.detection import checkpoint_dataset
+from carve.finetune.detector_export import (DetectorExportConfig, detector_graph, export_detector, graph_input,
+                                            is_detector_checkpoint, split_detections)
+from carve.finetune.detector_graph import class_nms
+from carve.finetune.transforms import eval_transforms
+from carve.latency.artefact import open_artefact
+
+from .conftest import copy_raccoon
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SSDLite trained for 6 steps on 8 raccoon images (validation: 6 others)."""
+    torch.set_num_threads(1)
+    root = copy_raccoon(tmp_path_factory.mktemp("raccoon") / "data", train=8, val=6)
+    res = detect(DetectConfig(backbone="mobilenet_v3_small_075", data=str(root), split="train", val_split="val",
+                              out_dir=str(tmp_path_factory.mktemp("run")), img_size=SIZE, batch_size=4, epochs=3,
+                              lr=0.05, warmup_epochs=0, augment="flip", progress=False, tensorboard=False, examples=0))
+    return res.checkpoint
+
+
+def _images(checkpoint: Path, n: int) -> tuple[list[torch.Tensor], list[dict]]:
+    _, meta = load_detector(checkpoint)
+    data = checkpoint_dataset(meta, checkpoint).with_transforms(eval_transforms())
+    pairs = [data[i] for i in range(n)]
+    return [im.as_subclass(torch.Tensor) for im, _ in pairs], [t for _, t in pairs]
+
+
+def test_class_nms_keeps_what_torchvision_keeps_per_class() -> None:
+    from torchvision.ops import batched_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 60, 2, generator=g) * 80
+    boxes = torch.cat([xy, xy + torch.rand(2, 60, 2, generator=g) * 40 + 1], -1)
+    scores = torch.rand(2, 3, 60, generator=g)
+    kept = class_nms(boxes, scores, 7, 0.4, 0.2)
+    labels, idx = torch.arange(3).repeat_interleave(60), torch.arange(60).repeat(3)
+    for b in range(2):
+        flat = scores[b].flatten()
+        ok = flat > 0.2
+        order = batched_nms(boxes[b, idx[ok]], flat[ok], labels[ok], 0.4)  # best first, all classes
+        found = list(zip(labels[ok][order].tolist(), idx[ok][order].tolist()))
+        want = [w for c in range(3) for w in [w for w in found if w[0] == c][:7]]  # the 7 best of each class
+        rows = kept[kept[:, 0] == b]
+        assert [(c, i) for _, c, i in rows.tolist()] == want  # by class, then best first
+
+
+def test_graph_gives_the_detectors_own_detections(checkpoint: Path) -> None:
+    model, meta = load_detector(checkpoint)
+    graph = detector_graph(model, meta, SIZE)
+    images, _ = _images(checkpoint, 2)
+    x = torch.stack([graph_input(im, SIZE) for im in images])
+    with torch.no_grad():
+        want = model(list(x))
+        boxes, scores, labels, index = graph(x)
+    assert index.tolist() == sorted(index.tolist()) and set(index.tolist()) == {0, 1}
+    for b, ref in enumerate(want):
+        rows = index == b
+        assert 0 < int(rows.sum()) <= 300 and int(rows.sum()) == len(ref["scores"])
+        torch.testing.assert_close(boxes[rows], ref["boxes"], rtol=0, atol=1e-4)
+        torch.testing.assert_close(scores[rows], ref["scores"], rtol=0, atol=1e-6)
+        assert torch.equal(labels[rows], ref["labels"])
+
+
+def test_cli_exports_a_detect_checkpoint_whose_onnx_detections_and_map_match_pytorch(checkpoint: Path,
+                                                                                        tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "det.onnx"
+    assert main(["export", str(checkpoint), "--to", "onnx", "-o", str(out), "--parity-images", "6"]) == 0
+    report = json.loads(out.with_name("det.report.json").read_text())
+    assert report["input_shape"] == [1, 3, SIZE, SIZE] and report["map"]["images"] == 6
+    pytorch, exported = report["map"]["pytorch"], report["map"]["exported"]
+    assert pytorch["AP50"] > 0.1  # a detector that finds raccoons, so the comparison means something
+    assert abs(exported["AP"] - pytorch["AP"]) <= 0.01 and abs(exported["AP50"] - pytorch["AP50"]) <= 0.01
+    assert report["parity"]["top_label_agreement"] == 1.0 and report["parity"]["max_box_diff_px"] < 0.01
+    assert report["latency"]["median_ms"] > 0
+    graph = onnx.load(str(out)).graph
+    assert "NonMaxSuppression" in {n.op_type for n in graph.node}
+    assert [o.name for o in graph.output] == ["boxes", "scores", "labels", "batch_index"]
+
+    # the file alone, on a real image, against PyTorch on the original image
+    model, _ = load_detector(checkpoint)
+    (image,), _ = _images(checkpoint, 1)
+    with torch.no_grad():
+        want = model([image])[0]
+    outputs = open_artefact(out).run_all(graph_input(image, SIZE)[None].numpy())
+    got = split_detections(outputs, [tuple(image.shape[-2:])], SIZE)[0]
+    top = min(10, len(want["scores"]))
+    assert top > 0 and len(got["scores"]) == len(want["scores"])
+    np.testing.assert_array_equal(got["labels"][:top], want["labels"][:top].numpy())
+    np.testing.assert_allclose(got["boxes"][:top], want["boxes"][:top].numpy(), rtol=0, atol=0.01)
+    np.testing.assert_allclose(got["scores"][:top], want["scores"][:top].numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow  # one more dynamo export and an OpenVINO conversion: ~25 s here
+def test_openvino_ir_with_a_batch_of_four_matches_pytorch(checkpoint: Path, tmp_path: Path) -> None:
+    report = export_detector(DetectorExportConfig(model=str(checkpoint), to="openvino", out=str(tmp_path / "d.xml"),
+                                                  batch=4, latency=False))
+    assert (tmp_path / "d.bin").is_file() and report["input_shape"] == [4, 3, SIZE, SIZE]
+    assert report["map"]["images"] == 6  # one full batch and one padded with blank images
+    assert abs(report["map"]["difference"]["AP"]) <= 0.01 and report["parity"]["top_label_agreement"] == 1.0
+
+
+def test_split_detections_scales_boxes_to_each_image() -> None:
+    boxes = np.array([[0, 0, 48, 96], [10, 20, 30, 40], [96, 96, 96, 96]], np.float32)
+    outputs = [boxes, np.array([0.9, 0.8, 0.7], np.float32), np.array([1, 2, 1]), np.array([0, 0, 1])]
+    first, second = split_detections(outputs, [(192, 96), (48, 48)], 96)
+    np.testing.assert_allclose(first["boxes"], [[0, 0, 48, 192], [10, 40, 30, 80]])
+    np.testing.assert_allclose(second["boxes"], [[48, 48, 48, 48]])
+    assert first["labels"].tolist() == [1, 2] and second["scores"].tolist() == [pytest.approx(0.7)]
+
+
+def test_what_is_not_a_detector_or_not_exportable_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    model, meta = load_detector(checkpoint)
+    assert is_detector_checkpoint(checkpoint)
+    plain = tmp_path / "weights.pt"
+    torch.save({"format": "carve-train-1", "model": {}}, plain)
+    assert not is_detector_checkpoint(plain) and not is_detector_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="fasterrcnn detectors are not exportable"):
+        detector_graph(model, dict(meta, config=dict(meta["config"], head="fasterrcnn")), SIZE)
+    assert main(["export", str(checkpoint), "--int8", "--calib", str(tmp_path)]) == 2
+    assert main(["export", str(checkpoint), "--to", "executorch"]) == 2
+    with pytest.raises(ValueError, match="DetectorExportConfig.model"):
+        DetectorExportConfig()
