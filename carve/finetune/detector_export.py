@@ -29,13 +29,13 @@ from carve.latency.protocol import PROTOCOLS
 from carve.train import load_checkpoint
 
 from .dataset import DetectionDataset
-from .detector_graph import ONNX_TRANSLATIONS, SSDGraph
+from .detector_graph import ONNX_TRANSLATIONS, DetectorGraph, SingleStageFPNGraph, SSDGraph
 from .sources import FORMATS
 
 DETECTOR_TARGETS = ("onnx", "openvino")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino"}
-EXPORTABLE_HEADS = ("ssdlite",)
+EXPORTABLE_HEADS = ("ssdlite", "retinanet", "fcos")
 OUTPUT_NAMES = ["boxes", "scores", "labels", "batch_index"]
 COMPARED_TOP = 10  # detections per image compared one by one
 
@@ -76,8 +76,9 @@ def is_detector_checkpoint(path: str | Path) -> bool:
         return False
 
 
-def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> SSDGraph:
-    """The exportable graph of a loaded detect checkpoint (``load_detector``'s model and metadata)."""
+def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> DetectorGraph:
+    """The exportable graph of a loaded detect checkpoint (``load_detector``'s model and metadata)
+    for ``size x size`` inputs."""
     from .parameter_efficient import merge_peft, peft_info
 
     head = meta["config"]["head"]
@@ -86,7 +87,35 @@ def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> SSDGrap
     info = peft_info(model)
     if info is not None and info.settings.method == "lora":
         model = merge_peft(model)
-    return SSDGraph(model.eval(), size).eval()
+    graph = SSDGraph if head == "ssdlite" else SingleStageFPNGraph
+    return graph(at_size(model, size).eval(), size).eval()
+
+
+def at_size(model: nn.Module, size: int) -> nn.Module:
+    """An FPN detector (RetinaNet, FCOS) set to resize to ``size`` on the short side (changed in
+    place), so a ``size x size`` input reaches its backbone as it is; SSD is returned as it is."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    transform = getattr(model, "transform", None)
+    if isinstance(transform, GeneralizedRCNNTransform) and transform.fixed_size is None:
+        transform.min_size, transform.max_size = (size,), max(transform.max_size, size)
+    return model
+
+
+class SquareInput(nn.Module):
+    """A detector that sees each image as the exported graph does: resized to ``size x size``
+    (:func:`graph_input`), its boxes scaled back to the image."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        found = self.model([graph_input(im, self.size) for im in images])
+        for det, im in zip(found, images):
+            h, w = im.shape[-2:]
+            det["boxes"] = det["boxes"] * (torch.tensor([w, h, w, h], dtype=torch.float32) / self.size)
+        return found
 
 
 def graph_input(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -141,8 +170,10 @@ def runtime_predictions(run_all: Callable[[np.ndarray], list[np.ndarray]], datas
 
 
 def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: dict[int, dict[str, torch.Tensor]],
-                       top: int = COMPARED_TOP) -> dict[str, Any]:
-    """Image by image, the exported detector's best ``top`` detections against PyTorch's, in rank order."""
+                       top: int = COMPARED_TOP, score_tol: float = 1e-4) -> dict[str, Any]:
+    """Image by image, the exported detector's best ``top`` detections against PyTorch's: labels in
+    rank order, scores, and for each of PyTorch's the closest exported box with its label and a
+    score within ``score_tol`` (so boxes of near-equal score that swap ranks still pair up)."""
     same_count = label_hits = compared = 0
     box_diff = score_diff = 0.0
     for image_id, ref in reference.items():
@@ -150,13 +181,15 @@ def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: 
                                           labels=torch.zeros(0, dtype=torch.int64)))
         same_count += int(len(got["scores"]) == len(ref["scores"]))
         k = min(top, len(ref["scores"]), len(got["scores"]))
-        match = ref["labels"][:k] == got["labels"][:k]
         compared += k
-        label_hits += int(match.sum())
-        if k:
-            score_diff = max(score_diff, float((ref["scores"][:k] - got["scores"][:k]).abs().max()))
-        if match.any():
-            box_diff = max(box_diff, float((ref["boxes"][:k][match] - got["boxes"][:k][match]).abs().max()))
+        label_hits += int((ref["labels"][:k] == got["labels"][:k]).sum())
+        if not k:
+            continue
+        score_diff = max(score_diff, float((ref["scores"][:k] - got["scores"][:k]).abs().max()))
+        pairs = (ref["labels"][:k, None] == got["labels"][None]) & (
+            (ref["scores"][:k, None] - got["scores"][None]).abs() <= score_tol)
+        distance = (ref["boxes"][:k, None] - got["boxes"][None]).abs().amax(-1).masked_fill(~pairs, float("inf"))
+        box_diff = max(box_diff, float(distance.amin(1).max()))
     return dict(images=len(reference), top=top, same_count_share=same_count / max(len(reference), 1),
                 top_label_agreement=label_hits / max(compared, 1), compared_detections=compared,
                 max_box_diff_px=box_diff, max_score_diff=score_diff)
@@ -188,6 +221,7 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
     if out.suffix != SUFFIX[cfg.to]:
         raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
     dataset = checkpoint_dataset(meta, cfg.model, cfg.data, cfg.data_format, cfg.subset)
+    model = at_size(model, size)
     graph = detector_graph(model, meta, size)
     with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
         onnx_file = export_onnx(graph, Path(tmp) / "model.onnx", input_size=size, batch=cfg.batch, in_channels=3,
@@ -217,7 +251,9 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
                        "the boxes' scaling to the image size (carve.finetune.detector_export.split_detections)")
     images = dataset.subset([r.image_id for r in dataset.records[:cfg.parity_images]])
     art = open_artefact(out, RUNTIME[cfg.to], cfg.threads)
-    reference_metrics, reference = evaluate_detector(model, images, batch_size=cfg.batch)
+    square = meta["config"]["head"] != "ssdlite"  # SSD resizes to a square itself; the FPN heads keep the aspect
+    reference_model = SquareInput(model, size) if square else model
+    reference_metrics, reference = evaluate_detector(reference_model, images, batch_size=cfg.batch)
     exported = runtime_predictions(art.run_all, images, size, cfg.batch)
     ground_truth = images.to_coco()
     ground_truth["images"] = [i for i in ground_truth["images"] if i["id"] in reference]
@@ -227,7 +263,11 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
     report["map"] = dict(images=len(reference), data=str(cfg.data or meta["config"]["data"]), subset=cfg.subset,
                          pytorch={k: reference_metrics[k] for k in keys}, exported={k: exported_metrics[k] for k in keys},
                          difference={k: exported_metrics[k] - reference_metrics[k] for k in keys},
-                         reference="PyTorch FP32, eval mode, on the original images")
+                         reference="PyTorch FP32, eval mode, on the graph's square input" if square else
+                         "PyTorch FP32, eval mode, on the original images (SSD resizes them to the square itself)")
+    if square:
+        own = evaluate_detector(model, images, batch_size=cfg.batch)[0]
+        report["map"]["pytorch_own_resize"] = {k: own[k] for k in keys}
     report["parity"] = compare_detections(reference, exported)
     if cfg.latency:
         r = measure_artefact(out, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])

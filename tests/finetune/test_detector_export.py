@@ -25,14 +25,44 @@ SIZE = 96
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SSDLite trained for 6 steps on 8 raccoon images (validation: 6 others)."""
+def raccoon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 training and 6 validation raccoon images."""
+    return copy_raccoon(tmp_path_factory.mktemp("raccoon") / "data", train=8, val=6)
+
+
+def _detect(root: Path, out: Path, **kw) -> Path:
     torch.set_num_threads(1)
-    root = copy_raccoon(tmp_path_factory.mktemp("raccoon") / "data", train=8, val=6)
-    res = detect(DetectConfig(backbone="mobilenet_v3_small_075", data=str(root), split="train", val_split="val",
-                              out_dir=str(tmp_path_factory.mktemp("run")), img_size=SIZE, batch_size=4, epochs=3,
-                              lr=0.05, warmup_epochs=0, augment="flip", progress=False, tensorboard=False, examples=0))
-    return res.checkpoint
+    base = dict(backbone="mobilenet_v3_small_075", data=str(root), split="train", val_split="val", out_dir=str(out),
+                img_size=SIZE, batch_size=4, lr=0.05, warmup_epochs=0, augment="flip", progress=False,
+                tensorboard=False, examples=0, fpn_channels=32)
+    return detect(DetectConfig(**(base | kw))).checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(raccoon: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SSDLite trained for 6 steps on the raccoon images."""
+    return _detect(raccoon, tmp_path_factory.mktemp("run"), epochs=3)
+
+
+# After a few steps RetinaNet and FCOS still score every position of an anchor alike (their
+# classification tower starts near zero and the classifier at the 0.01 prior), and NMS among equal
+# scores keeps whichever comes first; a classification branch drawn at full scale gives distinct
+# scores, so the comparisons below are exact.
+@pytest.fixture(scope="module", params=["retinanet", "fcos"])
+def fpn_checkpoint(request: pytest.FixtureRequest, raccoon: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RetinaNet or FCOS checkpoint after one step, its classification branch drawn with seed 0."""
+    from carve.train import load_checkpoint
+
+    path = _detect(raccoon, tmp_path_factory.mktemp(request.param), head=request.param, epochs=1, max_steps=1)
+    state = load_checkpoint(path)
+    g = torch.Generator().manual_seed(0)
+    for name, value in state["model"].items():
+        tower = name.startswith("head.classification_head.") and value.dim() == 4
+        if tower or "cls_logits" in name or "bbox_ctrness" in name:
+            std = 1.0 if "cls_logits" in name or "bbox_ctrness" in name else value[0].numel() ** -0.5
+            state["model"][name] = torch.randn(value.shape, generator=g) * std
+    torch.save(state, path)
+    return path
 
 
 def _images(checkpoint: Path, n: int) -> tuple[list[torch.Tensor], list[dict]]:
@@ -76,6 +106,35 @@ def test_graph_gives_the_detectors_own_detections(checkpoint: Path) -> None:
         torch.testing.assert_close(boxes[rows], ref["boxes"], rtol=0, atol=1e-4)
         torch.testing.assert_close(scores[rows], ref["scores"], rtol=0, atol=1e-6)
         assert torch.equal(labels[rows], ref["labels"])
+
+
+def test_fpn_graph_gives_the_detectors_own_detections(fpn_checkpoint: Path) -> None:
+    model, meta = load_detector(fpn_checkpoint)
+    graph = detector_graph(model, meta, SIZE)
+    images, _ = _images(fpn_checkpoint, 2)
+    x = torch.stack([graph_input(im, SIZE) for im in images])
+    with torch.no_grad():
+        want = model(list(x))  # a square input at img_size: the detector's own resize leaves it as it is
+        boxes, scores, labels, index = graph(x)
+    for b, ref in enumerate(want):
+        rows = index == b
+        assert 0 < int(rows.sum()) == len(ref["scores"])
+        torch.testing.assert_close(boxes[rows], ref["boxes"], rtol=0, atol=1e-4)
+        torch.testing.assert_close(scores[rows], ref["scores"], rtol=0, atol=1e-6)
+        assert torch.equal(labels[rows], ref["labels"])
+    with pytest.raises(ValueError, match="multiple of 32"):
+        detector_graph(model, meta, 80)
+
+
+@pytest.mark.slow  # a dynamo export of an FPN detector: ~50 s here
+def test_fpn_detector_exports_with_detections_and_map_matching_pytorch(fpn_checkpoint: Path, tmp_path: Path) -> None:
+    report = export_detector(DetectorExportConfig(model=str(fpn_checkpoint), out=str(tmp_path / "d.onnx"),
+                                                  latency=False))
+    m = report["map"]
+    assert m["images"] == 6 and "pytorch_own_resize" in m and "square input" in m["reference"]
+    assert abs(m["difference"]["AP"]) <= 0.01 and abs(m["difference"]["AP50"]) <= 0.01
+    p = report["parity"]
+    assert p["same_count_share"] == 1.0 and p["top_label_agreement"] == 1.0 and p["max_box_diff_px"] < 0.01
 
 
 def test_cli_exports_a_detect_checkpoint_whose_onnx_detections_and_map_match_pytorch(checkpoint: Path,
@@ -133,7 +192,7 @@ def test_what_is_not_a_detector_or_not_exportable_is_refused(checkpoint: Path, t
     plain = tmp_path / "weights.pt"
     torch.save({"format": "carve-train-1", "model": {}}, plain)
     assert not is_detector_checkpoint(plain) and not is_detector_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="fasterrcnn detectors are not exportable"):
+    with pytest.raises(ValueError, match="fasterrcnn detectors are not exportable"):  # RoIAlign on proposals
         detector_graph(model, dict(meta, config=dict(meta["config"], head="fasterrcnn")), SIZE)
     assert main(["export", str(checkpoint), "--int8", "--calib", str(tmp_path)]) == 2
     assert main(["export", str(checkpoint), "--to", "executorch"]) == 2
