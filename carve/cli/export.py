@@ -1,4 +1,5 @@
-"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino [--int8 --calib DATA] [--dynamic-batch] [-o PATH]``.
+"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch [--int8 --calib DATA]
+[--dynamic-batch] [-o PATH]``.
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
 and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check.
@@ -76,7 +77,8 @@ def _print_detector(cfg: Any, as_json: bool) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['backbone']} + {report['head']} -> {report['artefact']} ({report['to']}, "
-          f"{report['size_bytes'] / 1e6:.2f} MB, input {report['input_shape']}, outputs {', '.join(report['outputs'])})")
+          f"{report['size_bytes'] / 1e6:.2f} MB, input {report['input_shape']}, "
+          f"outputs {', '.join(report['outputs'])})")
     m, p = report["map"], report["parity"]
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
     print(f"COCO mAP on {m['images']} images ({m['data']}, {m['subset']}): PyTorch AP {pct(m['pytorch']['AP'])} / "

@@ -261,7 +261,8 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
     exported_metrics = coco_metrics(ground_truth, to_coco_results(exported, images))
     keys = ("AP", "AP50", "AP75")
     report["map"] = dict(images=len(reference), data=str(cfg.data or meta["config"]["data"]), subset=cfg.subset,
-                         pytorch={k: reference_metrics[k] for k in keys}, exported={k: exported_metrics[k] for k in keys},
+                         pytorch={k: reference_metrics[k] for k in keys},
+                         exported={k: exported_metrics[k] for k in keys},
                          difference={k: exported_metrics[k] - reference_metrics[k] for k in keys},
                          reference="PyTorch FP32, eval mode, on the graph's square input" if square else
                          "PyTorch FP32, eval mode, on the original images (SSD resizes them to the square itself)")

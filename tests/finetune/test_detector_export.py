@@ -13,8 +13,14 @@ import torch
 from carve.cli import main
 from carve.finetune import DetectConfig, detect, load_detector
 from carve.finetune.detection import checkpoint_dataset
-from carve.finetune.detector_export import (DetectorExportConfig, detector_graph, export_detector, graph_input,
-                                            is_detector_checkpoint, split_detections)
+from carve.finetune.detector_export import (
+    DetectorExportConfig,
+    detector_graph,
+    export_detector,
+    graph_input,
+    is_detector_checkpoint,
+    split_detections,
+)
 from carve.finetune.detector_graph import class_nms
 from carve.finetune.transforms import eval_transforms
 from carve.latency.artefact import open_artefact
