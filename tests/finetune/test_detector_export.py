@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -145,8 +146,6 @@ def test_fpn_detector_exports_with_detections_and_map_matching_pytorch(fpn_check
 
 def test_cli_exports_a_detect_checkpoint_whose_onnx_detections_and_map_match_pytorch(checkpoint: Path,
                                                                                         tmp_path: Path) -> None:
-    import onnx
-
     out = tmp_path / "det.onnx"
     assert main(["export", str(checkpoint), "--to", "onnx", "-o", str(out), "--parity-images", "6"]) == 0
     report = json.loads(out.with_name("det.report.json").read_text())
@@ -204,3 +203,16 @@ def test_what_is_not_a_detector_or_not_exportable_is_refused(checkpoint: Path, t
     assert main(["export", str(checkpoint), "--to", "executorch"]) == 2
     with pytest.raises(ValueError, match="DetectorExportConfig.model"):
         DetectorExportConfig()
+
+
+@pytest.mark.slow  # a peft run and one more dynamo export: ~40 s here
+def test_lora_checkpoint_exports_merged_with_map_matching_pytorch(raccoon: Path, tmp_path: Path) -> None:
+    from carve.zoo import create_model, save_weights
+
+    torch.manual_seed(0)
+    base = save_weights(create_model("mobilenet_v3_small_075"), tmp_path / "base.safetensors")
+    path = _detect(raccoon, tmp_path / "run", pretrained=str(base), peft="lora:r=2,targets=all", epochs=2)
+    report = export_detector(DetectorExportConfig(model=str(path), out=str(tmp_path / "d.onnx"), latency=False))
+    graph = onnx.load(str(tmp_path / "d.onnx")).graph
+    assert not any("lora" in init.name for init in graph.initializer)  # folded into the weights
+    assert abs(report["map"]["difference"]["AP"]) <= 0.01 and report["parity"]["top_label_agreement"] == 1.0
