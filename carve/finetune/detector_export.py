@@ -92,13 +92,16 @@ def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> Detecto
 
 
 def at_size(model: nn.Module, size: int) -> nn.Module:
-    """An FPN detector (RetinaNet, FCOS) set to resize to ``size`` on the short side (changed in
-    place), so a ``size x size`` input reaches its backbone as it is; SSD is returned as it is."""
+    """The detector set (in place) to run at ``size``: SSD resizes every image to ``size x size``,
+    an FPN detector (RetinaNet, FCOS) its short side to ``size``, so a ``size x size`` input
+    reaches the backbone as it is."""
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     transform = getattr(model, "transform", None)
-    if isinstance(transform, GeneralizedRCNNTransform) and transform.fixed_size is None:
+    if isinstance(transform, GeneralizedRCNNTransform):
         transform.min_size, transform.max_size = (size,), max(transform.max_size, size)
+        if transform.fixed_size is not None:
+            transform.fixed_size = (size, size)
     return model
 
 
@@ -173,8 +176,9 @@ def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: 
                        top: int = COMPARED_TOP, score_tol: float = 1e-4) -> dict[str, Any]:
     """Image by image, the exported detector's best ``top`` detections against PyTorch's: labels in
     rank order, scores, and for each of PyTorch's the closest exported box with its label and a
-    score within ``score_tol`` (so boxes of near-equal score that swap ranks still pair up)."""
-    same_count = label_hits = compared = 0
+    score within ``score_tol`` (so boxes of near-equal score that swap ranks still pair up; those
+    with none are counted as ``unpaired_detections``)."""
+    same_count = label_hits = compared = unpaired = 0
     box_diff = score_diff = 0.0
     for image_id, ref in reference.items():
         got = exported.get(image_id, dict(boxes=torch.zeros(0, 4), scores=torch.zeros(0),
@@ -189,10 +193,13 @@ def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: 
         pairs = (ref["labels"][:k, None] == got["labels"][None]) & (
             (ref["scores"][:k, None] - got["scores"][None]).abs() <= score_tol)
         distance = (ref["boxes"][:k, None] - got["boxes"][None]).abs().amax(-1).masked_fill(~pairs, float("inf"))
-        box_diff = max(box_diff, float(distance.amin(1).max()))
+        closest = distance.amin(1)
+        unpaired += int(closest.isinf().sum())
+        if closest.isfinite().any():
+            box_diff = max(box_diff, float(closest[closest.isfinite()].max()))
     return dict(images=len(reference), top=top, same_count_share=same_count / max(len(reference), 1),
                 top_label_agreement=label_hits / max(compared, 1), compared_detections=compared,
-                max_box_diff_px=box_diff, max_score_diff=score_diff)
+                unpaired_detections=unpaired, max_box_diff_px=box_diff, max_score_diff=score_diff)
 
 
 def default_out(cfg: DetectorExportConfig, meta: dict[str, Any]) -> Path:

@@ -98,11 +98,12 @@ def test_class_nms_keeps_what_torchvision_keeps_per_class() -> None:
         assert [(c, i) for _, c, i in rows.tolist()] == want  # by class, then best first
 
 
-def test_graph_gives_the_detectors_own_detections(checkpoint: Path) -> None:
+@pytest.mark.parametrize("size", [SIZE, 64])  # the run's img_size, and another the detector is set to
+def test_graph_gives_the_detectors_own_detections(checkpoint: Path, size: int) -> None:
     model, meta = load_detector(checkpoint)
-    graph = detector_graph(model, meta, SIZE)
+    graph = detector_graph(model, meta, size)
     images, _ = _images(checkpoint, 2)
-    x = torch.stack([graph_input(im, SIZE) for im in images])
+    x = torch.stack([graph_input(im, size) for im in images])
     with torch.no_grad():
         want = model(list(x))
         boxes, scores, labels, index = graph(x)
