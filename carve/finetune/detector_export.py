@@ -71,9 +71,10 @@ def is_detector_checkpoint(path: str | Path) -> bool:
     if path.suffix != ".pt" or not path.is_file():
         return False
     try:
-        return load_checkpoint(path).get("format") == f"carve-{CHECKPOINT_KIND}-1"
+        state = load_checkpoint(path)
     except RuntimeError:
         return False
+    return isinstance(state, dict) and state.get("format") == f"carve-{CHECKPOINT_KIND}-1"
 
 
 def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> DetectorGraph:

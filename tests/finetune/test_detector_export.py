@@ -197,7 +197,8 @@ def test_what_is_not_a_detector_or_not_exportable_is_refused(checkpoint: Path, t
     assert is_detector_checkpoint(checkpoint)
     plain = tmp_path / "weights.pt"
     torch.save({"format": "carve-train-1", "model": {}}, plain)
-    assert not is_detector_checkpoint(plain) and not is_detector_checkpoint(tmp_path / "missing.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    assert not any(is_detector_checkpoint(p) for p in (plain, tmp_path / "missing.pt", tmp_path / "tensor.pt"))
     with pytest.raises(ValueError, match="fasterrcnn detectors are not exportable"):  # RoIAlign on proposals
         detector_graph(model, dict(meta, config=dict(meta["config"], head="fasterrcnn")), SIZE)
     assert main(["export", str(checkpoint), "--int8", "--calib", str(tmp_path)]) == 2
