@@ -239,11 +239,14 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
 
             onnx_file = convert_to_ir(onnx_file, Path(tmp) / "model.xml")
         _place(onnx_file, out)
-    return _report(cfg, model, meta, dataset, size, out)
+    report = _report(cfg, model, meta, dataset, size, out, dict(
+        score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh, topk_candidates=graph.topk_candidates,
+        detections_per_img=graph.detections_per_img))
+    return report
 
 
 def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], dataset: DetectionDataset, size: int,
-            out: Path) -> dict[str, Any]:
+            out: Path, thresholds: dict[str, float]) -> dict[str, Any]:
     from .evaluate import coco_metrics, evaluate_detector, to_coco_results
 
     files = [out] + ([out.with_suffix(".bin")] if cfg.to == "openvino" else [])
@@ -254,7 +257,7 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
         input_shape=[cfg.batch, 3, size, size], input="RGB in [0, 1], resized to the input size (bilinear)",
         outputs=dict(boxes="[M, 4] x1 y1 x2 y2 in input pixels", scores="[M]", labels="[M] 1-based category index",
                      batch_index="[M] input image of each row"),
-        class_names=list(meta["class_names"]), cat_ids=list(meta["cat_ids"]),
+        class_names=list(meta["class_names"]), cat_ids=list(meta["cat_ids"]), thresholds_in_graph=thresholds,
         postprocessing="box decoding and class-wise NMS in the graph (ONNX NonMaxSuppression); outside it only "
                        "the boxes' scaling to the image size (carve.finetune.detector_export.split_detections)")
     images = dataset.subset([r.image_id for r in dataset.records[:cfg.parity_images]])

@@ -151,6 +151,8 @@ def test_cli_exports_a_detect_checkpoint_whose_onnx_detections_and_map_match_pyt
     assert main(["export", str(checkpoint), "--to", "onnx", "-o", str(out), "--parity-images", "6"]) == 0
     report = json.loads(out.with_name("det.report.json").read_text())
     assert report["input_shape"] == [1, 3, SIZE, SIZE] and report["map"]["images"] == 6
+    assert report["thresholds_in_graph"] == dict(score_thresh=0.001, nms_thresh=0.55, topk_candidates=300,
+                                                 detections_per_img=300)  # SSDLite's
     pytorch, exported = report["map"]["pytorch"], report["map"]["exported"]
     assert pytorch["AP50"] > 0.1  # a detector that finds raccoons, so the comparison means something
     assert abs(exported["AP"] - pytorch["AP"]) <= 0.01 and abs(exported["AP50"] - pytorch["AP50"]) <= 0.01
