@@ -57,3 +57,26 @@ def test_config_file_then_flags_and_errors_name_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         config(["finetune", "classify", "--backbone", "b"])
     assert "required: --data" in capsys.readouterr().err
+
+
+def test_export_flags_serve_the_model_or_the_detector_config(tmp_path):
+    from carve.config import ConfigError
+
+    args = build_parser().parse_args(["export", "m.pt", "-o", "x.onnx", "--size", "64", "--batch", "2",
+                                      "--format", "voc", "--int8", "--calib", "c"])
+    flags = args.config_flags
+    model, detector = flags.build(args, "export"), flags.build(args, "detector")
+    assert (model.model, model.out, model.size, model.int8) == ("m.pt", "x.onnx", 64, True)
+    assert (detector.model, detector.out, detector.size, detector.batch, detector.data_format) == (
+        "m.pt", "x.onnx", 64, 2, "voc")
+    assert flags.peek(args, "model") == "m.pt" and flags.peek(args, "int8") is True
+    assert flags.peek(args, "subset") is None
+    args = build_parser().parse_args(["export", "m", "--to", "executorch"])
+    assert args.config_flags.build(args, "export").to == "executorch"
+    with pytest.raises(ConfigError, match="to"):  # only the config that is built is checked
+        args.config_flags.build(args, "detector")
+    file = tmp_path / "export.yaml"
+    file.write_text("model: m\nsize: 40\n")  # the fields of the config the input needs
+    args = build_parser().parse_args(["export", "--config", str(file), "--size", "48"])
+    assert args.config_flags.peek(args, "model") == "m"
+    assert (args.config_flags.build(args, "export").size, args.config_flags.build(args, "detector").size) == (48, 48)

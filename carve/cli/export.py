@@ -1,29 +1,61 @@
-"""``carve export MODEL|SPEC|WEIGHTS --to onnx|openvino [--int8 --calib DATA] [--dynamic-batch] [-o PATH]``."""
+"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch [--int8 --calib DATA]
+[--dynamic-batch] [-o PATH]``.
+
+A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
+and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import make_dataclass
+from typing import Any
 
 from .flags import config_flags, flag
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def export_command() -> type:
+    """The config of ``carve export``'s flags: ``export`` (a model's ``ExportConfig``) and ``detector``
+    (a detect checkpoint's ``DetectorExportConfig``); a flag both have sets both, and only the one
+    the input needs is built."""
     from carve.compress.shipping import ExportConfig
+    from carve.config import Config
+    from carve.finetune.detector_export import DetectorExportConfig
 
-    p = sub.add_parser("export", help="ship a model as ONNX or OpenVINO IR (FP32 or INT8) with a parity report",
+    return make_dataclass("ExportCommand", [("export", ExportConfig), ("detector", DetectorExportConfig)],
+                          bases=(Config,))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR or ExecuTorch "
+                                      "(FP32 or INT8) with a parity report",
+                       description="A carve finetune detect checkpoint (last.pt/best.pt) is exported as a "
+                                   "detector (--to onnx or openvino; --size, --batch, --data, --subset, "
+                                   "--parity-images for its COCO mAP check; the run's data and img_size by "
+                                   "default); anything else as a classifier. --config FILE holds the fields of "
+                                   "DetectorExportConfig or ExportConfig, as the input needs.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    config_flags(p, ExportConfig, positional=("model",),
-                 flags={"out": flag("-o", metavar="PATH"), "calib": flag(metavar="DATA"),
-                        "data": flag(metavar="DATA")})
+    config_flags(p, export_command(), positional=("export.model", "detector.model"),
+                 flags={"export.out": flag("-o", metavar="PATH"), "export.calib": flag(metavar="DATA"),
+                        "export.data": flag(metavar="DATA"), "detector.data_format": flag("--format")})
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from carve.finetune.detector_export import is_detector_checkpoint
+
+    flags = args.config_flags
+    model = flags.peek(args, "model")
+    if model is not None and is_detector_checkpoint(model):
+        if flags.peek(args, "int8") or flags.peek(args, "dynamic_batch"):
+            raise ValueError(f"{model}: a detector is exported in FP32 with a fixed batch (--batch N); "
+                             "--int8 and --dynamic-batch are for classifiers")
+        return _print_detector(flags.build(args, "detector"), args.json)
     from carve.compress.shipping import export_model
 
-    report = export_model(args.config_flags.build(args))
+    report = export_model(flags.build(args, "export"))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -33,9 +65,34 @@ def cmd_export(args: argparse.Namespace) -> int:
         p = report["parity"]
         print(f"parity vs PyTorch on {p['images']} images: top-1 agreement {p['top1_agreement']:.1%}, "
               f"max |diff| {p['max_abs_diff']:.2e}")
+    _print_latency(report)
+    return 0
+
+
+def _print_detector(cfg: Any, as_json: bool) -> int:
+    from carve.finetune.detector_export import export_detector
+
+    report = export_detector(cfg)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['backbone']} + {report['head']} -> {report['artefact']} ({report['to']}, "
+          f"{report['size_bytes'] / 1e6:.2f} MB, input {report['input_shape']}, "
+          f"outputs {', '.join(report['outputs'])})")
+    m, p = report["map"], report["parity"]
+    pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    print(f"COCO mAP on {m['images']} images ({m['data']}, {m['subset']}): PyTorch AP {pct(m['pytorch']['AP'])} / "
+          f"AP50 {pct(m['pytorch']['AP50'])}, {report['runtime']} AP {pct(m['exported']['AP'])} / "
+          f"AP50 {pct(m['exported']['AP50'])} (difference {m['difference']['AP']:+.4f})")
+    print(f"detections vs PyTorch: top-{p['top']} labels agree {p['top_label_agreement']:.1%}, "
+          f"max box diff {p['max_box_diff_px']:.2e} px, same count on {p['same_count_share']:.0%} of images")
+    _print_latency(report)
+    return 0
+
+
+def _print_latency(report: dict[str, Any]) -> None:
     if "latency" in report:
         lat = report["latency"]
-        print(f"latency here ({report['runtime']}, batch 1, {report['input_size']} px, {lat['threads']} threads): "
-              f"{lat['median_ms']:.3f} ms median")
+        print(f"latency here ({report['runtime']}, batch {lat['batch']}, {report['input_shape'][-1]} px, "
+              f"{lat['threads']} threads): {lat['median_ms']:.3f} ms median")
     print(f"report: {report['report']}")
-    return 0

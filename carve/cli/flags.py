@@ -209,10 +209,23 @@ class ConfigFlags:
             self.shown.update({p: option for p in paths})
         self.targets[dest] = paths
 
-    def build(self, args: argparse.Namespace) -> Any:
-        """The config: the fields of the ``--config`` file, then the flags given on the command line."""
+    def peek(self, args: argparse.Namespace, name: str) -> Any:
+        """What the command line, else the ``--config`` file, gives for the flag ``name`` (None if neither)."""
+        dest = name if name in self.targets else f"config:{name}"
+        if hasattr(args, dest):
+            return getattr(args, dest)
+        source = getattr(args, "config", None)
+        return read_mapping(source).get(name) if source else None
+
+    def build(self, args: argparse.Namespace, part: str | None = None) -> Any:
+        """The config: the fields of the ``--config`` file, then the flags given on the command line.
+
+        ``part``: only the nested config of that field is built (and checked), the ``--config``
+        file holding its fields; a command whose flags serve one of several configs picks it so."""
         source = getattr(args, "config", None)
         data = read_mapping(source) if source else {}
+        if part is not None:
+            data = {part: data}
         from_file = copy.deepcopy(data)
         given: list[str] = []
         for dest, paths in self.targets.items():
@@ -220,14 +233,19 @@ class ConfigFlags:
                 for path in paths:
                     _put(data, path, getattr(args, dest))
                 given += paths
-        missing = [self.shown.get(p, p) for p in self.required if _get(data, p) is _ABSENT]
+        required = [p for p in self.required if part is None or p.startswith(part + ".")]
+        missing = [self.shown.get(p, p) for p in required if _get(data, p) is _ABSENT]
         if missing:
             self.parser.error(f"the following arguments are required: {', '.join(missing)}")
         try:
+            if part is not None:
+                return build(field_types(self.cls)[part], data[part])
             return build(self.cls, data)
         except ConfigError as exc:
-            flagged = any(exc.path == p or exc.path.startswith((p + ".", p + "[")) for p in given)
-            if source and not flagged and _get(from_file, exc.path.split(".")[0].split("[")[0]) is not _ABSENT:
+            full = exc.path if part is None else f"{part}.{exc.path}"
+            flagged = any(full == p or full.startswith((p + ".", p + "[")) for p in given)
+            file_fields = from_file if part is None else from_file[part]
+            if source and not flagged and _get(file_fields, exc.path.split(".")[0].split("[")[0]) is not _ABSENT:
                 raise ConfigError(exc.path, exc.problem, source=str(source)) from None
             raise
 

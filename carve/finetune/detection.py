@@ -292,6 +292,23 @@ def _unreadable(*datasets: DetectionDataset) -> int:
     return sum(stats.unreadable_images for stats in {id(d.stats): d.stats for d in datasets}.values())
 
 
+def checkpoint_dataset(meta: dict[str, Any], path: str | Path, data: str | Path | None = None,
+                       data_format: str = "auto", subset: str = "val") -> DetectionDataset:
+    """The images a detect checkpoint (``meta``, read from ``path``) is evaluated on: ``data``
+    (default: the run's data), its ``val`` split as the run derived it or ``all`` of it; its
+    categories must be the checkpoint's."""
+    if subset not in ("val", "all"):
+        raise ValueError(f"subset: expected val or all, got {subset!r}")
+    cfg = DetectConfig.from_dict(meta["config"])
+    if data is not None:
+        cfg.data, cfg.data_format, cfg.val_data = str(data), data_format, None
+    dataset = open_dataset(cfg.data, cfg.data_format, cfg.split) if subset == "all" else load_splits(cfg)[1]
+    if dataset.cat_ids != list(meta["cat_ids"]):
+        raise ValueError(f"{cfg.data}: categories {dataset.cat_ids[:5]}... differ from the checkpoint's "
+                         f"{list(meta['cat_ids'])[:5]}... ({path})")
+    return dataset
+
+
 def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_format: str = "auto",
                         subset: str = "val", out_dir: str | Path | None = None, batch_size: int = 8,
                         examples: int = 6, example_score: float = 0.3, progress: bool = True) -> dict[str, Any]:
@@ -303,13 +320,7 @@ def evaluate_checkpoint(path: str | Path, data: str | Path | None = None, data_f
         raise ValueError(f"subset: expected val or all, got {subset!r}")
     out = writable_dir(Path(out_dir) if out_dir is not None else Path(path).parent / "eval", "out")
     model, meta = load_detector(path)
-    cfg = DetectConfig.from_dict(meta["config"])
-    if data is not None:
-        cfg.data, cfg.data_format, cfg.val_data = str(data), data_format, None
-    dataset = open_dataset(cfg.data, cfg.data_format, cfg.split) if subset == "all" else load_splits(cfg)[1]
-    if dataset.cat_ids != list(meta["cat_ids"]):
-        raise ValueError(f"{cfg.data}: categories {dataset.cat_ids[:5]}... differ from the checkpoint's "
-                         f"{list(meta['cat_ids'])[:5]}... ({path})")
+    dataset = checkpoint_dataset(meta, path, data, data_format, subset)
     metrics, predictions = evaluate_detector(model, dataset, batch_size, out, progress=progress)
     files = dict(results_json=str(out / "detections.json"), metrics_json=str(out / "metrics.json"))
     if examples:

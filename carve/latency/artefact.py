@@ -19,12 +19,14 @@ SUFFIXES = {".onnx": "onnx", ".xml": "openvino", ".pte": "executorch"}  # OpenVI
 
 @dataclass
 class Artefact:
-    """An opened artefact: ``run(x)`` returns the first output; ``input_shape`` has None for free axes."""
+    """An opened artefact: ``run(x)`` returns the first output, ``run_all(x)`` every output (in the
+    graph's order); ``input_shape`` has None for free axes."""
 
     path: Path
     runtime: str
     run: Callable[[np.ndarray], np.ndarray]
     input_shape: tuple[int | None, ...]
+    run_all: Callable[[np.ndarray], list[np.ndarray]] | None = None
 
     def example(self, batch: int = 1, size: int = 224, seed: int = 0) -> np.ndarray:
         """A random float32 input, free axes filled with ``batch`` (axis 0) and ``size`` (the others)."""
@@ -66,7 +68,8 @@ def open_artefact(path: str | Path, runtime: str | None = None, threads: int = 1
     inp = session.get_inputs()[0]
     name = inp.name
     shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-    return Artefact(path, runtime, lambda x: session.run(None, {name: x})[0], shape)
+    return Artefact(path, runtime, lambda x: session.run(None, {name: x})[0], shape,
+                    lambda x: list(session.run(None, {name: x})))
 
 
 def _openvino(path: Path, threads: int) -> Artefact:
@@ -80,7 +83,11 @@ def _openvino(path: Path, threads: int) -> Artefact:
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(request.infer({0: x})[out])
-    return Artefact(path, "openvino", run, dims)
+
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        result = request.infer({0: x})
+        return [np.asarray(result[o]) for o in compiled.outputs]
+    return Artefact(path, "openvino", run, dims, run_all)
 
 
 def _executorch(path: Path, threads: int) -> Artefact:

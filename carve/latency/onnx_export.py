@@ -18,13 +18,15 @@ from carve.zoo.mobileone import deployed
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
                 opset: int | None = None, in_channels: int | None = None, dynamic_size: bool = False,
-                dynamic_batch: bool = False) -> Path:
+                dynamic_batch: bool = False, translations: dict[Any, Any] | None = None,
+                names: tuple[list[str], list[str]] | None = None) -> Path:
     """Export ``model`` (eval mode) for a fixed ``batch x C x size x size`` input (height and width
     left free with ``dynamic_size``, e.g. to evaluate at the training size and time at the deploy
     size with one file; the batch left free with ``dynamic_batch``); written atomically.
 
     Uses the dynamo exporter (torch's default) and falls back to the legacy TorchScript exporter
-    when it fails. Re-parameterisable blocks (MobileOne) are exported in their deployed form (a copy;
+    when it fails; ``translations`` (the dynamo exporter's ``custom_translation_table``, for custom
+    ops) leaves the dynamo exporter alone. ``names``: (input names, output names). Re-parameterisable blocks (MobileOne) are exported in their deployed form (a copy;
     ``model`` keeps its branches). Returns the path of the ``.onnx`` file.
     """
     path = Path(path)
@@ -51,10 +53,19 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int = 224, batch
     if dims:
         dynamo_kw["dynamic_shapes"] = (dims,)
         legacy_kw = dict(input_names=["x"], dynamic_axes={"x": axes})
+    if names is not None:
+        kwargs.update(input_names=names[0], output_names=names[1])
+        legacy_kw.pop("input_names", None)
+        if "dynamic_axes" in legacy_kw:
+            legacy_kw["dynamic_axes"] = {names[0][0]: axes}
+    if translations:
+        dynamo_kw["custom_translation_table"] = translations
     try:
         try:
             _quiet_export(model, x, tmp, dynamo=True, **kwargs, **dynamo_kw)
         except Exception as first:  # the dynamo exporter can't trace every model; try the legacy one
+            if translations:
+                raise RuntimeError(f"ONNX export to {path} failed: {first}") from first
             try:
                 _quiet_export(model, x, tmp, dynamo=False, **kwargs, **legacy_kw)
             except Exception as second:

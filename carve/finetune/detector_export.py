@@ -1,0 +1,293 @@
+"""``export_detector``: a ``carve finetune detect`` checkpoint shipped as one ONNX file (or OpenVINO
+IR) with box decoding and NMS inside the graph, and a report comparing its COCO mAP in the runtime
+with PyTorch's on real images.
+
+What the graph takes and returns is :mod:`carve.finetune.detector_graph`'s; what is left to the
+caller is resizing the image to the graph's size (:func:`graph_input`) and mapping the boxes back
+to the image (:func:`split_detections`), both a few lines of numpy-level work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from carve.config import Config, setting
+from carve.files import write_json
+from carve.latency.artefact import open_artefact
+from carve.latency.artefact_latency import file_digest, measure_artefact
+from carve.latency.onnx_export import export_onnx
+from carve.latency.protocol import PROTOCOLS
+from carve.train import load_checkpoint
+
+from .dataset import DetectionDataset
+from .detector_graph import ONNX_TRANSLATIONS, DetectorGraph, SingleStageFPNGraph, SSDGraph
+from .sources import FORMATS
+
+DETECTOR_TARGETS = ("onnx", "openvino")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino"}
+EXPORTABLE_HEADS = ("ssdlite", "retinanet", "fcos")
+OUTPUT_NAMES = ["boxes", "scores", "labels", "batch_index"]
+COMPARED_TOP = 10  # detections per image compared one by one
+
+
+@dataclass
+class DetectorExportConfig(Config):
+    """Which detect checkpoint to ship, in which format and input shape, and the images its mAP check uses."""
+
+    model: str | None = setting(None, help="last.pt / best.pt of a carve finetune detect run")
+    to: str = setting("onnx", choices=DETECTOR_TARGETS, help="artefact format: ONNX (ONNX Runtime) or OpenVINO IR")
+    out: str | None = setting(None, help="artefact path (default: exports/BACKBONE_HEAD.onnx or .xml); the report "
+                                         "goes beside it as NAME.report.json")
+    size: int | None = setting(None, ">= 32", help="input side in px (default: the run's img_size)")
+    batch: int = setting(1, ">= 1", help="images per call, fixed in the graph")
+    data: str | None = setting(None, help="dataset of the mAP check (default: the run's data)")
+    data_format: str = setting("auto", choices=FORMATS, help="annotation format of data")
+    subset: str = setting("val", choices=("val", "all"), help="the run's validation split of data, or all of it")
+    parity_images: int = setting(200, ">= 1", help="images the mAP check compares (the first of the subset)")
+    threads: int = setting(1, ">= 1", help="runtime threads for the mAP check and the latency")
+    latency: bool = setting(True, help="time the artefact here with the latency engine")
+    protocol: str = setting("quick", choices=tuple(PROTOCOLS), help="latency protocol")
+
+    def check(self) -> None:
+        if not self.model:
+            raise self.error("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
+
+
+def is_detector_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint ``carve finetune detect`` wrote (read weights-only)."""
+    from .detection import CHECKPOINT_KIND
+
+    path = Path(path)
+    if path.suffix != ".pt" or not path.is_file():
+        return False
+    try:
+        state = load_checkpoint(path)
+    except RuntimeError:
+        return False
+    return isinstance(state, dict) and state.get("format") == f"carve-{CHECKPOINT_KIND}-1"
+
+
+def detector_graph(model: nn.Module, meta: dict[str, Any], size: int) -> DetectorGraph:
+    """The exportable graph of a loaded detect checkpoint (``load_detector``'s model and metadata)
+    for ``size x size`` inputs."""
+    from .parameter_efficient import merge_peft, peft_info
+
+    head = meta["config"]["head"]
+    if head not in EXPORTABLE_HEADS:
+        raise ValueError(f"head: {head} detectors are not exportable yet (exportable: {list(EXPORTABLE_HEADS)})")
+    info = peft_info(model)
+    if info is not None and info.settings.method == "lora":
+        model = merge_peft(model)
+    graph = SSDGraph if head == "ssdlite" else SingleStageFPNGraph
+    return graph(at_size(model, size).eval(), size).eval()
+
+
+def at_size(model: nn.Module, size: int) -> nn.Module:
+    """The detector set (in place) to run at ``size``: SSD resizes every image to ``size x size``,
+    an FPN detector (RetinaNet, FCOS) its short side to ``size``, so a ``size x size`` input
+    reaches the backbone as it is."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    transform = getattr(model, "transform", None)
+    if isinstance(transform, GeneralizedRCNNTransform):
+        transform.min_size, transform.max_size = (size,), max(transform.max_size, size)
+        if transform.fixed_size is not None:
+            transform.fixed_size = (size, size)
+    return model
+
+
+class SquareInput(nn.Module):
+    """A detector that sees each image as the exported graph does: resized to ``size x size``
+    (:func:`graph_input`), its boxes scaled back to the image."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        found = self.model([graph_input(im, self.size) for im in images])
+        for det, im in zip(found, images):
+            h, w = im.shape[-2:]
+            det["boxes"] = det["boxes"] * (torch.tensor([w, h, w, h], dtype=torch.float32) / self.size)
+        return found
+
+
+def graph_input(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``3 x H x W`` float image in [0, 1] resized to the graph's ``3 x size x size`` (bilinear,
+    as the PyTorch detector resizes it)."""
+    return torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
+                                           align_corners=False)[0]
+
+
+def split_detections(outputs: list[np.ndarray], image_sizes: list[tuple[int, int]], size: int
+                     ) -> list[dict[str, np.ndarray]]:
+    """The graph's ``(boxes, scores, labels, batch_index)`` as one dict per input image, boxes
+    scaled from the ``size x size`` input to each image's ``(height, width)``."""
+    boxes, scores, labels, index = outputs
+    per_image = []
+    for b, (h, w) in enumerate(image_sizes):
+        rows = index == b
+        scale = np.array([w, h, w, h], np.float32) / np.float32(size)
+        per_image.append(dict(boxes=boxes[rows] * scale, scores=scores[rows], labels=labels[rows]))
+    return per_image
+
+
+def runtime_predictions(run_all: Callable[[np.ndarray], list[np.ndarray]], dataset: DetectionDataset, size: int,
+                        batch: int) -> dict[int, dict[str, torch.Tensor]]:
+    """Detections of the exported graph over ``dataset`` (as ``evaluate.predict`` returns PyTorch's);
+    the last batch is padded with blank images. Images that cannot be decoded get no entry."""
+    from .transforms import eval_transforms
+
+    data = dataset.with_transforms(eval_transforms())
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    pending: list[tuple[torch.Tensor, dict]] = []
+
+    def flush() -> None:
+        images = [graph_input(im.as_subclass(torch.Tensor), size) for im, _ in pending]
+        images += [torch.zeros_like(images[0])] * (batch - len(images))
+        found = split_detections(run_all(torch.stack(images).numpy()),
+                                 [tuple(im.shape[-2:]) for im, _ in pending], size)
+        for (_, target), det in zip(pending, found):
+            out[int(target["image_id"])] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in det.items()}
+        pending.clear()
+
+    for i in range(len(data)):
+        image, target = data[i]
+        if image is None:
+            continue
+        pending.append((image, target))
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    return out
+
+
+def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: dict[int, dict[str, torch.Tensor]],
+                       top: int = COMPARED_TOP, score_tol: float = 1e-4) -> dict[str, Any]:
+    """Image by image, the exported detector's best ``top`` detections against PyTorch's: labels in
+    rank order, scores, and for each of PyTorch's the closest exported box with its label and a
+    score within ``score_tol`` (so boxes of near-equal score that swap ranks still pair up; those
+    with none are counted as ``unpaired_detections``)."""
+    same_count = label_hits = compared = unpaired = 0
+    box_diff = score_diff = 0.0
+    for image_id, ref in reference.items():
+        got = exported.get(image_id, dict(boxes=torch.zeros(0, 4), scores=torch.zeros(0),
+                                          labels=torch.zeros(0, dtype=torch.int64)))
+        same_count += int(len(got["scores"]) == len(ref["scores"]))
+        k = min(top, len(ref["scores"]), len(got["scores"]))
+        compared += k
+        label_hits += int((ref["labels"][:k] == got["labels"][:k]).sum())
+        if not k:
+            continue
+        score_diff = max(score_diff, float((ref["scores"][:k] - got["scores"][:k]).abs().max()))
+        pairs = (ref["labels"][:k, None] == got["labels"][None]) & (
+            (ref["scores"][:k, None] - got["scores"][None]).abs() <= score_tol)
+        distance = (ref["boxes"][:k, None] - got["boxes"][None]).abs().amax(-1).masked_fill(~pairs, float("inf"))
+        closest = distance.amin(1)
+        unpaired += int(closest.isinf().sum())
+        if closest.isfinite().any():
+            box_diff = max(box_diff, float(closest[closest.isfinite()].max()))
+    return dict(images=len(reference), top=top, same_count_share=same_count / max(len(reference), 1),
+                top_label_agreement=label_hits / max(compared, 1), compared_detections=compared,
+                unpaired_detections=unpaired, max_box_diff_px=box_diff, max_score_diff=score_diff)
+
+
+def default_out(cfg: DetectorExportConfig, meta: dict[str, Any]) -> Path:
+    return Path("exports") / f"{meta['spec']['name']}_{meta['config']['head']}{SUFFIX[cfg.to]}"
+
+
+def _place(src: Path, out: Path) -> None:
+    """Copy ``src`` (and an IR's .bin) to ``out`` atomically, the .bin first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pairs = [(src, out)] + ([(src.with_suffix(".bin"), out.with_suffix(".bin"))] if src.suffix == ".xml" else [])
+    for a, b in reversed(pairs):
+        tmp = b.with_name(f".{b.name}.{os.getpid()}.tmp")
+        shutil.copyfile(a, tmp)
+        os.replace(tmp, b)
+
+
+def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
+    """Write the artefact ``cfg`` asks for and its report (JSON beside it): COCO mAP of PyTorch and
+    of the runtime on the same images, detection-by-detection parity and latency. Returns the report."""
+    from .detection import checkpoint_dataset, load_detector
+
+    cfg.check()
+    model, meta = load_detector(cfg.model)
+    size = cfg.size or int(meta["config"]["img_size"])
+    out = Path(cfg.out) if cfg.out else default_out(cfg, meta)
+    if out.suffix != SUFFIX[cfg.to]:
+        raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
+    dataset = checkpoint_dataset(meta, cfg.model, cfg.data, cfg.data_format, cfg.subset)
+    model = at_size(model, size)
+    graph = detector_graph(model, meta, size)
+    with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
+        onnx_file = export_onnx(graph, Path(tmp) / "model.onnx", input_size=size, batch=cfg.batch, in_channels=3,
+                                translations=ONNX_TRANSLATIONS, names=(["images"], OUTPUT_NAMES))
+        if cfg.to == "openvino":
+            from carve.latency.openvino_runtime import convert_to_ir
+
+            onnx_file = convert_to_ir(onnx_file, Path(tmp) / "model.xml")
+        _place(onnx_file, out)
+    report = _report(cfg, model, meta, dataset, size, out, dict(
+        score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh, topk_candidates=graph.topk_candidates,
+        detections_per_img=graph.detections_per_img))
+    return report
+
+
+def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], dataset: DetectionDataset, size: int,
+            out: Path, thresholds: dict[str, float]) -> dict[str, Any]:
+    from .evaluate import coco_metrics, evaluate_detector, to_coco_results
+
+    files = [out] + ([out.with_suffix(".bin")] if cfg.to == "openvino" else [])
+    report: dict[str, Any] = dict(
+        model=str(cfg.model), name=out.stem, head=meta["config"]["head"], backbone=meta["spec"]["name"],
+        to=cfg.to, runtime=RUNTIME[cfg.to], artefact=str(out), files=[str(f) for f in files],
+        size_bytes=sum(f.stat().st_size for f in files), sha256=file_digest(out), precision="fp32",
+        input_shape=[cfg.batch, 3, size, size], input="RGB in [0, 1], resized to the input size (bilinear)",
+        outputs=dict(boxes="[M, 4] x1 y1 x2 y2 in input pixels", scores="[M]", labels="[M] 1-based category index",
+                     batch_index="[M] input image of each row"),
+        class_names=list(meta["class_names"]), cat_ids=list(meta["cat_ids"]), thresholds_in_graph=thresholds,
+        postprocessing="box decoding and class-wise NMS in the graph (ONNX NonMaxSuppression); outside it only "
+                       "the boxes' scaling to the image size (carve.finetune.detector_export.split_detections)")
+    images = dataset.subset([r.image_id for r in dataset.records[:cfg.parity_images]])
+    art = open_artefact(out, RUNTIME[cfg.to], cfg.threads)
+    square = meta["config"]["head"] != "ssdlite"  # SSD resizes to a square itself; the FPN heads keep the aspect
+    reference_model = SquareInput(model, size) if square else model
+    reference_metrics, reference = evaluate_detector(reference_model, images, batch_size=cfg.batch)
+    exported = runtime_predictions(art.run_all, images, size, cfg.batch)
+    ground_truth = images.to_coco()
+    ground_truth["images"] = [i for i in ground_truth["images"] if i["id"] in reference]
+    ground_truth["annotations"] = [a for a in ground_truth["annotations"] if a["image_id"] in reference]
+    exported_metrics = coco_metrics(ground_truth, to_coco_results(exported, images))
+    keys = ("AP", "AP50", "AP75")
+    report["map"] = dict(images=len(reference), data=str(cfg.data or meta["config"]["data"]), subset=cfg.subset,
+                         pytorch={k: reference_metrics[k] for k in keys},
+                         exported={k: exported_metrics[k] for k in keys},
+                         difference={k: exported_metrics[k] - reference_metrics[k] for k in keys},
+                         reference="PyTorch FP32, eval mode, on the graph's square input" if square else
+                         "PyTorch FP32, eval mode, on the original images (SSD resizes them to the square itself)")
+    if square:
+        own = evaluate_detector(model, images, batch_size=cfg.batch)[0]
+        report["map"]["pytorch_own_resize"] = {k: own[k] for k in keys}
+    report["parity"] = compare_detections(reference, exported)
+    if cfg.latency:
+        r = measure_artefact(out, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
+        report["latency"] = dict(median_ms=r.median_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, runs=r.runs,
+                                 threads=cfg.threads, batch=cfg.batch, protocol=cfg.protocol,
+                                 input="random normal (NMS time depends on the image)")
+        report["fingerprint"] = r.fingerprint
+    report_path = out.with_name(out.stem + ".report.json")
+    write_json(report_path, report)
+    report["report"] = str(report_path)
+    return report
