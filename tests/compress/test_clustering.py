@@ -93,3 +93,28 @@ def test_bad_settings_are_refused_by_name(tiny):
         cluster(tiny, bits=5)
     with pytest.raises(ValueError, match="cluster_group_size: expected an integer >= 0"):
         cluster(tiny, bits=4, group_size=-1)
+
+
+def test_compress_cli_clusters_and_ships_the_palettes_to_core_ml(tmp_path, capsys):
+    import json
+
+    from carve.cli import main
+
+    from .conftest import cifar_dir
+
+    spec_file = tmp_path / "tiny.json"
+    spec_file.write_text(json.dumps(TINY_SPEC))
+    base = ["compress", str(spec_file), "--eval", str(cifar_dir()), "--eval-per-class", "3", "--img-size", "32",
+            "--no-latency", "--out-dir", str(tmp_path / "out")]
+    assert main(base + ["--cluster-bits", "4", "--quantize", "int8"]) == 2
+    assert "cluster_bits: INT8 quantization would replace the palettes" in capsys.readouterr().err
+    assert main(base + ["--cluster-group-size", "8"]) == 2
+    assert "cluster_group_size: applies with cluster_bits only" in capsys.readouterr().err
+    assert main(base + ["--cluster-bits", "4", "--export", "coreml", "--json"]) == 0
+    original, clustered, exported = json.loads(capsys.readouterr().out)["rows"]
+    assert clustered["name"] == "cluster 4-bit" and clustered["notes"]["kept_float"] == []
+    assert clustered["size_bytes"] == clustered["notes"]["packed_bytes"] < original["size_bytes"] / 5
+    assert clustered["top1"] is not None and clustered["params"] < original["params"]  # BN folded away
+    assert exported["notes"]["coreml_palettised"] == clustered["notes"]["layers"] == 20
+    assert exported["notes"]["coreml_weight_bytes"] < 1.2 * clustered["size_bytes"]
+    assert (tmp_path / "out" / "model.mlpackage" / "Manifest.json").is_file()
