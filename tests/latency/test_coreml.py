@@ -66,3 +66,16 @@ def test_prediction_matches_pytorch_where_core_ml_runs(tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(run(x.numpy()) - ref).max() < 1e-3
+
+
+@pytest.mark.slow  # one conversion per family: about 20 s each on the shared 2-core machine
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_075", "shufflenet_v2_050", "mobileone_s0", "efficientnet_b0",
+                                  "rexnet_100", "mobilenet_v4_conv_small", "squeezenet_1_1", "carve_075"])
+def test_every_family_converts_and_reads_back_exactly(name, tmp_path):
+    from carve.compress import check_mlpackage
+    from carve.zoo.mobileone import deployed
+
+    model = randomize_bn(create_model(name, num_classes=10)).eval()
+    check = check_mlpackage(model, export_mlpackage(model, tmp_path / "m.mlpackage", input_size=32), input_size=32)
+    assert check.ok, check.problems
+    assert check.weight_tensors == len(weight_layers(deployed(model))) and check.max_weight_diff < 1e-5
