@@ -4,13 +4,12 @@
 The clustered model computes in float, so its accuracy is measured in PyTorch as is; what shrinks
 is the stored size: ``bits`` per weight for the indices plus the palettes, which Core ML stores as
 such (``export_mlpackage`` writes lookup tables and indices). k-means is coremltools'
-``PostTrainingPalettizer``; BatchNorm is folded first (carve models), so the palette is that of the
-weights the deployed model holds.
+``PostTrainingPalettizer``; BatchNorm is folded first (``fold`` for carve models, torch.fx fusion for
+other modules), so the palette is that of the weights the deployed model holds.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -20,9 +19,8 @@ import torch
 from torch import nn
 
 from carve.zoo import ArchSpec
-from carve.zoo.mobileone import deployed
 
-from .folding import fold
+from .folding import fold, fold_any
 
 CLUSTER_BITS = (1, 2, 3, 4, 6, 8)  # the palette sizes Core ML stores (2, 4, ..., 256 entries)
 LUT = "_COREML_/weight/lut"  # where coremltools keeps a layer's palettes (groups x ... x entries x 1)
@@ -44,7 +42,7 @@ def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def cluster(model: nn.Module, spec: ArchSpec | None = None, bits: int = 8, group_size: int = 0,
             ) -> tuple[nn.Module, ArchSpec | None]:
-    """A copy of ``model`` (BatchNorm folded for carve models) whose convolution and linear weights
+    """A copy of ``model`` (BatchNorm folded) whose convolution and linear weights
     each hold at most ``2 ** bits`` distinct values per palette: one palette per tensor
     (``group_size`` 0) or per ``group_size`` output channels. Layers whose output channels
     ``group_size`` does not divide keep float weights and are listed in ``model.cluster_skipped``;
@@ -53,7 +51,7 @@ def cluster(model: nn.Module, spec: ArchSpec | None = None, bits: int = 8, group
 
     bits, group_size = check_bits(bits, group_size)
     spec = spec or getattr(model, "spec", None)
-    base = fold(model, spec)[0] if spec is not None else deployed(copy.deepcopy(model)).eval()
+    base = fold(model, spec)[0] if spec is not None else fold_any(model)
     granularity = ({"granularity": "per_grouped_channel", "group_size": group_size, "channel_axis": 0}
                    if group_size else {"granularity": "per_tensor"})
     config = PostTrainingPalettizerConfig.from_dict({"global_config": {"n_bits": bits, **granularity}})

@@ -2,7 +2,7 @@
 running it: interface, operations, and every convolution/linear weight compared by value.
 
 Core ML folds BatchNorm into the convolution before it, so the reference weights are the model's
-after ``fold`` (carve models) and the comparison is exact up to float rounding; palettised packages
+after ``fold_any`` (``fold`` for carve models, torch.fx fusion for others) and the comparison is exact up to float rounding; palettised packages
 are compared after their lookup tables are expanded.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 from carve.latency.coreml_runtime import INPUT_NAME, OUTPUT_NAME, read_mlpackage
 from carve.zoo.mobileone import deployed
 
-from .folding import fold
+from .folding import fold_any
 
 
 @dataclass
@@ -51,8 +51,7 @@ class PackageCheck:
 def reference_weights(model: nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
     """The convolution and linear weights ``model`` uses, BatchNorm folded, in the order its forward
     pass calls them (the order the converted program holds them in)."""
-    spec = getattr(model, "spec", None)
-    ref = fold(model, spec)[0] if spec is not None else deployed(model).eval()
+    ref = fold_any(model)
     called: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda mod, *_: called.append(mod.weight.detach().clone()))
              for m in ref.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

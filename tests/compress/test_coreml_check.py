@@ -30,3 +30,28 @@ def test_package_matches_its_model_and_not_another(tmp_path):
     assert any("values differ from the folded model's" in p for p in wrong.problems)
     resized = check_mlpackage(model, path, input_size=48)
     assert any(p.startswith("inputs: expected {'input': (1, 3, 48, 48)}") for p in resized.problems)
+
+
+def test_any_module_is_checked_and_clustered_with_its_batchnorm_folded(tmp_path):
+    from torch import nn
+
+    from carve.compress import cluster
+    from carve.compress.clustering import distinct_per_palette
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2),
+                          nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    randomize_bn(model).eval()
+    check = check_mlpackage(model, export_mlpackage(model, tmp_path / "m.mlpackage", input_size=32), input_size=32)
+    assert check.ok, check.problems
+    assert "batch_norm" not in check.ops and check.weight_tensors == 3
+    clustered, spec = cluster(model, bits=4)
+    assert spec is None and len(clustered.cluster_layers) == 3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in clustered.modules())
+    assert all(distinct_per_palette(clustered.get_submodule(n)) <= 16 for n in clustered.cluster_layers)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert nn.functional.cosine_similarity(clustered(x), model(x), dim=1).min() > 0.9
+    packed = check_mlpackage(clustered, export_mlpackage(clustered, tmp_path / "c.mlpackage", input_size=32),
+                             input_size=32)
+    assert packed.ok and packed.palettised_tensors == 3 and "batch_norm" not in packed.ops
