@@ -55,3 +55,13 @@ def test_any_module_is_checked_and_clustered_with_its_batchnorm_folded(tmp_path)
     packed = check_mlpackage(clustered, export_mlpackage(clustered, tmp_path / "c.mlpackage", input_size=32),
                              input_size=32)
     assert packed.ok and packed.palettised_tensors == 3 and "batch_norm" not in packed.ops
+
+
+def test_fp16_package_is_within_half_precision_of_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(create_model(TINY_SPEC)).eval()
+    path = export_mlpackage(model, tmp_path / "h.mlpackage", input_size=32, fp16=True)
+    half = check_mlpackage(model, path, input_size=32, tolerance=2e-3)
+    assert half.ok, half.problems
+    strict = check_mlpackage(model, path, input_size=32)  # FP32's tolerance: FP16 rounding shows
+    assert not strict.ok and strict.max_weight_diff == half.max_weight_diff > 1e-4
