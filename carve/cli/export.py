@@ -1,5 +1,5 @@
-"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch [--int8 --calib DATA]
-[--dynamic-batch] [-o PATH]``.
+"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch|coreml [--int8 --calib DATA]
+[--dynamic-batch] [--cluster-bits N] [-o PATH]``.
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
 and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check.
@@ -28,8 +28,8 @@ def export_command() -> type:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR or ExecuTorch "
-                                      "(FP32 or INT8) with a parity report",
+    p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR, ExecuTorch or "
+                                      "Core ML (FP32, INT8 or palettised) with a parity report",
                        description="A carve finetune detect checkpoint (last.pt/best.pt) is exported as a "
                                    "detector (--to onnx or openvino; --size, --batch, --data, --subset, "
                                    "--parity-images for its COCO mAP check; the run's data and img_size by "
@@ -65,8 +65,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         p = report["parity"]
         print(f"parity vs PyTorch on {p['images']} images: top-1 agreement {p['top1_agreement']:.1%}, "
               f"max |diff| {p['max_abs_diff']:.2e}")
+    _print_coreml(report)
     _print_latency(report)
-    return 0
+    return 0 if report.get("package_check", {}).get("ok", True) else 1
+
+
+def _print_coreml(report: dict[str, Any]) -> None:
+    if "clustering" in report:
+        c = report["clustering"]
+        print(f"palettised {c['bits']}-bit: {c['layers']} layers ({len(c['skipped'])} kept float), "
+              f"{c['packed_bytes'] / 1e6:.2f} MB as indices + palettes vs {c['float_bytes'] / 1e6:.2f} MB FP32")
+        if "vs_fp32" in c:
+            print(f"clustered vs FP32 in PyTorch on {c['vs_fp32']['images']} images: top-1 agreement "
+                  f"{c['vs_fp32']['top1_agreement']:.1%}")
+    if "parity_skipped" in report:
+        print(f"parity not measured: {report['parity_skipped']}")
+    check = report.get("package_check")
+    if check is not None:
+        print(f"package read back: {check['weight_tensors']}/{check['reference_tensors']} weights, max |diff| "
+              f"{check['max_weight_diff']:.2e}, ops {check['ops']}: " + ("ok" if check["ok"] else
+                                                                          "; ".join(check["problems"])))
 
 
 def _print_detector(cfg: Any, as_json: bool) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 from carve.config import Config, ConfigError, build, setting
 from carve.train.config import TrainConfig
 
+from .clustering import CLUSTER_BITS
 from .pruning import CRITERIA
 from .quantization import CALIBRATIONS, PRECISIONS, RUNTIMES
 from .stepwise import EXPORT_FORMATS
@@ -18,7 +19,7 @@ FINETUNE_OWN = ("model", "data", "out_dir", "epochs", "teacher", "img_size", "ov
 
 @dataclass
 class CompressConfig(Config):
-    """Which steps to apply to ``model`` (``plan`` orders them: prune, fold, lowrank, quantize,
+    """Which steps to apply to ``model`` (``plan`` orders them: prune, fold, lowrank, cluster, quantize,
     export), on which data, and how latency is measured. ``finetune``: extra ``TrainConfig`` fields
     of the KD finetuning after pruning (e.g. lr, batch_size, train_per_class, bn_recalibration)."""
 
@@ -32,6 +33,12 @@ class CompressConfig(Config):
     finetune_epochs: int = setting(0, ">= 0", help="KD finetune epochs after each pruning round")
     lowrank: float | None = setting(None, "in (0, 1]", help="factorise pointwise convs/linears keeping this "
                                                             "fraction of SVD energy")
+    cluster_bits: int | None = setting(None, choices=CLUSTER_BITS, help="cluster each convolution/linear weight to "
+                                                                        "2^N values (k-means palettes; BN folded "
+                                                                        "first); the size is indices + palettes, the "
+                                                                        "model still computes in float")
+    cluster_group_size: int = setting(0, ">= 0", help="with cluster_bits: one palette per this many output "
+                                                      "channels (0: one per tensor)")
     quantize: str | None = setting(None, choices=PRECISIONS, help="precision to quantize to")
     runtime: str = setting("torch", choices=RUNTIMES, help="INT8 flow (torch: torchao PT2E + inductor; "
                                                            "onnxruntime: static QDQ) and latency engine")
@@ -85,6 +92,11 @@ class CompressConfig(Config):
         for i, p in enumerate(self.keep_float):
             if not p.strip():
                 raise self.error(f"keep_float[{i}]", "expected a glob pattern over module names, got an empty one")
+        if self.cluster_group_size and self.cluster_bits is None:
+            raise self.error("cluster_group_size", "applies with cluster_bits only")
+        if self.cluster_bits is not None and self.quantize == "int8":
+            raise self.error("cluster_bits", "INT8 quantization would replace the palettes: give cluster_bits or "
+                                             "quantize='int8', not both")
         if self.qat_epochs and self.runtime != "torch":
             raise self.error("qat_epochs", "quantization-aware training runs in the PT2E flow: use runtime='torch'")
         if self.qat_epochs and self.max_drop is not None:
@@ -93,7 +105,8 @@ class CompressConfig(Config):
             raise self.error("max_drop", "accuracy control needs held-out data (eval)")
 
     def plan(self) -> list[str | tuple[str, dict[str, Any]]]:
-        """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, quantize, export."""
+        """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, cluster, quantize, export.
+        Clustering saves size, not time: ``keep_if_faster`` does not apply to it."""
         steps: list[str | tuple[str, dict[str, Any]]] = []
         pays = {} if self.keep_if_faster is None else {"min_speedup": self.keep_if_faster}
         if self.prune is not None or self.prune_macs is not None:
@@ -104,6 +117,8 @@ class CompressConfig(Config):
             steps.append(("fold", pays))
         if self.lowrank is not None:
             steps.append(("lowrank", dict(energy=self.lowrank, **pays)))
+        if self.cluster_bits is not None:
+            steps.append(("cluster", dict(bits=self.cluster_bits, group_size=self.cluster_group_size)))
         if self.quantize:
             q: dict[str, Any] = dict(precision=self.quantize)
             if self.quantize == "int8" and self.runtime == "onnxruntime":
@@ -119,5 +134,5 @@ class CompressConfig(Config):
             steps.append(("export", dict(formats=tuple(self.export))))
         if not steps and not self.sensitivity:
             raise ConfigError("", "no step asked for: give at least one of fold_bn, prune, prune_macs, lowrank, "
-                                  "quantize, export, sensitivity")
+                                  "cluster_bits, quantize, export, sensitivity")
         return steps

@@ -76,3 +76,26 @@ def fold(model: nn.Module, spec: ArchSpec | None = None, inplace: bool = False) 
         out.spec = new_spec
     out.carve_steps = list(getattr(model, "carve_steps", [])) + [f"fold(bn={folded}, dropped={dropped})"]
     return out, new_spec
+
+
+def fold_any(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of any model with BatchNorm folded into the layer before it: ``fold`` for carve
+    models (those with a ``.spec``), torch.fx's conv/linear-BN fusion for other modules that trace
+    symbolically; a module that does not trace is returned unfolded (MobileOne branches merged)."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return fold(model, spec)[0]
+    from torch.fx.experimental.optimization import fuse
+
+    base = reparameterize_copy(model)
+    try:
+        return fuse(base).eval()
+    except Exception:  # not symbolically traceable (data-dependent control flow): keep it as is
+        return base
+
+
+def reparameterize_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with MobileOne's training branches merged."""
+    out = copy.deepcopy(model).eval()
+    reparameterize(out)
+    return out

@@ -1,6 +1,9 @@
-"""``export_model``: a model, spec or weights file shipped as an ONNX file, OpenVINO IR or ExecuTorch
-program (FP32 or INT8 through the runtime's own flow), with a parity report against PyTorch and its
-latency here."""
+"""``export_model``: a model, spec or weights file shipped as an ONNX file, OpenVINO IR, ExecuTorch
+program (FP32 or INT8 through the runtime's own flow) or Core ML package (FP32, FP16 or palettised),
+with a parity report against PyTorch and its latency here.
+
+Core ML predicts only on macOS: elsewhere the report says so (with the evidence) and checks the
+package by reading it back instead (``check_mlpackage``: interface, operations, weights by value)."""
 
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from carve.latency.parity import check_parity, image_batches
 from carve.latency.protocol import PROTOCOLS
 from carve.zoo import create_model
 
-EXPORT_TARGETS = ("onnx", "openvino", "executorch")
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte"}
-RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}
+from .clustering import CLUSTER_BITS
+
+EXPORT_TARGETS = ("onnx", "openvino", "executorch", "coreml")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "coreml": ".mlpackage"}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch", "coreml": "coreml"}
 
 
 @dataclass
@@ -34,15 +39,21 @@ class ExportConfig(Config):
     images the parity check (and INT8 calibration) use."""
 
     model: str | None = setting(None, help="carve weights file, spec file (.json/.yaml) or zoo name")
-    to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR or "
-                                                         "ExecuTorch program (XNNPACK)")
-    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml or .pte); the "
-                                         "parity report goes beside it as NAME.report.json")
+    to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR, "
+                                                         "ExecuTorch program (XNNPACK) or Core ML ML Program")
+    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml, .pte or "
+                                         ".mlpackage); the parity report goes beside it as NAME.report.json")
     int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF; "
                                      "ExecuTorch: PT2E XNNPACK quantizer)")
     calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split)")
     calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
     dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
+    fp16: bool = setting(False, help="Core ML: FP16 weights and compute (default: FP32)")
+    cluster_bits: int | None = setting(None, choices=CLUSTER_BITS, help="Core ML: palettise each convolution/"
+                                                                        "linear weight to 2^N values (k-means), "
+                                                                        "stored as indices plus lookup tables")
+    cluster_group_size: int = setting(0, ">= 0", help="with --cluster-bits: one palette per this many output "
+                                                      "channels (0: one per tensor)")
     size: int = setting(224, ">= 8", help="input size in px the artefact is exported (and timed) at")
     data: str | None = setting("../shared/data/cifar10", help="image folder whose val/ or test/ images check "
                                                               "parity (resized to --size)")
@@ -56,12 +67,22 @@ class ExportConfig(Config):
     def check(self) -> None:
         if not self.model:
             raise ConfigError("model", "expected a zoo name, spec file or weights file")
+        if self.to == "coreml" and self.int8:
+            raise ConfigError("int8", "Core ML calibrates activations by running the model, which needs macOS; "
+                                      "shrink a Core ML package with --cluster-bits N (palettisation) or --fp16")
         if self.int8 and not self.calib:
             raise ConfigError("calib", "--int8 needs calibration images (--calib DATA, an image folder)")
+        if self.to != "coreml":
+            for name in ("fp16", "cluster_bits"):
+                if getattr(self, name):
+                    raise ConfigError(name, f"applies to --to coreml only (got --to {self.to})")
+        if self.cluster_group_size and self.cluster_bits is None:
+            raise ConfigError("cluster_group_size", "applies with --cluster-bits only")
 
 
 def default_out(cfg: ExportConfig, name: str) -> Path:
-    return Path("exports") / f"{name}{'_int8' if cfg.int8 else ''}{SUFFIX[cfg.to]}"
+    tag = "_int8" if cfg.int8 else f"_{cfg.cluster_bits}bit" if cfg.cluster_bits else "_fp16" if cfg.fp16 else ""
+    return Path("exports") / f"{name}{tag}{SUFFIX[cfg.to]}"
 
 
 def _load(cfg: ExportConfig) -> nn.Module:
@@ -124,8 +145,11 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
     if out.suffix != SUFFIX[cfg.to]:
         raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
     cin = getattr(getattr(model, "spec", None), "in_channels", 3)
-    if cfg.to == "executorch" and cfg.dynamic_batch:
-        raise ValueError("dynamic_batch: the ExecuTorch export is written for batch 1 here")
+    if cfg.to in ("executorch", "coreml") and cfg.dynamic_batch:
+        raise ValueError(f"dynamic_batch: the {'ExecuTorch' if cfg.to == 'executorch' else 'Core ML'} export is "
+                         f"written for batch 1 here")
+    if cfg.to == "coreml":
+        return _coreml(cfg, model, name, out, cin)
     calib = _images(cfg.calib, ("train",), cfg.size, cfg.calib_per_class, 10 ** 6) if cfg.int8 else None
     with tempfile.TemporaryDirectory(prefix="carve_export_") as tmp:
         work = Path(tmp)
@@ -169,5 +193,53 @@ def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: li
         report["fingerprint"] = r.fingerprint
     report_path = out.with_name(out.stem + ".report.json")
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
+    report["report"] = str(report_path)
+    return report
+
+
+def _coreml(cfg: ExportConfig, model: nn.Module, name: str, out: Path, cin: int) -> dict[str, Any]:
+    """Write the Core ML package (palettised with ``cluster_bits``), check it read back against the
+    model, and add parity where Core ML predicts; the report goes beside it."""
+    from carve.files import write_json
+    from carve.latency.coreml_runtime import (coreml_predictor, coreml_version, export_mlpackage,
+                                              prediction_unavailable)
+
+    from .clustering import cluster, clustered_size
+    from .coreml_check import check_mlpackage
+
+    images = _images(cfg.data, ("val", "test"), cfg.size, 0, cfg.parity_images) if cfg.data else None
+    report: dict[str, Any] = dict(model=str(cfg.model), name=name, to="coreml", runtime="coreml",
+                                  artefact=str(out), files=[str(out)], input_size=cfg.size, dynamic_batch=False,
+                                  precision="fp16" if cfg.fp16 else "fp32", calib_images=0,
+                                  coremltools=coreml_version())
+    shipped = model
+    if cfg.cluster_bits:
+        shipped, _ = cluster(model, bits=cfg.cluster_bits, group_size=cfg.cluster_group_size)
+        report["precision"] += f", palettised {cfg.cluster_bits}-bit"
+        report["clustering"] = dict(bits=cfg.cluster_bits, group_size=cfg.cluster_group_size,
+                                    layers=len(shipped.cluster_layers), skipped=list(shipped.cluster_skipped),
+                                    **clustered_size(shipped).to_dict())
+        if images:
+            def run(x: Any) -> Any:  # check_parity calls it under inference mode
+                return shipped(torch.from_numpy(x)).numpy()
+            report["clustering"]["vs_fp32"] = dict(
+                check_parity(model, run, [torch.cat(images)], cfg.parity_images).to_dict(),
+                reference="PyTorch FP32 (unclustered), the clustered model run in PyTorch")
+    export_mlpackage(shipped, out, cfg.size, 1, cin, fp16=cfg.fp16)
+    check = check_mlpackage(shipped, out, cfg.size, cin, tolerance=2e-3 if cfg.fp16 else 1e-4)
+    report.update(size_bytes=check.package_bytes, sha256=file_digest(out), input_shape=check.input_shape,
+                  package_check=check.to_dict())
+    unavailable = prediction_unavailable()
+    if unavailable is None and images:
+        report["parity"] = dict(check_parity(shipped, coreml_predictor(out, cfg.threads), [torch.cat(images)],
+                                             cfg.parity_images).to_dict(), data=str(cfg.data),
+                                reference="PyTorch, eval mode" + (" (clustered)" if cfg.cluster_bits else ""))
+    elif unavailable is not None:
+        report["parity_skipped"] = (f"{unavailable}. Checked instead by reading the package back: input and output "
+                                    f"names and shapes, operations, and every convolution/linear weight against "
+                                    f"the (folded) PyTorch model's (package_check)")
+    report["latency_skipped"] = unavailable or "Core ML is not one of carve's latency engines yet"
+    report_path = out.with_name(out.stem + ".report.json")
+    write_json(report_path, report)
     report["report"] = str(report_path)
     return report

@@ -20,6 +20,7 @@ from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
 from .accuracy_control import controlled_int8
 from .artefacts import file_size, state_size, to_onnx, to_program
+from .clustering import check_bits, cluster, clustered_size
 from .folding import fold
 from .factorisation import lowrank
 from .pruning import check_ratio, conv_macs, prune
@@ -27,8 +28,8 @@ from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
 from .sensitivity import SensitivityTable, measure_sensitivity
 
-STEPS = ("fold", "prune", "lowrank", "quantize", "export")
-EXPORT_FORMATS = ("onnx", "program", "aoti")
+STEPS = ("fold", "prune", "lowrank", "cluster", "quantize", "export")
+EXPORT_FORMATS = ("onnx", "program", "aoti", "coreml")
 
 
 def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -40,6 +41,8 @@ def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict
             raise ValueError(f"steps[{i}]: unknown step {name!r}; expected one of {list(STEPS)}")
         if name == "prune" and "ratio" in kwargs:
             check_ratio(kwargs["ratio"], "prune ratio")
+        if name == "cluster":
+            check_bits(kwargs.get("bits", 8), kwargs.get("group_size", 0))
         formats = kwargs.get("formats", ()) if name == "export" else ()
         unknown = [f for f in formats if f not in EXPORT_FORMATS]
         if unknown:
@@ -257,6 +260,16 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             model, spec = lowrank(model, spec, **kw)
             notes["layers"] = getattr(model, "lowrank_layers", [])
             label = f"lowrank ({len(notes['layers'])} layers)"
+        elif name == "cluster":
+            model, spec = cluster(model, spec, **kw)
+            folded = True
+            packed = clustered_size(model)
+            size = packed.packed_bytes
+            notes.update(bits=model.cluster_bits, group_size=model.cluster_group_size,
+                         layers=len(model.cluster_layers), kept_float=list(model.cluster_skipped),
+                         float_bytes=packed.float_bytes, packed_bytes=packed.packed_bytes)
+            label = f"cluster {model.cluster_bits}-bit" + (f" per {model.cluster_group_size} ch"
+                                                           if model.cluster_group_size else "")
         elif name == "quantize":
             rt = kw.pop("runtime", runtime)
             precision = kw.get("precision", "int8")
@@ -345,6 +358,20 @@ def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: di
     if "aoti" in formats and isinstance(model, Int8Model):
         path = package_aoti(model, out / "model_int8_aoti.pt2")
         info.update(aoti=str(path), aoti_bytes=file_size(path))
+    if "coreml" in formats:
+        if isinstance(model, (Int8Model, OrtModel)):
+            info["coreml"] = "skipped: an INT8 graph is not converted to Core ML; palettise with the cluster step"
+        else:
+            from carve.latency.coreml_runtime import export_mlpackage
+
+            from .coreml_check import check_mlpackage
+
+            path = export_mlpackage(model, out / "model.mlpackage", runner.input_size, 1, spec.in_channels)
+            check = check_mlpackage(model, path, runner.input_size, spec.in_channels)
+            if not check.ok:
+                raise RuntimeError(f"{path}: the Core ML package does not match the model: {'; '.join(check.problems)}")
+            info.update(coreml=str(path), coreml_bytes=check.package_bytes,
+                        coreml_weight_bytes=check.weight_file_bytes, coreml_palettised=check.palettised_tensors)
     return info
 
 

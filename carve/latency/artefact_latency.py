@@ -13,10 +13,17 @@ from .runtime import cpu_timer
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file (of an OpenVINO IR's .xml and .bin together): the artefact's identity."""
+    """sha256 of a file (of an OpenVINO IR's .xml and .bin together; of a folder's files and their
+    relative paths, such as a Core ML package): the artefact's identity."""
     path = Path(path)
     h = hashlib.sha256()
-    for part in [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else []):
+    if path.is_dir():
+        parts = sorted(f for f in path.rglob("*") if f.is_file())
+    else:
+        parts = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
+    for part in parts:
+        if path.is_dir():
+            h.update(part.relative_to(path).as_posix().encode() + b"\0")
         with open(part, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)

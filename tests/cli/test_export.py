@@ -76,3 +76,44 @@ def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.Capt
     assert main(["export", "carve_100", "--to", "executorch", "--dynamic-batch", "-o", str(tmp_path / "m.pte")]) == 2
     assert "dynamic_batch: the ExecuTorch export is written for batch 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_export_coreml_checked_by_reading_it_back(spec_file: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny.mlpackage"
+    argv = ["export", str(spec_file), "--to", "coreml", "-o", str(out), "--size", "32", "--data", str(CIFAR),
+            "--parity-images", "20"]
+    assert main(argv + ["--cluster-bits", "6"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "tiny.report.json").read_text())
+    assert report["runtime"] == "coreml" and report["input_shape"] == [1, 3, 32, 32] and out.is_dir()
+    check = report["package_check"]
+    assert check["ok"] and check["max_weight_diff"] == 0 and check["max_palette_size"] == 64
+    assert check["palettised_tensors"] == report["clustering"]["layers"] == check["reference_tensors"]
+    clustering = report["clustering"]
+    assert clustering["vs_fp32"]["images"] == 20 and clustering["vs_fp32"]["top1_agreement"] >= 0.8
+    assert clustering["packed_bytes"] < check["weight_file_bytes"] < 1.2 * clustering["packed_bytes"]
+    if "parity" not in report:  # Core ML predicts on macOS only: said, with the evidence, never silently
+        assert "Core ML predicts only on macOS" in report["parity_skipped"] and "parity not measured" in printed
+        assert report["latency_skipped"]
+    assert "package read back: " in printed and ": ok" in printed
+    assert main(argv[:-2] + ["--parity-images", "5"]) == 0  # FP32, written over the palettised one
+    fp32 = json.loads((tmp_path / "tiny.report.json").read_text())
+    assert fp32["precision"] == "fp32" and "clustering" not in fp32
+    assert fp32["package_check"]["weight_file_bytes"] > 3.5 * check["weight_file_bytes"]
+
+
+def test_export_coreml_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m.mlpackage")
+    assert main(["export", "carve_100", "--to", "coreml", "--int8", "--calib", "x", "-o", out]) == 2
+    assert "int8: Core ML calibrates activations by running the model" in capsys.readouterr().err
+    assert main(["export", "carve_100", "--cluster-bits", "4", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "cluster_bits: applies to --to coreml only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "carve_100", "--to", "coreml", "--cluster-bits", "5", "-o", out])
+    assert "--cluster-bits: invalid choice: 5" in capsys.readouterr().err
+    assert main(["export", "carve_100", "--to", "coreml", "--dynamic-batch", "-o", out]) == 2
+    assert "dynamic_batch: the Core ML export is written for batch 1" in capsys.readouterr().err
+    assert main(["export", "carve_100", "--to", "coreml", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "a --to coreml artefact is written as a .mlpackage file" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
