@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from carve.finetune.dataset import DetectionDataset, ImageRecord
-from carve.finetune.evaluate import coco_metrics, evaluate_detector, to_coco_results
+from carve.finetune.evaluate import box_prior, coco_metrics, evaluate_detector, to_coco_results
 from carve.finetune.visualise import draw_examples
 
 
@@ -109,3 +109,18 @@ def test_evaluate_writes_results_json_and_examples(tmp_path: Path) -> None:
     png = draw_examples(ds, preds, tmp_path / "examples.png", n=2, size=64)
     assert Image.open(png).size[0] > 64
     assert to_coco_results({}, ds) == []
+
+
+def test_box_prior_scores_centred_objects_and_misses_corner_ones() -> None:
+    images = [dict(id=i, width=300, height=200) for i in (1, 2)]
+    centred = dict(id=1, image_id=1, category_id=5, bbox=[45, 30, 210, 140], area=29400, iscrowd=0)  # the 70 % box
+    corner = dict(id=2, image_id=2, category_id=5, bbox=[0, 0, 40, 30], area=1200, iscrowd=0)
+    other = dict(id=3, image_id=2, category_id=9, bbox=[100, 60, 100, 80], area=8000, iscrowd=0)
+    gt = dict(images=images, annotations=[centred, corner, other],
+              categories=[dict(id=5, name="raccoon"), dict(id=9, name="cat")])
+    prior = box_prior(gt)
+    # category 5 (the commonest): its centred object is found, its corner one never; the two top-scored
+    # (90 %) boxes give one hit and one miss, so precision 0.5 up to recall 0.5: 51 of 101 recall points
+    assert prior["AP50"] == pytest.approx(0.5 * 51 / 101)
+    assert box_prior(dict(gt, annotations=[centred]))["AP50"] == pytest.approx(1.0)
+    assert box_prior(dict(gt, annotations=[corner]))["AP50"] == pytest.approx(0.0)
