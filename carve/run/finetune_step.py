@@ -19,7 +19,7 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
 
     train = state.summary("train")
     out = state.step_dir("finetune")
-    models = {}
+    models, prior = {}, None
     for role, m in train["models"].items():
         role_dir = out / role
         data = cfg.data_path("detect")
@@ -32,7 +32,8 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
         models[role] = dict(name=m["name"], **metrics, examples=rel(state, res.examples_png),
                             checkpoint=rel(state, res.checkpoint), num_train=res.num_train, num_val=res.num_val,
                             wall_s=round(res.wall_s, 1))
+        prior = res.metrics.get("prior", prior)
     write_json(out / "metrics.json", models)
     f = cfg.finetune
-    return dict(models=models, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps,
+    return dict(models=models, prior=prior, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps,
                 data=cfg.data_path("detect").name)

@@ -83,7 +83,7 @@ def headline(state: RunState) -> list[Block]:
         lines.append(f"Detection ({d.get('head', 'ssdlite')}, {d.get('data', 'detection data')}): AP50 "
                      f"{100 * m['found']['AP50']:.2f} % with the found backbone vs {100 * m['hand_designed']['AP50']:.2f} "
                      f"% with {m['hand_designed']['name']} (AP {100 * m['found']['AP']:.2f} vs "
-                     f"{100 * m['hand_designed']['AP']:.2f} %) ({redo} finetune).")
+                     f"{100 * m['hand_designed']['AP']:.2f} %)" + _prior_note(d.get("prior")) + f" ({redo} finetune).")
     if state.is_done("compress"):
         c = state.summary("compress")
         kept = [r for r in c["rows"] if r.get("kept", True)]
@@ -136,3 +136,11 @@ def build_report(cfg: RunConfig, state: RunState) -> tuple[Path, Path]:
     html_path = write_atomic(out / "report.html", page)
     md_path = write_atomic(out / "report.md", "\n".join(md))
     return html_path, md_path
+
+
+def _prior_note(prior: dict | None) -> str:
+    """The no-image prior beside the detection figures, when the step recorded it."""
+    if not prior:
+        return ""
+    return (f"; a detector that sees no image (three centred boxes per image) scores AP50 {100 * prior['AP50']:.2f} % "
+            f"(AP {100 * prior['AP']:.2f} %)")

@@ -54,6 +54,7 @@ def check_finetune(state):
     for m in s["models"].values():
         assert 0.0 <= m["AP"] <= 1.0 and 0.0 <= m["AP50"] <= 1.0
         assert png_ok(state.root / m["examples"])
+    assert 0.0 <= s["prior"]["AP"] <= s["prior"]["AP50"] <= 1.0  # the no-image floor beside them
 
 
 def check_compress(state):
@@ -72,6 +73,7 @@ def check_report(state):
     for title in ("1. Zoo", "2. Search", "3. Train", "4. Finetune", "5. Compress"):
         assert f"<h2>{title}" in page and f"## {title}" in md
     assert state.summary("zoo")["hand_designed"] in page
+    assert "no-image prior" in md and "a detector that sees no image" in md
 
 
 CHECKS = {"zoo": check_zoo, "search": check_search, "train": check_train, "finetune": check_finetune,
