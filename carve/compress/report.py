@@ -53,9 +53,10 @@ class CompressReport:
         prev = self.rows[0] if self.rows else None
         for row in self.rows[1:]:
             parts = [f"{row.name}:"]
-            if prev.latency_ms and row.latency_ms:
-                speed = prev.latency_ms / row.latency_ms
-                parts.append(f"{speed:.2f}x the speed of the previous row")
+            gate = row.notes.get("gate")
+            if gate or (prev.latency_ms and row.latency_ms):
+                speed = gate["speedup"] if gate else prev.latency_ms / row.latency_ms
+                parts.append(f"{speed:.2f}x the speed of the previous row" + (" (timed as a pair)" if gate else ""))
                 if not row.notes.get("kept", True):
                     parts.append("(did not pay here; the model before it was kept)")
                 elif row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:

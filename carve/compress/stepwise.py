@@ -27,6 +27,7 @@ from .pruning import check_ratio, conv_macs, prune
 from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
 from .sensitivity import SensitivityTable, measure_sensitivity
+from .step_timing import TimedModel, Timing, time_together
 
 STEPS = ("fold", "prune", "lowrank", "cluster", "quantize", "export")
 EXPORT_FORMATS = ("onnx", "program", "aoti", "coreml")
@@ -126,28 +127,29 @@ class _Runner:
 
     def row(self, name: str, model: nn.Module, spec: ArchSpec, prev: StepRow | None, size: int | None = None,
             notes: dict | None = None) -> StepRow:
+        """Everything but latency, which ``time_rows`` measures for all rows together."""
         plain = not isinstance(model, (Int8Model, OrtModel))
         params = count_params(model) if plain else (prev.params if prev else 0)
         macs = conv_macs(model, self.input_size, spec.in_channels) if plain else (prev.macs if prev else 0)
         size = size if size is not None else (state_size(model) if plain else _graph_bytes(model))
-        lat = p10 = p90 = None
-        rt = "eager"
-        if self.latency:
-            from carve.latency import measure
-
-            rt = "onnxruntime" if (self.runtime == "onnxruntime" and plain) else "eager"
-            res = measure(model, runtime=rt, input_size=self.input_size, threads=self.threads, cache=False,
-                          in_channels=spec.in_channels)
-            lat, p10, p90 = res.median_ms, res.p10_ms, res.p90_ms
-            if not plain:
-                rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model) else "onnxruntime")
+        rt = self.timed(model).runtime
+        if not plain:
+            rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model) else "onnxruntime")
         top1 = None
         if self.eval is not None:
             from carve.train import evaluate
 
             top1 = float(evaluate(model, self.eval, img_size=self.img_size, device="cpu")["top1"])
-        return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=lat,
-                       latency_p10_ms=p10, latency_p90_ms=p90, runtime=rt, top1=top1, notes=notes or {})
+        return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=None,
+                       latency_p10_ms=None, latency_p90_ms=None, runtime=rt, top1=top1, notes=notes or {})
+
+    def timed(self, model: nn.Module) -> TimedModel:
+        """A plain model runs in the pipeline's runtime's engine; an INT8 graph in the runtime it was built for."""
+        plain = not isinstance(model, (Int8Model, OrtModel))
+        return TimedModel(model, "onnxruntime" if (self.runtime == "onnxruntime" and plain) else "eager")
+
+    def time(self, models: Sequence[nn.Module], in_channels: int) -> list[Timing]:
+        return time_together([self.timed(m) for m in models], self.input_size, in_channels, self.threads)
 
     def qat_data(self, finetune: dict) -> _Epochs:
         """Shuffled (images, labels) batches of the training split, reshuffled each pass."""
@@ -214,6 +216,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     trainable, model, folded = original, original, False
     report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
     report.add(runner.row("original", original, spec, None))
+    models = [original]  # the model of each row, timed together at the end
     if sensitivity is not None and not any(n == "quantize" for n, _ in plan):
         table = _sensitivity(original, original, runner, sensitivity)
         report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
@@ -305,9 +308,16 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             size = notes.get("onnx_bytes")
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
+        kept_model = models[[i for i, r in enumerate(report.rows) if r.notes.get("kept", True)][-1]]
         report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
-        if min_speedup is not None and not _pays(report, min_speedup):
+        models.append(model)
+        if min_speedup is not None and not _pays(report, min_speedup, runner.time([kept_model, model], spec.in_channels)
+                                                 if latency else None):
             trainable, model, spec, folded = before
+    if latency:
+        for row, t in zip(report.rows, runner.time(models, spec.in_channels)):
+            row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = t.median_ms, t.p10_ms, t.p90_ms
+        report.reference["timing"] = "every row timed together, interleaved in one process"
     report.write()
     return report
 
@@ -322,14 +332,18 @@ def _sensitivity(model: nn.Module, trainable: nn.Module, runner: _Runner, kwargs
     return table
 
 
-def _pays(report: CompressReport, min_speedup: float) -> bool:
+def _pays(report: CompressReport, min_speedup: float, pair: list[Timing] | None) -> bool:
     """Whether the last step made the model at least ``min_speedup`` x faster than the kept row before
-    it; if not, its row is marked as not kept (it stays in the report) and the caller goes on from
-    the model before it."""
-    row, prev = report.rows[-1], report.kept_rows()[-2]
-    if row.latency_ms is None or prev.latency_ms is None:
+    it, timed as a ``pair`` interleaved; if not, its row is marked as not kept (it stays in the report)
+    and the caller goes on from the model before it."""
+    if pair is None:
         raise ValueError("min_speedup: keeping a step only where it pays needs latency measurements")
-    if prev.latency_ms / row.latency_ms >= min_speedup:
+    before, after = pair
+    speedup = before.median_ms / after.median_ms
+    row = report.rows[-1]
+    row.notes["gate"] = dict(before_ms=round(before.median_ms, 4), after_ms=round(after.median_ms, 4),
+                             speedup=round(speedup, 3), min_speedup=min_speedup)
+    if speedup >= min_speedup:
         return True
     row.notes["kept"] = False
     row.name += " (not kept)"

@@ -67,6 +67,9 @@ def test_quantization_is_kept_only_where_it_pays(trained_tiny, tmp_path, min_spe
                       runtime="onnxruntime")
     original, int8, exported = report.rows
     assert int8.latency_ms and int8.notes.get("kept", True) is kept
+    gate = int8.notes["gate"]  # the keep-or-drop decision timed the pair interleaved
+    assert gate["speedup"] == pytest.approx(gate["before_ms"] / gate["after_ms"], rel=1e-2)
+    assert all(r.latency_ms > 0 for r in report.rows) and "interleaved" in report.reference["timing"]
     assert ("not kept" in int8.name) is not kept
     if kept:  # the deployable is the INT8 graph
         assert exported.notes["onnx"].endswith("model_int8.onnx") and exported.runtime == "int8-onnxruntime"
