@@ -125,7 +125,7 @@ def box_agreement(reference: dict[int, dict[str, torch.Tensor]], other: dict[int
         if got is None or not len(got["scores"]):
             ious += [0.0] * k
             continue
-        overlap = box_iou(ref["boxes"][:k].float(), got["boxes"].float())
+        overlap = box_iou(ref["boxes"][:k].float(), got["boxes"].float()).nan_to_num(0.0)  # 0/0: empty boxes
         overlap = overlap.masked_fill(ref["labels"][:k, None] != got["labels"][None], 0.0)
         best, where = overlap.max(1)
         ious += best.tolist()

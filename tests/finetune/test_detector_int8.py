@@ -158,3 +158,5 @@ def test_box_agreement_matches_boxes_of_the_same_label_by_iou() -> None:
     assert a["matched_share"] == 1.0 and a["max_score_diff_matched"] == pytest.approx(0.1)
     other[1]["labels"] = torch.tensor([1, 2])  # same boxes, swapped labels: nothing matches
     assert box_agreement(ref, other)["matched_share"] == 0.0
+    flat = {1: dict(boxes=torch.tensor([[5.0, 5, 5, 5]]), scores=torch.tensor([0.5]), labels=torch.tensor([1]))}
+    assert box_agreement(flat, flat)["mean_iou"] == 0.0  # boxes of no area overlap nothing (not NaN)
