@@ -236,12 +236,13 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
     dataset = checkpoint_dataset(meta, cfg.model, cfg.data, cfg.data_format, cfg.subset)
     model = at_size(model, size)
     graph = detector_graph(model, meta, size)
-    calib = None
+    calib, calib_count = None, 0
     if cfg.int8:  # read before the export, so a wrong --calib fails at once
         from .detector_int8 import calibration_images
 
-        calib = calibration_images(cfg.calib, cfg.data_format, cfg.calib_split or meta["config"].get("split"),
-                                   cfg.calib_images, size, cfg.batch, _held_out(cfg, dataset))
+        split = cfg.calib_split or meta["config"].get("split")
+        calib, calib_count = calibration_images(cfg.calib, cfg.data_format, split, cfg.calib_images, size, cfg.batch,
+                                                _held_out(cfg, dataset))
     thresholds = dict(score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh,
                       topk_candidates=graph.topk_candidates, detections_per_img=graph.detections_per_img)
     with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
@@ -262,7 +263,7 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
         work.mkdir()
         done = (quantize_onnx if cfg.to == "onnx" else quantize_openvino)(onnx_file, calib, int8, work)
         _place(int8, out)
-        quantization = dict(done, calib=str(cfg.calib), calib_images=sum(len(b) for b in calib), batches=len(calib))
+        quantization = dict(done, calib=str(cfg.calib), calib_images=calib_count, batches=len(calib))
         return _report(cfg, model, meta, dataset, size, out, thresholds, fp32, quantization)
 
 

@@ -29,8 +29,8 @@ FLOAT_PART = "input normalisation, box decoding, score thresholding and NMS"
 
 
 def calibration_images(calib: str | Path, data_format: str, split: str | None, count: int, size: int, batch: int,
-                       held_out: DetectionDataset) -> list[torch.Tensor]:
-    """Batches ``[batch, 3, size, size]`` of up to ``count`` images of the detection dataset ``calib``
+                       held_out: DetectionDataset) -> tuple[list[torch.Tensor], int]:
+    """Batches ``[batch, 3, size, size]`` (and how many distinct images they hold) of up to ``count`` images of the detection dataset ``calib``
     (its ``split``; every image where it has no splits), spread over it and prepared as the exported
     graph takes them; the images of ``held_out`` (the mAP check's) are never used."""
     from .sources import open_dataset
@@ -51,8 +51,9 @@ def calibration_images(calib: str | Path, data_format: str, split: str | None, c
             images.append(graph_input(image.as_subclass(torch.Tensor), size))
     if not images:
         raise ValueError(f"calib: none of the {len(picked)} images picked from {calib} could be decoded")
+    distinct = len(images)
     images += images[:(-len(images)) % batch]  # the graph's batch is fixed: fill the last one
-    return [torch.stack(images[i:i + batch]) for i in range(0, len(images), batch)]
+    return [torch.stack(images[i:i + batch]) for i in range(0, len(images), batch)], distinct
 
 
 def quantize_onnx(fp32: Path, images: list[torch.Tensor], dst: Path, work: Path) -> dict[str, Any]:

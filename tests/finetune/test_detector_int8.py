@@ -143,7 +143,8 @@ def test_int8_needs_calibration_images_named_by_their_flag(checkpoint: Path, rac
     held_out = checkpoint_dataset(meta, checkpoint)
     with pytest.raises(ValueError, match="calib: .* no image outside"):  # the val split is the mAP check's
         calibration_images(raccoon, "auto", "val", 10, SIZE, 1, held_out)
-    batches = calibration_images(raccoon, "auto", "train", 3, SIZE, 2, held_out)
+    batches, count = calibration_images(raccoon, "auto", "train", 3, SIZE, 2, held_out)
+    assert count == 3
     assert [tuple(b.shape) for b in batches] == [(2, 3, SIZE, SIZE)] * 2  # 3 images, the last batch filled
     assert 0.0 <= float(batches[0].min()) and float(batches[0].max()) <= 1.0
 
