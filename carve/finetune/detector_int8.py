@@ -30,9 +30,10 @@ FLOAT_PART = "input normalisation, box decoding, score thresholding and NMS"
 
 def calibration_images(calib: str | Path, data_format: str, split: str | None, count: int, size: int, batch: int,
                        held_out: DetectionDataset) -> tuple[list[torch.Tensor], int]:
-    """Batches ``[batch, 3, size, size]`` (and how many distinct images they hold) of up to ``count`` images of the detection dataset ``calib``
+    """Batches ``[batch, 3, size, size]`` of up to ``count`` images of the detection dataset ``calib``
     (its ``split``; every image where it has no splits), spread over it and prepared as the exported
-    graph takes them; the images of ``held_out`` (the mAP check's) are never used."""
+    graph takes them, and how many distinct images they hold; the images of ``held_out`` (the mAP
+    check's) are never used."""
     from .sources import open_dataset
     from .transforms import eval_transforms
 
