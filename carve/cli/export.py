@@ -2,7 +2,8 @@
 [--dynamic-batch] [--cluster-bits N] [-o PATH]``.
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
-and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check.
+and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check; with
+``--int8`` its backbone and head are INT8, calibrated on the detection dataset ``--calib`` names.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="A carve finetune detect checkpoint (last.pt/best.pt) is exported as a "
                                    "detector (--to onnx or openvino; --size, --batch, --data, --subset, "
                                    "--parity-images for its COCO mAP check; the run's data and img_size by "
-                                   "default); anything else as a classifier. --config FILE holds the fields of "
+                                   "default; --int8 --calib DATASET [--calib-images N] for an INT8 backbone "
+                                   "and head); anything else as a classifier. --config FILE holds the fields of "
                                    "DetectorExportConfig or ExportConfig, as the input needs.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     config_flags(p, export_command(), positional=("export.model", "detector.model"),
@@ -49,9 +51,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     flags = args.config_flags
     model = flags.peek(args, "model")
     if model is not None and is_detector_checkpoint(model):
-        if flags.peek(args, "int8") or flags.peek(args, "dynamic_batch"):
-            raise ValueError(f"{model}: a detector is exported in FP32 with a fixed batch (--batch N); "
-                             "--int8 and --dynamic-batch are for classifiers")
+        if flags.peek(args, "dynamic_batch"):
+            raise ValueError(f"{model}: a detector is exported with a fixed batch (--batch N); --dynamic-batch is "
+                             "for classifiers")
         return _print_detector(flags.build(args, "detector"), args.json)
     from carve.compress.shipping import export_model
 
@@ -104,6 +106,14 @@ def _print_detector(cfg: Any, as_json: bool) -> int:
           f"AP50 {pct(m['exported']['AP50'])} (difference {m['difference']['AP']:+.4f})")
     print(f"detections vs PyTorch: top-{p['top']} labels agree {p['top_label_agreement']:.1%}, "
           f"max box diff {p['max_box_diff_px']:.2e} px, same count on {p['same_count_share']:.0%} of images")
+    if "quantization" in report:
+        q, f, a = report["quantization"], m["fp32_graph"], report["int8_vs_fp32_graph"]
+        print(f"INT8 ({q['calib_images']} calibration images from {q['calib']}): FP32 graph AP {pct(f['AP'])} / "
+              f"AP50 {pct(f['AP50'])}; INT8 top-{a['top']} boxes vs FP32 graph: mean IoU {a['mean_iou']:.3f}, "
+              f"{a['matched_share']:.1%} at IoU >= {a['iou_threshold']}")
+        if "latency_fp32" in report:
+            print(f"latency FP32 graph {report['latency_fp32']['median_ms']:.3f} ms -> INT8 "
+                  f"{report['latency']['median_ms']:.3f} ms ({report['speedup_int8']:.2f}x)")
     _print_latency(report)
     return 0
 

@@ -17,7 +17,7 @@ from .factorisation import lowrank, relative_error, svd_factors
 from .stepwise import EXPORT_FORMATS, STEPS, parse_steps, pipeline
 from .pruning import PruneError, prune, pruned_spec
 from .report import CompressReport, StepRow
-from .qdq import QdqGraph, ScopeError
+from carve.latency.qdq import QdqGraph, ScopeError
 from .sensitivity import SensitivityRow, SensitivityTable, measure_sensitivity
 from .stage import compress
 from .quantization import QuantizeError, cast, package_aoti, quantize, quantize_ort, quantize_pt2e

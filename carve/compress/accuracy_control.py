@@ -18,7 +18,7 @@ from torch import nn
 
 from carve.zoo import ArchSpec
 
-from .qdq import QdqGraph, ScopeError, check_patterns, matches
+from carve.latency.qdq import QdqGraph, ScopeError, check_patterns, matches
 from .quantization import Int8Model, OrtModel, QuantizeError, _images, quantize_pt2e
 from .sensitivity import SensitivityTable, measure_sensitivity, top1
 

@@ -26,7 +26,7 @@ from carve.zoo import ArchSpec
 from carve.latency.onnx_export import onnx_session
 from carve.zoo.mobileone import deployed
 
-from .qdq import CALIBRATIONS, QdqGraph, ScopeError, check_patterns
+from carve.latency.qdq import CALIBRATIONS, QdqGraph, ScopeError, check_patterns
 
 PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime")

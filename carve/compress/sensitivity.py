@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from torch import nn
 
 from carve.files import save_figure, write_atomic, write_json
-from .qdq import QdqGraph, block_of
+from carve.latency.qdq import QdqGraph, block_of
 from .quantization import OrtModel, QuantizeError, _images
 
 GRANULARITIES = ("block", "layer")

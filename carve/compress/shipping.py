@@ -45,7 +45,8 @@ class ExportConfig(Config):
                                          ".mlpackage); the parity report goes beside it as NAME.report.json")
     int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF; "
                                      "ExecuTorch: PT2E XNNPACK quantizer)")
-    calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split)")
+    calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split); for a detect "
+                                           "checkpoint, a detection dataset")
     calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
     dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
     fp16: bool = setting(False, help="Core ML: FP16 weights and compute (default: FP32)")

@@ -1,6 +1,8 @@
 """``export_detector``: a ``carve finetune detect`` checkpoint shipped as one ONNX file (or OpenVINO
 IR) with box decoding and NMS inside the graph, and a report comparing its COCO mAP in the runtime
-with PyTorch's on real images.
+with PyTorch's on real images. With ``int8``, the backbone and head are INT8 (decoding and NMS
+stay float; :mod:`carve.finetune.detector_int8`) and the report adds the FP32 graph's mAP, the
+agreement of their boxes and both latencies.
 
 What the graph takes and returns is :mod:`carve.finetune.detector_graph`'s; what is left to the
 caller is resizing the image to the graph's size (:func:`graph_input`) and mapping the boxes back
@@ -29,7 +31,7 @@ from carve.latency.protocol import PROTOCOLS
 from carve.train import load_checkpoint
 
 from .dataset import DetectionDataset
-from .detector_graph import ONNX_TRANSLATIONS, DetectorGraph, SingleStageFPNGraph, SSDGraph
+from .detector_graph import ONNX_TRANSLATIONS, DetectorGraph, SingleStageFPNGraph, SSDGraph, graph_input
 from .sources import FORMATS
 
 DETECTOR_TARGETS = ("onnx", "openvino")
@@ -57,10 +59,19 @@ class DetectorExportConfig(Config):
     threads: int = setting(1, ">= 1", help="runtime threads for the mAP check and the latency")
     latency: bool = setting(True, help="time the artefact here with the latency engine")
     protocol: str = setting("quick", choices=tuple(PROTOCOLS), help="latency protocol")
+    int8: bool = setting(False, help="INT8 backbone and head (ONNX: ORT static QDQ; OpenVINO: NNCF); decoding and "
+                                     "NMS stay float")
+    calib: str | None = setting(None, help="detection dataset (COCO, YOLO or VOC, read as --format says) whose "
+                                           "images calibrate INT8; the mAP check's images are left out")
+    calib_split: str | None = setting(None, help="split of calib (default: the run's training split)")
+    calib_images: int = setting(100, ">= 1", help="calibration images, spread over the calib split")
 
     def check(self) -> None:
         if not self.model:
             raise self.error("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
+        if self.int8 and not self.calib:
+            raise self.error("calib", "--int8 needs calibration images (--calib DATA, a detection dataset: COCO, "
+                                      "YOLO or VOC, e.g. the run's data)")
 
 
 def is_detector_checkpoint(path: str | Path) -> bool:
@@ -120,13 +131,6 @@ class SquareInput(nn.Module):
             h, w = im.shape[-2:]
             det["boxes"] = det["boxes"] * (torch.tensor([w, h, w, h], dtype=torch.float32) / self.size)
         return found
-
-
-def graph_input(image: torch.Tensor, size: int) -> torch.Tensor:
-    """A ``3 x H x W`` float image in [0, 1] resized to the graph's ``3 x size x size`` (bilinear,
-    as the PyTorch detector resizes it)."""
-    return torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
-                                           align_corners=False)[0]
 
 
 def split_detections(outputs: list[np.ndarray], image_sizes: list[tuple[int, int]], size: int
@@ -204,7 +208,8 @@ def compare_detections(reference: dict[int, dict[str, torch.Tensor]], exported: 
 
 
 def default_out(cfg: DetectorExportConfig, meta: dict[str, Any]) -> Path:
-    return Path("exports") / f"{meta['spec']['name']}_{meta['config']['head']}{SUFFIX[cfg.to]}"
+    tag = "_int8" if cfg.int8 else ""
+    return Path("exports") / f"{meta['spec']['name']}_{meta['config']['head']}{tag}{SUFFIX[cfg.to]}"
 
 
 def _place(src: Path, out: Path) -> None:
@@ -231,36 +236,62 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
     dataset = checkpoint_dataset(meta, cfg.model, cfg.data, cfg.data_format, cfg.subset)
     model = at_size(model, size)
     graph = detector_graph(model, meta, size)
+    calib, calib_count = None, 0
+    if cfg.int8:  # read before the export, so a wrong --calib fails at once
+        from .detector_int8 import calibration_images
+
+        split = cfg.calib_split or meta["config"].get("split")
+        calib, calib_count = calibration_images(cfg.calib, cfg.data_format, split, cfg.calib_images, size, cfg.batch,
+                                                _held_out(cfg, dataset))
+    thresholds = dict(score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh,
+                      topk_candidates=graph.topk_candidates, detections_per_img=graph.detections_per_img)
     with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
         onnx_file = export_onnx(graph, Path(tmp) / "model.onnx", input_size=size, batch=cfg.batch, in_channels=3,
                                 translations=ONNX_TRANSLATIONS, names=(["images"], OUTPUT_NAMES))
+        fp32 = onnx_file
         if cfg.to == "openvino":
             from carve.latency.openvino_runtime import convert_to_ir
 
-            onnx_file = convert_to_ir(onnx_file, Path(tmp) / "model.xml")
-        _place(onnx_file, out)
-    report = _report(cfg, model, meta, dataset, size, out, dict(
-        score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh, topk_candidates=graph.topk_candidates,
-        detections_per_img=graph.detections_per_img))
-    return report
+            fp32 = convert_to_ir(onnx_file, Path(tmp) / "model.xml")
+        if calib is None:
+            _place(fp32, out)
+            return _report(cfg, model, meta, dataset, size, out, thresholds)
+        from .detector_int8 import quantize_onnx, quantize_openvino
+
+        int8 = Path(tmp) / f"model_int8{SUFFIX[cfg.to]}"
+        work = Path(tmp) / "int8"
+        work.mkdir()
+        done = (quantize_onnx if cfg.to == "onnx" else quantize_openvino)(onnx_file, calib, int8, work)
+        _place(int8, out)
+        quantization = dict(done, calib=str(cfg.calib), calib_images=calib_count, batches=len(calib))
+        return _report(cfg, model, meta, dataset, size, out, thresholds, fp32, quantization)
+
+
+def _held_out(cfg: DetectorExportConfig, dataset: DetectionDataset) -> DetectionDataset:
+    """The images the mAP check uses."""
+    return dataset.subset([r.image_id for r in dataset.records[:cfg.parity_images]])
 
 
 def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], dataset: DetectionDataset, size: int,
-            out: Path, thresholds: dict[str, float]) -> dict[str, Any]:
+            out: Path, thresholds: dict[str, float], fp32: Path | None = None,
+            quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report; with ``fp32`` (the FP32 artefact of an INT8 export), INT8 against it as well."""
     from .evaluate import coco_metrics, evaluate_detector, to_coco_results
 
     files = [out] + ([out.with_suffix(".bin")] if cfg.to == "openvino" else [])
     report: dict[str, Any] = dict(
         model=str(cfg.model), name=out.stem, head=meta["config"]["head"], backbone=meta["spec"]["name"],
         to=cfg.to, runtime=RUNTIME[cfg.to], artefact=str(out), files=[str(f) for f in files],
-        size_bytes=sum(f.stat().st_size for f in files), sha256=file_digest(out), precision="fp32",
+        size_bytes=sum(f.stat().st_size for f in files), sha256=file_digest(out), precision="int8" if fp32 else "fp32",
         input_shape=[cfg.batch, 3, size, size], input="RGB in [0, 1], resized to the input size (bilinear)",
         outputs=dict(boxes="[M, 4] x1 y1 x2 y2 in input pixels", scores="[M]", labels="[M] 1-based category index",
                      batch_index="[M] input image of each row"),
         class_names=list(meta["class_names"]), cat_ids=list(meta["cat_ids"]), thresholds_in_graph=thresholds,
         postprocessing="box decoding and class-wise NMS in the graph (ONNX NonMaxSuppression); outside it only "
                        "the boxes' scaling to the image size (carve.finetune.detector_export.split_detections)")
-    images = dataset.subset([r.image_id for r in dataset.records[:cfg.parity_images]])
+    if quantization is not None:
+        report["quantization"] = quantization
+    images = _held_out(cfg, dataset)
     art = open_artefact(out, RUNTIME[cfg.to], cfg.threads)
     square = meta["config"]["head"] != "ssdlite"  # SSD resizes to a square itself; the FPN heads keep the aspect
     reference_model = SquareInput(model, size) if square else model
@@ -281,13 +312,33 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
         own = evaluate_detector(model, images, batch_size=cfg.batch)[0]
         report["map"]["pytorch_own_resize"] = {k: own[k] for k in keys}
     report["parity"] = compare_detections(reference, exported)
+    if fp32 is not None:
+        from .detector_int8 import box_agreement
+
+        float_graph = runtime_predictions(open_artefact(fp32, RUNTIME[cfg.to], cfg.threads).run_all, images, size,
+                                          cfg.batch)
+        float_metrics = coco_metrics(ground_truth, to_coco_results(float_graph, images))
+        report["map"]["fp32_graph"] = {k: float_metrics[k] for k in keys}
+        report["map"]["int8_minus_fp32_graph"] = {k: exported_metrics[k] - float_metrics[k] for k in keys}
+        # INT8 moves scores by more than the FP32 parity's tolerance: pair detections by label alone
+        report["parity"] = dict(compare_detections(reference, exported, score_tol=float("inf")),
+                                pairing="same label, closest box (any score)")
+        report["int8_vs_fp32_graph"] = box_agreement(float_graph, exported)
+        report["int8_vs_pytorch"] = box_agreement(reference, exported)
     if cfg.latency:
         r = measure_artefact(out, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
-        report["latency"] = dict(median_ms=r.median_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, runs=r.runs,
-                                 threads=cfg.threads, batch=cfg.batch, protocol=cfg.protocol,
-                                 input="random normal (NMS time depends on the image)")
+        report["latency"] = _latency(r, cfg)
         report["fingerprint"] = r.fingerprint
+        if fp32 is not None:
+            f = measure_artefact(fp32, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
+            report["latency_fp32"] = _latency(f, cfg)
+            report["speedup_int8"] = f.median_ms / r.median_ms
     report_path = out.with_name(out.stem + ".report.json")
     write_json(report_path, report)
     report["report"] = str(report_path)
     return report
+
+
+def _latency(r: Any, cfg: DetectorExportConfig) -> dict[str, Any]:
+    return dict(median_ms=r.median_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, runs=r.runs, threads=cfg.threads,
+                batch=cfg.batch, protocol=cfg.protocol, input="random normal (NMS time depends on the image)")

@@ -59,6 +59,13 @@ def _class_nms_onnx(boxes: Any, scores: Any, max_per_class: int, iou_threshold: 
                                 center_point_box=0)
 
 
+def graph_input(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``3 x H x W`` float image in [0, 1] resized to the graph's ``3 x size x size`` (bilinear,
+    as the PyTorch detector resizes it)."""
+    return torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
+                                           align_corners=False)[0]
+
+
 ONNX_TRANSLATIONS = {torch.ops.carve.class_nms.default: _class_nms_onnx}
 """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``: ``carve::class_nms`` as ONNX NMS."""
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from carve.latency.onnx_export import export_onnx, onnx_session
+from .onnx_export import export_onnx, onnx_session
 
 CALIBRATIONS = ("minmax", "percentile", "entropy")  # ONNX Runtime's ways to set activation ranges
 LAYER_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")  # the nodes that carry weights
@@ -33,8 +33,8 @@ class ScopeError(ValueError):
     """A keep-float request that names nothing in the model; the message names the pattern."""
 
 
-def _module_of(node: Any) -> str:
-    """Module path of an exported node ('' for the top level)."""
+def _module_of(node: Any, top_level: str = "") -> str:
+    """Module path of an exported node (``top_level`` for the model's own forward)."""
     meta = {p.key: p.value for p in node.metadata_props}
     scopes = meta.get("pkg.torch.onnx.name_scopes")
     if scopes:
@@ -45,12 +45,12 @@ def _module_of(node: Any) -> str:
         module = names[-2] if len(names) >= 2 else ""
         if node.op_type in LAYER_OPS and module.endswith(".bn"):
             module = module[:-3]  # a BatchNorm the exporter folded into its conv: the conv's layer
-        return module
+        return module or top_level
     # legacy exporter: "/blocks/blocks.0/blocks.0.0/se/fc1/Conv"
     path = ""
     for seg in node.name.strip("/").split("/")[:-1]:
         path = seg if (not path or seg.startswith(path + ".")) else f"{path}.{seg}"
-    return path
+    return path or top_level
 
 
 def ancestors(module: str) -> list[str]:
@@ -89,15 +89,16 @@ def check_patterns(patterns: Sequence[str], modules: Iterable[str], field: str =
     return out
 
 
-def _name_nodes(src: Path, dst: Path) -> dict[str, str]:
-    """Copy ``src`` to ``dst`` with every node named ``<module>/<op>_<i>``; return name -> module."""
+def name_nodes(src: Path, dst: Path, top_level: str = "") -> dict[str, str]:
+    """Copy ``src`` to ``dst`` with every node named ``<module>/<op>_<i>``; return name -> module.
+    Nodes of the model's own forward are given ``top_level``, or their producer's module when it is ''."""
     import onnx
 
     model = onnx.load(str(src))
     producer: dict[str, str] = {}
     modules: dict[str, str] = {}
     for i, node in enumerate(model.graph.node):
-        module = _module_of(node) if (node.metadata_props or node.name) else ""
+        module = _module_of(node, top_level) if (node.metadata_props or node.name) else ""
         if not module:  # nodes an optimiser created (e.g. HardSwish split in two): the producer's module
             module = next((producer[t] for t in node.input if t in producer), "")
         node.name = f"{module}/{node.op_type}_{i}"
@@ -110,21 +111,39 @@ def _name_nodes(src: Path, dst: Path) -> dict[str, str]:
     return modules
 
 
+def _check_calibration(calibration: str) -> None:
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
+
+
 class QdqGraph:
     """One FP32 export of ``model`` with named nodes and one calibration, quantized to any variant."""
 
     def __init__(self, model: nn.Module, images: list[torch.Tensor], out_dir: str | Path,
                  calibration: str = "percentile", per_channel: bool = True, dynamic_batch: bool = False):
-        if calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration: expected one of {list(CALIBRATIONS)}, got {calibration!r}")
-        self.out_dir = Path(out_dir)
-        self.images, self.calibration, self.per_channel = images, calibration, per_channel
+        _check_calibration(calibration)
         size, cin = images[0].shape[-1], images[0].shape[1]
         # free height and width: calibrated and evaluated at the data's size, timed at the deploy size
-        fp32 = export_onnx(model.eval(), self.out_dir / "model_fp32.onnx", input_size=size, in_channels=cin,
+        fp32 = export_onnx(model.eval(), Path(out_dir) / "model_fp32.onnx", input_size=size, in_channels=cin,
                            dynamic_size=True, dynamic_batch=dynamic_batch)
+        self._prepare(fp32, images, out_dir, calibration, per_channel)
+
+    @classmethod
+    def from_onnx(cls, fp32: str | Path, images: list[torch.Tensor], out_dir: str | Path,
+                  calibration: str = "percentile", per_channel: bool = True, top_level: str = "") -> QdqGraph:
+        """The same for a model already exported to ``fp32`` (by the dynamo exporter, so its nodes
+        know their modules); the nodes of its top-level forward are named after ``top_level``."""
+        graph = cls.__new__(cls)
+        graph._prepare(Path(fp32), images, out_dir, calibration, per_channel, top_level)
+        return graph
+
+    def _prepare(self, fp32: Path, images: list[torch.Tensor], out_dir: str | Path, calibration: str,
+                 per_channel: bool, top_level: str = "") -> None:
+        _check_calibration(calibration)
+        self.out_dir = Path(out_dir)
+        self.images, self.calibration, self.per_channel = images, calibration, per_channel
         named = self.out_dir / "model_fp32_named.onnx"
-        self._named_scopes = _name_nodes(fp32, named)
+        self._named_scopes = name_nodes(fp32, named, top_level)
         self.source = named
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -135,7 +154,7 @@ class QdqGraph:
         except Exception:  # pre-processing is an optimisation; quantize the plain export without it
             pass
         # pre-processing can add nameless nodes: name them again after their producers
-        self.modules = _name_nodes(self.source, self.source)
+        self.modules = name_nodes(self.source, self.source, top_level)
         self.fp32_path = fp32
         self.cache = self.out_dir / "calibration_ranges.json"
         if self.cache.exists():
@@ -166,21 +185,53 @@ class QdqGraph:
         """Names of the nodes whose module (or a module above it) matches one of ``patterns``."""
         return [n for n, m in self.modules.items() if any(matches(m, p) for p in patterns)]
 
+    def outputs_of(self, patterns: Sequence[str]) -> list[str]:
+        """Tensors that nodes matching ``patterns`` hand to the other nodes or return, in graph order."""
+        import onnx
+
+        graph = onnx.load(str(self.source), load_external_data=False).graph
+        inside = set(self.nodes_in(patterns))
+        wanted = {t for n in graph.node if n.name not in inside for t in n.input} | {o.name for o in graph.output}
+        return [t for n in graph.node if n.name in inside for t in n.output if t in wanted]
+
     # -- quantizing ------------------------------------------------------------------------------
+
+    def calibrate(self, up_to: Sequence[str] | None = None) -> None:
+        """Set the activation ranges every later :meth:`quantize` reads; with ``up_to``, on the graph
+        cut after those tensors (what follows them, e.g. NMS with outputs of varying size, is not
+        calibrated and so cannot be quantized)."""
+        source = self.source
+        if up_to is not None:
+            import onnx.utils
+
+            source = self.out_dir / "model_fp32_calibrated_part.onnx"
+            name = onnx_session(self.source, 1).get_inputs()[0].name
+            onnx.utils.extract_model(str(self.source), str(source), [name], list(up_to), check_model=False)
+        if self.cache.exists():
+            self.cache.unlink()
+        self._quantize_static(source, self.out_dir / "model_calibration_run.onnx", [])
 
     def quantize(self, path: str | Path, keep_float: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
         """Write a QDQ INT8 model to ``path``: all nodes INT8 except those matching ``keep_float``;
         with ``only``, just the nodes matching those patterns are INT8."""
+        exclude = set(self.nodes_in(keep_float))
+        if only is not None:
+            inside = set(self.nodes_in(only))
+            exclude |= {n for n in self.modules if n not in inside}
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+        # calibrate on the full graph the first time (unless calibrate() did); later variants reuse its ranges
+        self._quantize_static(self.source, tmp, sorted(exclude))
+        os.replace(tmp, path)
+        return path
+
+    def _quantize_static(self, source: Path, dst: Path, exclude: list[str]) -> None:
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
 
         methods = dict(zip(CALIBRATIONS, (CalibrationMethod.MinMax, CalibrationMethod.Percentile,
                                           CalibrationMethod.Entropy)))
-        exclude = set(self.nodes_in(keep_float))
-        if only is not None:
-            inside = set(self.nodes_in(only))
-            exclude |= {n for n in self.modules if n not in inside}
-        name = onnx_session(self.source, 1).get_inputs()[0].name
+        name = onnx_session(source, 1).get_inputs()[0].name
         images = self.images
 
         class Reader(CalibrationDataReader):
@@ -191,16 +242,11 @@ class QdqGraph:
                 x = next(self.it, None)
                 return None if x is None else {name: x.numpy()}
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-        # calibrate on the full graph the first time; later variants reuse its ranges
         with contextlib.redirect_stdout(sys.stderr):  # ONNX Runtime's calibration progress is no output
-            quantize_static(str(self.source), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+            quantize_static(str(source), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=self.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[self.calibration],
-                            nodes_to_exclude=sorted(exclude), calibration_cache_path=str(self.cache))
-        os.replace(tmp, path)
-        return path
+                            nodes_to_exclude=exclude, calibration_cache_path=str(self.cache))
 
 
-__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "matches"]
+__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "matches", "name_nodes"]
