@@ -98,8 +98,10 @@ def prune(model: nn.Module, spec: ArchSpec | None = None, ratio: float | None = 
 
 
 @torch.no_grad()
-def conv_macs(model: nn.Module, input_size: int = 224, in_channels: int | None = None) -> int:
-    """Convolution and linear multiply-adds of one image (hooks; cheaper than ``profile`` in a search)."""
+def conv_macs(model: nn.Module, input_size: int = 224, in_channels: int | None = None,
+              example: Any = None) -> int:
+    """Convolution and linear multiply-adds of one image (hooks; cheaper than ``profile`` in a search);
+    ``example``: the input to count on instead of a zero ``input_size`` square image."""
     total = [0]
 
     def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
@@ -112,7 +114,7 @@ def conv_macs(model: nn.Module, input_size: int = 224, in_channels: int | None =
     try:
         cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
         was = model.training
-        model.eval()(torch.zeros(1, cin, input_size, input_size))
+        model.eval()(torch.zeros(1, cin, input_size, input_size) if example is None else example)
         model.train(was)
     finally:
         for h in handles:
