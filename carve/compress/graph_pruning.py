@@ -104,7 +104,7 @@ def prune_graph(model: nn.Module, example_input: torch.Tensor, *, target_macs: f
     if form != reference:
         raise PruneError(f"ignored: pruning changed the model's outputs from {reference} to {form}; name the "
                          f"layers that write them in ignored=")
-    layers = _changed(pruned, before_shapes)
+    layers = {**getattr(model, "pruned_layers", {}), **_changed(pruned, before_shapes)}  # shapes since the original
     pruned.pruned_layers = layers
     pruned.train(model.training)
     return GraphPruneResult(model=pruned, params_before=params_before, params_after=count_params(pruned),
@@ -221,14 +221,20 @@ def _importance(tp: Any, name: str) -> Any:
     return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
 
 
-def _trace_options(model: nn.Module) -> dict[str, Any]:
-    """How to trace a torchvision single-stage detector: backbone then head, up to the raw predictions
-    (tracing through box decoding and NMS is ten times slower and ties all predictors together)."""
+def is_detector(model: nn.Module, single_stage: bool = False) -> bool:
+    """Whether ``model`` is a torchvision detector (``single_stage``: SSD, RetinaNet or FCOS only)."""
     from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
     from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.ssd import SSD
 
-    if not isinstance(model, (SSD, RetinaNet, FCOS)):
+    return isinstance(model, (SSD, RetinaNet, FCOS) if single_stage else (SSD, RetinaNet, FCOS, GeneralizedRCNN))
+
+
+def _trace_options(model: nn.Module) -> dict[str, Any]:
+    """How to trace a torchvision single-stage detector: backbone then head, up to the raw predictions
+    (tracing through box decoding and NMS is ten times slower and ties all predictors together)."""
+    if not is_detector(model, single_stage=True):
         return {}
 
     def raw(m: nn.Module, x: torch.Tensor) -> Any:
@@ -290,5 +296,5 @@ def _shrink(model: nn.Module, name: str, layer: Any, where: Path) -> None:
         setattr(module, tname, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
 
 
-__all__ = ["IMPORTANCES", "GraphPruneResult", "load_graph_pruned", "output_layers", "prune_graph",
+__all__ = ["IMPORTANCES", "GraphPruneResult", "is_detector", "load_graph_pruned", "output_layers", "prune_graph",
            "save_graph_pruned"]

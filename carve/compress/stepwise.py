@@ -21,8 +21,9 @@ from carve.zoo import ArchSpec, count_params, create_model, save_weights
 from .accuracy_control import controlled_int8
 from .artefacts import file_size, state_size, to_onnx, to_program
 from .clustering import check_bits, cluster, clustered_size
-from .folding import fold
+from .folding import fold, fold_any
 from .factorisation import lowrank
+from .graph_pruning import is_detector, prune_graph, save_graph_pruned
 from .pruning import check_ratio, conv_macs, prune
 from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
 from .report import CompressReport, StepRow
@@ -124,13 +125,14 @@ class _Runner:
         self.out_dir, self.calib, self.eval, self.train_root = out_dir, calib, evald, train_root
         self.img_size, self.input_size, self.runtime = img_size, input_size, runtime
         self.threads, self.latency = threads, latency
+        self.model_name, self.in_channels = "model", 3  # set from the model once loaded
 
-    def row(self, name: str, model: nn.Module, spec: ArchSpec, prev: StepRow | None, size: int | None = None,
+    def row(self, name: str, model: nn.Module, spec: ArchSpec | None, prev: StepRow | None, size: int | None = None,
             notes: dict | None = None) -> StepRow:
         """Everything but latency, which ``time_rows`` measures for all rows together."""
         plain = not isinstance(model, (Int8Model, OrtModel))
         params = count_params(model) if plain else (prev.params if prev else 0)
-        macs = conv_macs(model, self.input_size, spec.in_channels) if plain else (prev.macs if prev else 0)
+        macs = conv_macs(model, self.input_size, self.in_channels) if plain else (prev.macs if prev else 0)
         size = size if size is not None else (state_size(model) if plain else _graph_bytes(model))
         rt = self.timed(model).runtime
         if not plain:
@@ -140,8 +142,9 @@ class _Runner:
             from carve.train import evaluate
 
             top1 = float(evaluate(model, self.eval, img_size=self.img_size, device="cpu")["top1"])
-        return StepRow(name=name, spec_name=spec.name, params=params, macs=macs, size_bytes=size, latency_ms=None,
-                       latency_p10_ms=None, latency_p90_ms=None, runtime=rt, top1=top1, notes=notes or {})
+        return StepRow(name=name, spec_name=spec.name if spec is not None else self.model_name, params=params,
+                       macs=macs, size_bytes=size, latency_ms=None, latency_p10_ms=None, latency_p90_ms=None,
+                       runtime=rt, top1=top1, notes=notes or {})
 
     def timed(self, model: nn.Module) -> TimedModel:
         """A plain model runs in the pipeline's runtime's engine; an INT8 graph in the runtime it was built for."""
@@ -212,9 +215,14 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
                      input_size or img_size, runtime, threads, latency)
 
     original = _load(model_or_ckpt, num_classes, small_input).eval()
-    spec: ArchSpec = original.spec
+    spec: ArchSpec | None = getattr(original, "spec", None)  # None: a user's module, pruned over its graph
+    if is_detector(original):
+        raise ValueError(f"model: the compress pipeline measures classifiers (top-1); a detector "
+                         f"({type(original).__name__}) prunes with carve.compress.prune_graph")
+    runner.model_name = spec.name if spec is not None else type(original).__name__
+    runner.in_channels = spec.in_channels if spec is not None else 3
     trainable, model, folded = original, original, False
-    report = CompressReport(model=spec.name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
+    report = CompressReport(model=runner.model_name, out_dir=str(out), runtime=runtime, input_size=runner.input_size)
     report.add(runner.row("original", original, spec, None))
     models = [original]  # the model of each row, timed together at the end
     if sensitivity is not None and not any(n == "quantize" for n, _ in plan):
@@ -234,24 +242,31 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         min_speedup = kw.pop("min_speedup", None)
         before = (trainable, model, spec, folded)
         if name == "fold":
-            model, spec = fold(model, spec)
+            model, spec = fold(model, spec) if spec is not None else (fold_any(model), None)
             folded = True
         elif name == "prune":
             iters = int(kw.pop("iterations", 1))
             epochs = int(kw.pop("finetune_epochs", finetune_epochs))
             ratio = kw.pop("ratio", None)
             teacher = trainable
-            for it in range(iters):
-                r = None if ratio is None else 1 - (1 - ratio) ** (1 / iters)
-                trainable, spec = prune(trainable, trainable.spec, r, input_size=runner.input_size,
-                                        data=runner.calib, **kw)
-                if epochs > 0:
-                    trainable = runner.finetune(trainable, teacher, epochs, f"prune{it}", **(finetune or {}))
-                    spec = trainable.spec
-            model = fold(trainable, spec)[0] if folded else trainable
-            save_weights(trainable, out / "pruned.safetensors")
-            notes.update(ratio=ratio, iterations=iters, finetune_epochs=epochs, spec_file=str(out / "pruned.json"))
-            spec.save(out / "pruned.json")
+            if spec is None:  # a user's module: pruned over its traced graph, saved with its layer shapes
+                trainable, kept = _graph_prune(trainable, runner, ratio, iters, epochs, kw)
+                save_graph_pruned(trainable, out / "pruned.safetensors")
+                notes.update(graph=True, kept_whole=kept, shapes_file=str(out / "pruned.json"))
+                model = fold_any(trainable) if folded else trainable
+            else:
+                for it in range(iters):
+                    r = None if ratio is None else 1 - (1 - ratio) ** (1 / iters)
+                    trainable, spec = prune(trainable, trainable.spec, r, input_size=runner.input_size,
+                                            data=runner.calib, **kw)
+                    if epochs > 0:
+                        trainable = runner.finetune(trainable, teacher, epochs, f"prune{it}", **(finetune or {}))
+                        spec = trainable.spec
+                model = fold(trainable, spec)[0] if folded else trainable
+                save_weights(trainable, out / "pruned.safetensors")
+                notes.update(spec_file=str(out / "pruned.json"))
+                spec.save(out / "pruned.json")
+            notes.update(ratio=ratio, iterations=iters, finetune_epochs=epochs)
             label = "prune"
             if ratio is not None:
                 label += f" {ratio:g}"
@@ -311,15 +326,34 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         kept_model = models[[i for i, r in enumerate(report.rows) if r.notes.get("kept", True)][-1]]
         report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
         models.append(model)
-        if min_speedup is not None and not _pays(report, min_speedup, runner.time([kept_model, model], spec.in_channels)
+        if min_speedup is not None and not _pays(report, min_speedup, runner.time([kept_model, model], runner.in_channels)
                                                  if latency else None):
             trainable, model, spec, folded = before
     if latency:
-        for row, t in zip(report.rows, runner.time(models, spec.in_channels)):
+        for row, t in zip(report.rows, runner.time(models, runner.in_channels)):
             row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = t.median_ms, t.p10_ms, t.p90_ms
         report.reference["timing"] = "every row timed together, interleaved in one process"
     report.write()
     return report
+
+
+def _graph_prune(model: nn.Module, runner: _Runner, ratio: float | None, iters: int, epochs: int,
+                 kw: dict[str, Any]) -> tuple[nn.Module, list[str]]:
+    """A model without a spec pruned over its traced graph in ``iters`` rounds; the layers kept whole."""
+    if epochs:
+        raise ValueError("finetune_epochs: finetuning after pruning rebuilds the model from a carve spec; a model "
+                         "without one is pruned without finetuning (finetune_epochs=0)")
+    if "target_latency" in kw:
+        raise ValueError("target_latency: a model without a carve spec prunes to ratio or target_macs")
+    target = kw.pop("target_macs", None)
+    size = runner.input_size
+    kept: list[str] = []
+    for _ in range(iters):
+        res = prune_graph(model, torch.zeros(1, runner.in_channels, size, size), data=runner.calib,
+                          ratio=None if ratio is None else 1 - (1 - ratio) ** (1 / iters),
+                          target_macs=None if target is None else target ** (1 / iters), **kw)
+        model, kept = res.model, res.kept_whole
+    return model, kept
 
 
 def _sensitivity(model: nn.Module, trainable: nn.Module, runner: _Runner, kwargs: dict[str, Any]) -> SensitivityTable:
@@ -367,7 +401,7 @@ def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: di
                         onnx_top1_agreement=check.top1_agreement)
     if "program" in formats and not isinstance(model, OrtModel):
         graph = model.converted if isinstance(model, Int8Model) else model
-        path = to_program(graph, out / "model.pt2", runner.input_size, spec.in_channels)
+        path = to_program(graph, out / "model.pt2", runner.input_size, runner.in_channels)
         info.update(program=str(path), program_bytes=file_size(path))
     if "aoti" in formats and isinstance(model, Int8Model):
         path = package_aoti(model, out / "model_int8_aoti.pt2")
@@ -380,8 +414,8 @@ def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: di
 
             from .coreml_check import check_mlpackage
 
-            path = export_mlpackage(model, out / "model.mlpackage", runner.input_size, 1, spec.in_channels)
-            check = check_mlpackage(model, path, runner.input_size, spec.in_channels)
+            path = export_mlpackage(model, out / "model.mlpackage", runner.input_size, 1, runner.in_channels)
+            check = check_mlpackage(model, path, runner.input_size, runner.in_channels)
             if not check.ok:
                 raise RuntimeError(f"{path}: the Core ML package does not match the model: {'; '.join(check.problems)}")
             info.update(coreml=str(path), coreml_bytes=check.package_bytes,

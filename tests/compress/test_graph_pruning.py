@@ -153,3 +153,37 @@ def test_ssdlite_detector_prunes_with_its_predictors_whole(tmp_path):
     losses = res.model([image[0], image[0].flip(-1)], [target, target])
     assert set(losses) == {"bbox_regression", "classification"} and all(torch.isfinite(v) for v in losses.values())
 
+
+
+def test_pipeline_prunes_a_model_without_spec_over_its_graph(tmp_path):
+    from carve.compress import pipeline
+
+    report = pipeline(tiny(), [("prune", {"target_macs": 0.7, "round_to": 1}), "fold"], out_dir=tmp_path,
+                      latency=False)
+    original, pruned, folded = report.rows
+    assert original.spec_name == "Tiny" and pruned.notes["graph"] is True and "fc" in pruned.notes["kept_whole"]
+    assert 0.66 * original.macs <= pruned.macs <= 0.70 * original.macs
+    assert folded.macs == pruned.macs and folded.params < pruned.params  # BN folded into the pruned convs
+    loaded = load_graph_pruned(tmp_path / "pruned.safetensors", Tiny)
+    assert conv_macs(loaded, 32) == pruned.macs and loaded(X).shape == (2, 10)
+
+
+def test_pipeline_drops_a_graph_pruning_step_that_does_not_pay(tmp_path):
+    from carve.compress import pipeline
+
+    report = pipeline(tiny(), [("prune", {"ratio": 0.3, "min_speedup": 1e6}), "fold"], out_dir=tmp_path,
+                      threads=1)
+    original, pruned, folded = report.rows
+    assert pruned.notes["kept"] is False and pruned.name.endswith("(not kept)") and pruned.macs < original.macs
+    assert folded.macs == original.macs  # folded from the unpruned model
+
+
+def test_pipeline_refuses_a_detector_and_finetuning_without_spec(tmp_path):
+    from carve.compress import pipeline
+    from carve.finetune import build_detector
+
+    detector = build_detector("ssdlite", "mobilenet_v3_large_100", 3, img_size=128)
+    with pytest.raises(ValueError, match="model: the compress pipeline measures classifiers .*prune_graph"):
+        pipeline(detector, [("prune", {"ratio": 0.3})], out_dir=tmp_path, latency=False)
+    with pytest.raises(ValueError, match="finetune_epochs: finetuning after pruning rebuilds"):
+        pipeline(tiny(), [("prune", {"ratio": 0.3, "finetune_epochs": 1})], out_dir=tmp_path, latency=False)
