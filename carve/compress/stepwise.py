@@ -60,8 +60,18 @@ def _load(model_or_ckpt: Any, num_classes: int | None, small_input: int) -> nn.M
     if Path(text).suffix in (".safetensors", ".pt", ".pth", ".bin", ".json", ".yaml", ".yml"):
         if not Path(text).is_file():
             raise FileNotFoundError(f"model: checkpoint not found: {text}")
+        if Path(text).suffix in (".pt", ".pth") and _is_detect_checkpoint(text):
+            raise ValueError(f"model: {text} is a detection checkpoint; carve compress measures classifiers "
+                             f"(top-1): prune a detector with carve.compress.prune_graph(load_detector(path)[0], ...)")
         return create_model(text)
     return create_model(text, num_classes=num_classes, small_input=small_input)
+
+
+def _is_detect_checkpoint(path: str) -> bool:
+    from carve.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    return isinstance(state, dict) and str(state.get("format", "")).startswith("carve-detect")
 
 
 def _data_root(data: Any, what: str) -> Any:

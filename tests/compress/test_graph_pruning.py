@@ -185,5 +185,10 @@ def test_pipeline_refuses_a_detector_and_finetuning_without_spec(tmp_path):
     detector = build_detector("ssdlite", "mobilenet_v3_large_100", 3, img_size=128)
     with pytest.raises(ValueError, match="model: the compress pipeline measures classifiers .*prune_graph"):
         pipeline(detector, [("prune", {"ratio": 0.3})], out_dir=tmp_path, latency=False)
+    from carve.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "best.pt", {"format": "carve-detect-1", "model": detector.state_dict()})
+    with pytest.raises(ValueError, match="best.pt is a detection checkpoint; carve compress measures classifiers"):
+        pipeline(str(tmp_path / "best.pt"), [("prune", {"ratio": 0.3})], out_dir=tmp_path, latency=False)
     with pytest.raises(ValueError, match="finetune_epochs: finetuning after pruning rebuilds"):
         pipeline(tiny(), [("prune", {"ratio": 0.3, "finetune_epochs": 1})], out_dir=tmp_path, latency=False)
