@@ -11,6 +11,15 @@ from carve.compress.pruning import conv_macs
 from .conftest import randomize_bn
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread avoids oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class SE(nn.Module):
     def __init__(self, c: int):
         super().__init__()
