@@ -89,8 +89,6 @@ def prune_graph(model: nn.Module, example_input: torch.Tensor, *, target_macs: f
                 pruner.step()
                 step += 1
                 macs = conv_macs(pruned, example=example_input)
-        except PruneError:
-            raise
         except Exception as exc:  # the library's own failures (an op it cannot map) carry no argument name
             raise PruneError(f"model: torch-pruning could not prune this graph ({type(exc).__name__}: {exc}); "
                              f"a carve model with a spec prunes with carve.compress.prune") from exc
