@@ -19,19 +19,19 @@ from carve.files import writable_dir
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
 from .accuracy_control import controlled_int8
-from .artefacts import file_size, state_size, to_onnx, to_program
+from .artefacts import file_size, state_size
 from .clustering import check_bits, cluster, clustered_size
 from .folding import fold, fold_any
 from .factorisation import lowrank
 from .graph_pruning import is_detector, prune_graph, save_graph_pruned
 from .pruning import check_ratio, conv_macs, prune
-from .quantization import RUNTIMES, Int8Model, OrtModel, package_aoti, quantize
+from .quantization import RUNTIMES, Int8Model, OrtModel, quantize
 from .report import CompressReport, StepRow
 from .sensitivity import SensitivityTable, measure_sensitivity
+from .step_export import EXPORT_FORMATS, export_step
 from .step_timing import TimedModel, Timing, time_together
 
 STEPS = ("fold", "prune", "lowrank", "cluster", "quantize", "export")
-EXPORT_FORMATS = ("onnx", "program", "aoti", "coreml")
 
 
 def parse_steps(steps: Sequence[str | tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -329,7 +329,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
                 size = file_size(model.path)
             label = f"{precision} ({rt})"
         elif name == "export":
-            notes.update(_export(model, spec, out, runner, kw))
+            notes.update(export_step(model, out, runner.eval, runner.input_size, runner.in_channels, kw))
             size = notes.get("onnx_bytes")
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
@@ -392,45 +392,6 @@ def _pays(report: CompressReport, min_speedup: float, pair: list[Timing] | None)
     row.notes["kept"] = False
     row.name += " (not kept)"
     return False
-
-
-def _export(model: nn.Module, spec: ArchSpec, out: Path, runner: _Runner, kw: dict) -> dict[str, Any]:
-    formats = kw.get("formats", ("onnx",))
-    info: dict[str, Any] = {}
-    images = next(iter(runner.eval), None) if runner.eval is not None else None
-    if isinstance(images, (tuple, list)):
-        images = images[0]
-    if "onnx" in formats:
-        if isinstance(model, OrtModel):
-            info.update(onnx=str(model.path), onnx_bytes=file_size(model.path))
-        elif isinstance(model, Int8Model):
-            info["onnx"] = "skipped: a PT2E INT8 graph is deployed as an AOTInductor package, not ONNX"
-        else:
-            check = to_onnx(model, out / "model.onnx", images, runner.input_size)
-            info.update(onnx=check.path, onnx_bytes=check.size_bytes, onnx_max_abs_diff=check.max_abs_diff,
-                        onnx_top1_agreement=check.top1_agreement)
-    if "program" in formats and not isinstance(model, OrtModel):
-        graph = model.converted if isinstance(model, Int8Model) else model
-        path = to_program(graph, out / "model.pt2", runner.input_size, runner.in_channels)
-        info.update(program=str(path), program_bytes=file_size(path))
-    if "aoti" in formats and isinstance(model, Int8Model):
-        path = package_aoti(model, out / "model_int8_aoti.pt2")
-        info.update(aoti=str(path), aoti_bytes=file_size(path))
-    if "coreml" in formats:
-        if isinstance(model, (Int8Model, OrtModel)):
-            info["coreml"] = "skipped: an INT8 graph is not converted to Core ML; palettise with the cluster step"
-        else:
-            from carve.latency.coreml_runtime import export_mlpackage
-
-            from .coreml_check import check_mlpackage
-
-            path = export_mlpackage(model, out / "model.mlpackage", runner.input_size, 1, runner.in_channels)
-            check = check_mlpackage(model, path, runner.input_size, runner.in_channels)
-            if not check.ok:
-                raise RuntimeError(f"{path}: the Core ML package does not match the model: {'; '.join(check.problems)}")
-            info.update(coreml=str(path), coreml_bytes=check.package_bytes,
-                        coreml_weight_bytes=check.weight_file_bytes, coreml_palettised=check.palettised_tensors)
-    return info
 
 
 __all__ = ["EXPORT_FORMATS", "STEPS", "parse_steps", "pipeline"]
