@@ -123,11 +123,11 @@ def plot(results: list[dict], latency: dict[str, float], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     for r in results:
-        pts = [(h["epoch"], h["top1"]) for h in r["history"] if "top1" in h]
-        a.plot(*zip(*pts), "o-", ms=3, label=r["model"])
+        pts = [(h["epoch"], h["train_loss"]) for h in r["history"]]
+        a.plot(*zip(*pts), "o-", ms=3, label=f"{r['model']} ({r['top1']:.1f} %)")
         b.scatter(latency[r["model"]], r["top1"], s=40)
         b.annotate(r["model"], (latency[r["model"]], r["top1"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
-    a.set(xlabel="epoch", ylabel="held-out top-1 (%)", title="Tiny ImageNet (202 classes, 64 px)")
+    a.set(xlabel="epoch", ylabel="training loss", title="Tiny ImageNet (202 classes, 64 px); legend: held-out top-1")
     b.set(xlabel="ONNX Runtime latency at 224 px (ms, batch 1)", ylabel="held-out top-1 (%)",
           title="Accuracy vs deploy latency")
     for ax in (a, b):
