@@ -333,10 +333,9 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             size = notes.get("onnx_bytes")
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
-        kept_model = models[[i for i, r in enumerate(report.rows) if r.notes.get("kept", True)][-1]]
         report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
         models.append(model)
-        if min_speedup is not None and not _pays(report, min_speedup, runner.time([kept_model, model], runner.in_channels)
+        if min_speedup is not None and not _pays(report, min_speedup, runner.time([before[1], model], runner.in_channels)
                                                  if latency else None):
             trainable, model, spec, folded = before
     if latency:

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 COCO128 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco128"
 # 250 has no objects, 257 holds a crowd annotation; the others are ordinary images.
@@ -47,12 +46,8 @@ def coco_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 RACCOON = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "raccoon"
