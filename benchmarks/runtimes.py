@@ -1,9 +1,12 @@
-"""Zoo models in every runtime that runs here: eager PyTorch, ONNX Runtime, OpenVINO, ExecuTorch; FP32, INT8.
+"""Zoo models in every runtime that runs here: eager PyTorch, ONNX Runtime, OpenVINO, ExecuTorch, LiteRT;
+FP32 and INT8.
 
 Each model is shipped with ``carve export`` (``carve.compress.shipping.export_model``): ONNX FP32,
 ONNX INT8 (ORT static QDQ), OpenVINO IR FP32 and INT8 (NNCF), ExecuTorch XNNPACK FP32 and INT8
-(PT2E XNNPACK quantizer), each with its parity against PyTorch
-on real images (top-1 agreement, max |diff|). Then all of a model's variants are timed interleaved
+(PT2E XNNPACK quantizer), LiteRT XNNPACK FP32 and INT8 (litert-torch's PT2E quantizer), each with its
+parity against PyTorch on real images (top-1 agreement, max |diff|). With ``--pretrained TAG`` the
+models that ship weights under that tag are exported with them (the others are skipped), so parity
+is measured on a trained network's decisions rather than a random one's. Then all of a model's variants are timed interleaved
 in this one process (``carve.latency.comparison.interleave``: round-robin blocks after warm-up) at
 batch 1, so each ratio to ONNX Runtime FP32 and each INT8 speed-up survives a shared machine's
 drift. Rankings of models that change between runtimes are listed. Prints a table, writes JSON and
@@ -11,6 +14,8 @@ a PNG.
 
     python benchmarks/runtimes.py                                    # the whole zoo, 224 px, 2 threads
     python benchmarks/runtimes.py mobilenet_v3_small_075 shufflenet_v2_050 --max-time 1 --parity-images 50
+    python benchmarks/runtimes.py --pretrained carve:tiny-imagenet --data ../shared/data/tiny-imagenet \
+        --calib-per-class 1 --parity-images 1000        # the shipped weights, 1,000 held-out images
 """
 
 from __future__ import annotations
@@ -32,24 +37,28 @@ from carve.latency.comparison import interleave
 from carve.latency.protocol import summarize, warm_up
 from carve.latency.runtime import cpu_timer, make_runner, torch_threads
 from carve.zoo import create_model, list_models
+from carve.zoo.shipped import manifest, shipped_file
 
 VARIANTS = [("onnxruntime", "onnx", False), ("onnxruntime-int8", "onnx", True), ("openvino", "openvino", False),
             ("openvino-int8", "openvino", True), ("executorch", "executorch", False),
-            ("executorch-int8", "executorch", True)]  # name, export target, INT8
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte"}
+            ("executorch-int8", "executorch", True), ("litert", "litert", False),
+            ("litert-int8", "litert", True)]  # name, export target, INT8
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite"}
+INT8_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert")
 
 
-def bench_model(name: str, args: argparse.Namespace, work: Path, proto: Protocol) -> dict:
-    """Export one model six ways, check parity, time every variant (and eager) interleaved."""
+def bench_model(name: str, args: argparse.Namespace, work: Path, proto: Protocol, source: str) -> dict:
+    """Export one model (zoo name or weights file ``source``) every way, check parity, time every
+    variant (and eager) interleaved."""
     reports = {}
     for variant, to, int8 in VARIANTS:
         suffix = SUFFIX[to]
-        cfg = ExportConfig(model=name, to=to, int8=int8, calib=args.data if int8 else None,
+        cfg = ExportConfig(model=source, to=to, int8=int8, calib=args.data if int8 else None,
                            calib_per_class=args.calib_per_class, size=args.size, data=args.data,
                            parity_images=args.parity_images, num_classes=args.num_classes, threads=args.threads,
                            latency=False, out=str(work / f"{name}_{variant}{suffix}"))
         reports[variant] = export_model(cfg)
-    model = create_model(name, num_classes=args.num_classes).eval()
+    model = (create_model(source) if source != name else create_model(name, num_classes=args.num_classes)).eval()
     with torch_threads(args.threads), torch.inference_mode():
         calls = {"eager": make_runner(model, "eager", threads=args.threads, input_size=args.size).timed}
         for variant, _, _ in VARIANTS:
@@ -65,7 +74,7 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, proto: Protocol
                runs={k: s.runs for k, s in stats.items()},
                ratio_to_ort={k: round(s.median_ms / base, 4) for k, s in stats.items()},
                int8_speedup={rt: round(stats[rt].median_ms / stats[f"{rt}-int8"].median_ms, 4)
-                             for rt in ("onnxruntime", "openvino", "executorch")},
+                             for rt in INT8_RUNTIMES},
                parity={v: reports[v]["parity"] for v, _, _ in VARIANTS},
                size_bytes={v: reports[v]["size_bytes"] for v, _, _ in VARIANTS})
     return row
@@ -79,13 +88,14 @@ def rank_changes(rows: list[dict]) -> dict[str, list[str]]:
 
 def table(rows: list[dict]) -> str:
     keys = list(rows[0]["median_ms"])
-    lines = [f"{'model':26s} " + " ".join(f"{k:>17s}" for k in keys) + "  int8 ORT  int8 OV  int8 ET  agree(ORT8/OV8/ET8)"]
+    lines = [f"{'model':26s} " + " ".join(f"{k:>17s}" for k in keys) +
+             "  int8 ORT  int8 OV  int8 ET  int8 LRT  agree(ORT8/OV8/ET8/LRT8)"]
     for r in rows:
         cells = " ".join(f"{r['median_ms'][k]:8.2f} ({r['ratio_to_ort'][k]:5.2f})" for k in keys)
         agree = "/".join(f"{r['parity'][v]['top1_agreement']:.2f}"
-                         for v in ("onnxruntime-int8", "openvino-int8", "executorch-int8"))
-        lines.append(f"{r['model']:26s} {cells}  {r['int8_speedup']['onnxruntime']:7.2f}x "
-                     f"{r['int8_speedup']['openvino']:7.2f}x {r['int8_speedup']['executorch']:7.2f}x  {agree}")
+                         for v in (f"{rt}-int8" for rt in INT8_RUNTIMES))
+        speedups = " ".join(f"{r['int8_speedup'][rt]:7.2f}x" for rt in INT8_RUNTIMES)
+        lines.append(f"{r['model']:26s} {cells}  {speedups}  {agree}")
     return "ms (ratio to ONNX Runtime FP32)\n" + "\n".join(lines)
 
 
@@ -120,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-per-class", type=int, default=10)
     p.add_argument("--parity-images", type=int, default=1000)
     p.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the zoo's)")
+    p.add_argument("--pretrained", default=None, help="weights tag (e.g. carve:tiny-imagenet): export the "
+                                                      "shipped weights, skip models without them")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     names = list(dict.fromkeys(n for pat in args.names for n in list_models(pat)))
+    sources = {n: n for n in names}
+    if args.pretrained:
+        sources = {n: str(shipped_file(args.pretrained, n)) for n in names if n in manifest().get(args.pretrained, {})}
+        print(f"{len(sources)} of {len(names)} models ship {args.pretrained} weights: {', '.join(sources)}", flush=True)
+        names = list(sources)
     proto = Protocol(min_runs=40, rel_ci=0.02, max_time_s=args.max_time)
     start, rows = time.time(), []
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="carve_runtimes_") as tmp:
         for name in names:
-            rows.append(bench_model(name, args, Path(tmp), proto))
+            rows.append(bench_model(name, args, Path(tmp), proto, sources[name]))
             print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in rows[-1]["median_ms"].items()), flush=True)
     print(table(rows))
     changes = rank_changes(rows)
@@ -137,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"runtimes_{args.size}px_{args.threads}t.json"
     plot(rows, path.with_suffix(".png"), f"batch 1, {args.size} px, {args.threads} threads, interleaved")
-    fingerprint = dict(device_fingerprint("cpu", args.threads, "openvino"),
-                       **device_fingerprint("cpu", args.threads, "executorch"))
-    data = dict(fingerprint=fingerprint, size=args.size,
+    fingerprint = {k: v for rt in ("openvino", "executorch", "litert")
+                   for k, v in device_fingerprint("cpu", args.threads, rt).items()}
+    data = dict(fingerprint=fingerprint, size=args.size, pretrained=args.pretrained,
                 threads=args.threads, protocol=proto.as_dict(), block=args.block, data=args.data,
                 parity_images=args.parity_images, calib_per_class=args.calib_per_class,
                 command="python benchmarks/runtimes.py " + " ".join(argv if argv is not None else sys.argv[1:]),

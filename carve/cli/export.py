@@ -1,5 +1,5 @@
-"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch|coreml [--int8 --calib DATA]
-[--dynamic-batch] [--cluster-bits N] [-o PATH]``.
+"""``carve export MODEL|SPEC|WEIGHTS|DETECT_CHECKPOINT --to onnx|openvino|executorch|litert|coreml
+[--int8 --calib DATA] [--dynamic-batch] [--cluster-bits N] [-o PATH]``.
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
 and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check; with
@@ -29,7 +29,7 @@ def export_command() -> type:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR, ExecuTorch or "
+    p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR, ExecuTorch, LiteRT or "
                                       "Core ML (FP32, INT8 or palettised) with a parity report",
                        description="A carve finetune detect checkpoint (last.pt/best.pt) is exported as a "
                                    "detector (--to onnx or openvino; --size, --batch, --data, --subset, "

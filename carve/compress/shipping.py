@@ -1,5 +1,5 @@
 """``export_model``: a model, spec or weights file shipped as an ONNX file, OpenVINO IR, ExecuTorch
-program (FP32 or INT8 through the runtime's own flow) or Core ML package (FP32, FP16 or palettised),
+program, LiteRT model (FP32 or INT8 through the runtime's own flow) or Core ML package (FP32, FP16 or palettised),
 with a parity report against PyTorch and its latency here.
 
 Core ML predicts only on macOS: elsewhere the report says so (with the evidence) and checks the
@@ -28,9 +28,11 @@ from carve.zoo import create_model
 
 from .clustering import CLUSTER_BITS
 
-EXPORT_TARGETS = ("onnx", "openvino", "executorch", "coreml")
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "coreml": ".mlpackage"}
-RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch", "coreml": "coreml"}
+EXPORT_TARGETS = ("onnx", "openvino", "executorch", "litert", "coreml")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite", "coreml": ".mlpackage"}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch", "litert": "litert",
+           "coreml": "coreml"}
+BATCH_ONE = {"executorch": "ExecuTorch", "litert": "LiteRT", "coreml": "Core ML"}  # formats written for batch 1
 
 
 @dataclass
@@ -40,11 +42,12 @@ class ExportConfig(Config):
 
     model: str | None = setting(None, help="carve weights file, spec file (.json/.yaml) or zoo name")
     to: str = setting("onnx", choices=EXPORT_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR, "
-                                                         "ExecuTorch program (XNNPACK) or Core ML ML Program")
-    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml, .pte or "
-                                         ".mlpackage); the parity report goes beside it as NAME.report.json")
+                                                         "ExecuTorch program (XNNPACK), LiteRT model (XNNPACK) or "
+                                                         "Core ML ML Program")
+    out: str | None = setting(None, help="artefact path (default: exports/NAME[_int8].onnx, .xml, .pte, "
+                                         ".tflite or .mlpackage); the parity report goes beside it as NAME.report.json")
     int8: bool = setting(False, help="INT8 through the runtime's own flow (ONNX: ORT static QDQ; OpenVINO: NNCF; "
-                                     "ExecuTorch: PT2E XNNPACK quantizer)")
+                                     "ExecuTorch: PT2E XNNPACK quantizer; LiteRT: litert-torch's PT2E quantizer)")
     calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split); for a detect "
                                            "checkpoint, a detection dataset")
     calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
@@ -146,9 +149,8 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
     if out.suffix != SUFFIX[cfg.to]:
         raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
     cin = getattr(getattr(model, "spec", None), "in_channels", 3)
-    if cfg.to in ("executorch", "coreml") and cfg.dynamic_batch:
-        raise ValueError(f"dynamic_batch: the {'ExecuTorch' if cfg.to == 'executorch' else 'Core ML'} export is "
-                         f"written for batch 1 here")
+    if cfg.to in BATCH_ONE and cfg.dynamic_batch:
+        raise ValueError(f"dynamic_batch: the {BATCH_ONE[cfg.to]} export is written for batch 1 here")
     if cfg.to == "coreml":
         return _coreml(cfg, model, name, out, cin)
     calib = _images(cfg.calib, ("train",), cfg.size, cfg.calib_per_class, 10 ** 6) if cfg.int8 else None
@@ -158,6 +160,11 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
             from carve.latency.executorch_runtime import export_pte
 
             _place(export_pte(model, work / "model.pte", cfg.size, 1, cin, calib), out)
+            return _report(cfg, model, name, out, calib)
+        if cfg.to == "litert":
+            from carve.latency.litert_runtime import export_tflite
+
+            _place(export_tflite(model, work / "model.tflite", cfg.size, 1, cin, calib), out)
             return _report(cfg, model, name, out, calib)
         fp32 = export_onnx(model, work / "model_fp32.onnx", input_size=cfg.size, in_channels=cin,
                            dynamic_batch=cfg.dynamic_batch)

@@ -1,14 +1,14 @@
 """``carve agent``: an HTTP server on the target device that times the artefacts it is sent.
 
 It accepts only formats that cannot run code when loaded (an ONNX protobuf, OpenVINO IR: XML graph
-plus raw weights, an ExecuTorch FlatBuffer program), never pickles; every request must carry the token (``Authorization: Bearer T``);
+plus raw weights, an ExecuTorch or LiteRT FlatBuffer), never pickles; every request must carry the token (``Authorization: Bearer T``);
 uploads over ``max_mb`` are refused before they are read, slow uploads time out, and each
 measurement runs under a protocol capped at ``max_seconds``. One request is served at a time, so
 figures are never taken while another measurement runs. Every answer carries the device's
 fingerprint.
 
 API: ``GET /fingerprint?threads=N&runtime=R`` and ``POST /measure?runtime=&threads=&batch=&size=&protocol=``
-with the ONNX file or .pte program as the body, or for OpenVINO IR the .xml then the .bin with header
+with the ONNX file, .pte program or .tflite model as the body, or for OpenVINO IR the .xml then the .bin with header
 ``X-Carve-Xml-Bytes`` giving the length of the .xml part.
 """
 
@@ -28,6 +28,7 @@ from carve.config import Config, setting
 
 from .artefact import ARTEFACT_RUNTIMES
 from .executorch_runtime import is_pte
+from .litert_runtime import is_tflite
 from .fingerprint import device_fingerprint, physical_cores
 from .protocol import PROTOCOLS
 
@@ -172,9 +173,16 @@ class AgentHandler(BaseHTTPRequestHandler):
                     raise AgentError(400, "runtime: an ExecuTorch program (.pte) runs in runtime=executorch")
                 path = Path(tmp) / "model.pte"
                 path.write_bytes(body)
+            elif xml_bytes is None and is_tflite(body):
+                if runtime != "litert":
+                    raise AgentError(400, "runtime: a LiteRT model (.tflite) runs in runtime=litert")
+                path = Path(tmp) / "model.tflite"
+                path.write_bytes(body)
             elif xml_bytes is None:
                 if runtime == "executorch":
                     raise AgentError(415, "body: not an ExecuTorch program (no ET12 identifier)")
+                if runtime == "litert":
+                    raise AgentError(415, "body: not a LiteRT model (no TFL3 identifier)")
                 check_onnx(body)
                 path = Path(tmp) / "model.onnx"
                 path.write_bytes(body)

@@ -1,8 +1,8 @@
-"""A deployed artefact (ONNX file, OpenVINO IR or ExecuTorch program) opened in a runtime as a
-numpy-in, numpy-out call.
+"""A deployed artefact (ONNX file, OpenVINO IR, ExecuTorch program or LiteRT model) opened in a runtime
+as a numpy-in, numpy-out call.
 
 No format runs code when it is loaded: ONNX is a protobuf graph, OpenVINO IR an XML graph with a
-binary weights file beside it, a .pte a FlatBuffer program. Nothing here unpickles.
+binary weights file beside it, a .pte or .tflite a FlatBuffer. Nothing here unpickles.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-ARTEFACT_RUNTIMES = ("onnxruntime", "openvino", "executorch")
-SUFFIXES = {".onnx": "onnx", ".xml": "openvino", ".pte": "executorch"}  # OpenVINO also opens ONNX
+ARTEFACT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert")
+SUFFIXES = {".onnx": "onnx", ".xml": "openvino", ".pte": "executorch", ".tflite": "litert"}  # OpenVINO also opens ONNX
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch", "litert": "litert"}
+PROGRAMS = ("executorch", "litert")  # formats that only their own runtime runs
 
 
 @dataclass
@@ -35,33 +37,35 @@ class Artefact:
 
 
 def artefact_format(path: str | Path) -> str:
-    """"onnx" or "openvino" from the file name; anything else is refused by name."""
+    """"onnx", "openvino", "executorch" or "litert" from the file name; anything else is refused by name."""
     fmt = SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: expected an ONNX file (.onnx), OpenVINO IR (.xml with its .bin) or an "
-                         f"ExecuTorch program (.pte), "
-                         f"got suffix {Path(path).suffix!r}")
+        raise ValueError(f"{path}: expected an ONNX file (.onnx), OpenVINO IR (.xml with its .bin), an "
+                         f"ExecuTorch program (.pte) or a LiteRT model (.tflite), got suffix {Path(path).suffix!r}")
     return fmt
 
 
 def open_artefact(path: str | Path, runtime: str | None = None, threads: int = 1) -> Artefact:
     """Open ``path`` in ``runtime`` (default: ONNX Runtime for .onnx, OpenVINO for .xml, ExecuTorch
-    for .pte) on CPU with ``threads`` threads."""
+    for .pte, LiteRT for .tflite) on CPU with ``threads`` threads."""
     path = Path(path)
     fmt = artefact_format(path)
-    runtime = runtime or {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}[fmt]
+    runtime = runtime or RUNTIME_OF[fmt]
     if runtime not in ARTEFACT_RUNTIMES:
         raise ValueError(f"runtime: expected one of {list(ARTEFACT_RUNTIMES)}, got {runtime!r}")
     if runtime == "onnxruntime" and fmt != "onnx":
         raise ValueError(f"{path}: ONNX Runtime opens ONNX files only; use runtime='openvino' for IR")
-    if (runtime == "executorch") != (fmt == "executorch"):
-        raise ValueError(f"{path}: ExecuTorch runs .pte programs only, and only ExecuTorch runs them")
+    for program, label, suffix in (("executorch", "ExecuTorch", ".pte"), ("litert", "LiteRT", ".tflite")):
+        if (runtime == program) != (fmt == program):
+            raise ValueError(f"{path}: {label} runs {suffix} files only, and only {label} runs them")
     if not path.is_file():
         raise FileNotFoundError(f"artefact not found: {path}")
     if runtime == "openvino":
         return _openvino(path, threads)
     if runtime == "executorch":
         return _executorch(path, threads)
+    if runtime == "litert":
+        return _litert(path, threads)
     from .onnx_export import onnx_session
 
     session = onnx_session(path, threads)
@@ -101,3 +105,36 @@ def _executorch(path: Path, threads: int) -> Artefact:
     def run(x: np.ndarray) -> np.ndarray:
         return method.execute([torch.from_numpy(x)])[0].numpy()
     return Artefact(path, "executorch", run, dims)
+
+
+def _litert(path: Path, threads: int) -> Artefact:
+    from .litert_runtime import litert_interpreter
+
+    interpreter = litert_interpreter(path, threads)
+    inp = interpreter.get_input_details()[0]
+    outs = interpreter.get_output_details()
+
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        interpreter.set_tensor(inp["index"], _to_tensor(x, inp))
+        interpreter.invoke()
+        return [_from_tensor(interpreter.get_tensor(o["index"]), o) for o in outs]
+    return Artefact(path, "litert", lambda x: run_all(x)[0], tuple(int(d) for d in inp["shape"]), run_all)
+
+
+def _to_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A float input as the model's input tensor takes it (quantized with its scale and zero point
+    when the model takes integers, as a fully INT8 LiteRT model does)."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def _from_tensor(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """An output tensor as floats (dequantized when the model returns integers)."""
+    if np.issubdtype(y.dtype, np.integer):
+        scale, zero = detail["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    return y

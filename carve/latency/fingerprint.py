@@ -73,7 +73,8 @@ def _versions() -> dict[str, str]:
 
 def runtime_versions(runtime: str | None) -> dict[str, str]:
     """Versions of the libraries ``runtime`` needs beyond those every fingerprint carries (torch,
-    ONNX Runtime): OpenVINO's for "openvino", ExecuTorch's for "executorch", nothing for the others."""
+    ONNX Runtime): OpenVINO's for "openvino", ExecuTorch's for "executorch", the LiteRT interpreter's and
+    converter's for "litert", nothing for the others."""
     if runtime == "openvino":
         from .openvino_runtime import openvino_version
 
@@ -82,6 +83,10 @@ def runtime_versions(runtime: str | None) -> dict[str, str]:
         from .executorch_runtime import executorch_version
 
         return {"executorch": executorch_version()}
+    if runtime == "litert":
+        from .litert_runtime import litert_versions
+
+        return litert_versions()
     return {}
 
 

@@ -11,6 +11,7 @@ import torch
 
 from carve.zoo import create_model
 
+from .artefact import ARTEFACT_RUNTIMES
 from .cache import LatencyCache
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
 from .protocol import PROTOCOLS, Protocol, summarize, time_runs, warm_up
@@ -53,16 +54,16 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
     model, input shape, runtime and device fingerprint is returned unless ``remeasure``.
     ``key`` overrides the model's cache identity and ``in_channels`` its input width (for blocks
     measured in isolation). ``device`` may be a carve agent's ``http://HOST:PORT`` (token in
-    ``$CARVE_AGENT_TOKEN``): the model's ONNX export (a .pte for executorch) is timed there in
-    ``runtime`` (onnxruntime, openvino or executorch; ``threads`` default 1) and the figure carries
+    ``$CARVE_AGENT_TOKEN``): the model's ONNX export (a .pte for executorch, a .tflite for litert) is
+    timed there in ``runtime`` (onnxruntime, openvino, executorch or litert; ``threads`` default 1) and the figure carries
     that device's fingerprint.
     """
     from .remote import is_remote, remote_fingerprint
 
     protocol = protocol or Protocol()
     remote = is_remote(device)
-    if remote and runtime not in ("onnxruntime", "openvino", "executorch"):
-        raise ValueError(f"runtime: a remote device times artefacts (onnxruntime, openvino or executorch), got "
+    if remote and runtime not in ARTEFACT_RUNTIMES:
+        raise ValueError(f"runtime: a remote device times artefacts ({', '.join(ARTEFACT_RUNTIMES)}), got "
                          f"{runtime!r}")
     threads = threads or (1 if remote else physical_cores())
     found = resolve_spec_or_module(model_or_spec)  # a spec is built only when it must be measured
@@ -96,19 +97,14 @@ def measure(model_or_spec: Any, device: str = "cpu", batch: int = 1, input_size:
 def _measure_on_agent(model: torch.nn.Module, device: str, runtime: str, batch: int, input_size: int, cin: int,
                       threads: int, protocol: Protocol, mkey: str) -> LatencyResult:
     from .remote import measure_remote
-    from .runtime import cached_onnx
+    from .runtime import cached_onnx, cached_program
 
     name = next((k for k, v in PROTOCOLS.items() if v == protocol), None)
     if name is None:
         raise ValueError(f"protocol: a remote device runs a named protocol ({', '.join(PROTOCOLS)}), not a custom one")
     cond: dict[str, Any] = {}
-    if runtime == "executorch":
-        from .cache import cache_dir
-        from .executorch_runtime import export_pte
-
-        path = cache_dir() / "pte" / f"{mkey.replace(':', '_')}_{batch}x{cin}x{input_size}.pte"
-        if not path.is_file():
-            export_pte(model.eval(), path, input_size=input_size, batch=batch, in_channels=cin)
+    if runtime in ("executorch", "litert"):
+        path = cached_program(runtime, model, batch, input_size, cin, None, mkey, cond)
     else:
         path = cached_onnx(model.eval(), batch, input_size, cin, None, mkey, cond)
     result = measure_remote(device, path, runtime, threads, batch, input_size, name)

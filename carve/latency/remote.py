@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from .artefact import artefact_format
+from .artefact import RUNTIME_OF, artefact_format
 from .result import LatencyResult
 
 TOKEN_ENV = "CARVE_AGENT_TOKEN"
@@ -56,11 +56,11 @@ def remote_fingerprint(device: str, threads: int = 1, runtime: str | None = None
 def measure_remote(device: str, path: str | Path, runtime: str | None = None, threads: int = 1, batch: int = 1,
                    input_size: int = 224, protocol: str = "quick", token: str | None = None,
                    timeout_s: float = 300.0) -> LatencyResult:
-    """Send the ONNX file, OpenVINO IR or ExecuTorch program at ``path`` to the agent at ``device`` and return its figure,
+    """Send the ONNX file, OpenVINO IR, ExecuTorch program or LiteRT model at ``path`` to the agent at ``device`` and return its figure,
     which carries the agent device's fingerprint. The token defaults to ``$CARVE_AGENT_TOKEN``."""
     path = Path(path)
     fmt = artefact_format(path)
-    runtime = runtime or {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}[fmt]
+    runtime = runtime or RUNTIME_OF[fmt]
     headers = {"Content-Type": "application/octet-stream"}
     data = path.read_bytes()
     if fmt == "openvino":

@@ -1,5 +1,5 @@
 """Turn a model into a timed call on a runtime: eager, torch.compile, ONNX Runtime,
-OpenVINO or ExecuTorch (XNNPACK); CPU or CUDA."""
+OpenVINO, ExecuTorch or LiteRT (both through XNNPACK); CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch import nn
 from carve.zoo import ArchSpec, create_model, resolve_spec
 from carve.zoo.mobileone import reparameterize
 
-RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "executorch")  # the one list every --runtime choice comes from
+RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "executorch", "litert")  # the one list every --runtime choice comes from
 
 
 @dataclass
@@ -130,9 +130,9 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
     cond: dict[str, Any] = dict(runtime=runtime, device=device, batch=batch, input_size=input_size,
                                 in_channels=cin, threads=threads, channels_last=channels_last,
                                 clock="cuda-events" if dev.type == "cuda" else clock)
-    if runtime == "executorch":
-        return _et_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
-                          clock)
+    if runtime in ("executorch", "litert"):
+        return _program_runner(runtime, model, dev, batch, input_size, cin, threads, onnx_dir,
+                               key or model_key(model), cond, clock)
     if runtime == "openvino":
         return _ov_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
                           clock)
@@ -204,21 +204,34 @@ def _ov_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: 
     return Runner(cpu_timer(lambda: art.run(x), clock), cond)
 
 
-def _et_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
-               onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
-    """ExecuTorch on CPU through XNNPACK, from a cached ``.pte`` program (beside the ONNX exports)."""
-    from .artefact import open_artefact
+def cached_program(runtime: str, model: nn.Module, batch: int, size: int, cin: int, cache: Path | None, key: str,
+                   cond: dict[str, Any]) -> Path:
+    """The model's ExecuTorch (.pte) or LiteRT (.tflite) program for this input shape, from the cache
+    folder when already there."""
     from .cache import cache_dir
-    from .executorch_runtime import export_pte
 
-    if dev.type != "cpu":
-        raise ValueError(f"runtime='executorch' runs on CPU here; got device={dev.type!r}")
-    path = (onnx_dir or cache_dir() / "pte") / f"{key.replace(':', '_')}_{batch}x{cin}x{size}.pte"
+    suffix = {"executorch": "pte", "litert": "tflite"}[runtime]
+    path = (cache or cache_dir() / suffix) / f"{key.replace(':', '_')}_{batch}x{cin}x{size}.{suffix}"
     t0 = time.perf_counter()
     if not path.is_file():
-        export_pte(model.cpu(), path, input_size=size, batch=batch, in_channels=cin)
+        if runtime == "executorch":
+            from .executorch_runtime import export_pte as export
+        else:
+            from .litert_runtime import export_tflite as export
+        export(model.cpu().eval(), path, input_size=size, batch=batch, in_channels=cin)
     cond["export_s"] = round(time.perf_counter() - t0, 2)
-    cond["pte_file"] = str(path)
-    art = open_artefact(path, "executorch", threads)
+    cond[f"{suffix}_file"] = str(path)
+    return path
+
+
+def _program_runner(runtime: str, model: nn.Module, dev: torch.device, batch: int, size: int, cin: int,
+                    threads: int, onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
+    """ExecuTorch or LiteRT on CPU through XNNPACK, from a cached program (beside the ONNX exports)."""
+    from .artefact import open_artefact
+
+    if dev.type != "cpu":
+        raise ValueError(f"runtime={runtime!r} runs on CPU here; got device={dev.type!r}")
+    path = cached_program(runtime, model, batch, size, cin, onnx_dir, key, cond)
+    art = open_artefact(path, runtime, threads)
     x = art.example(batch, size)
     return Runner(cpu_timer(lambda: art.run(x), clock), cond)

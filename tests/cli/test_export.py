@@ -66,6 +66,17 @@ def test_export_executorch_fp32_and_int8(spec_file: Path, tmp_path: Path) -> Non
     assert "executorch" in int8["fingerprint"]
 
 
+@pytest.mark.slow  # two LiteRT conversions and a PT2E calibration: ~1 min here
+def test_export_litert_fp32_and_int8(spec_file: Path, tmp_path: Path) -> None:
+    fp32 = export(spec_file, tmp_path / "fp32.tflite", "--to", "litert")
+    assert fp32["runtime"] == "litert" and fp32["input_shape"] == [1, 3, 32, 32]
+    assert fp32["parity"]["top1_agreement"] == 1.0 and fp32["parity"]["max_abs_diff"] < 1e-4
+    int8 = export(spec_file, tmp_path / "int8.tflite", "--to", "litert", "--int8", "--calib", str(CIFAR))
+    assert int8["precision"] == "int8" and int8["size_bytes"] < fp32["size_bytes"]
+    assert int8["parity"]["top1_agreement"] >= 0.85 and int8["parity"]["max_abs_diff"] > 1e-4
+    assert "litert" in int8["fingerprint"]
+
+
 def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "carve_100", "--int8", "-o", str(tmp_path / "m.onnx")]) == 2
     assert "calib: --int8 needs calibration images" in capsys.readouterr().err
@@ -75,6 +86,8 @@ def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.Capt
     assert "a --to openvino artefact is written as a .xml file" in capsys.readouterr().err
     assert main(["export", "carve_100", "--to", "executorch", "--dynamic-batch", "-o", str(tmp_path / "m.pte")]) == 2
     assert "dynamic_batch: the ExecuTorch export is written for batch 1" in capsys.readouterr().err
+    assert main(["export", "carve_100", "--to", "litert", "--dynamic-batch", "-o", str(tmp_path / "m.tflite")]) == 2
+    assert "dynamic_batch: the LiteRT export is written for batch 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 

@@ -146,6 +146,22 @@ def test_agent_times_an_executorch_program(agent: str, tmp_path: Path) -> None:
     assert status == 400 and "runtime=executorch" in error
 
 
+def test_agent_times_a_litert_model(agent: str, tmp_path: Path) -> None:
+    from carve.latency.litert_runtime import export_tflite
+
+    from .test_openvino import tiny_model
+
+    path = export_tflite(tiny_model(), tmp_path / "tiny.tflite", input_size=32)
+    r = measure_remote(agent, path, threads=1, input_size=32, token=TOKEN)
+    assert r.conditions["runtime"] == "litert" and r.median_ms > 0 and "litert" in r.fingerprint
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Length": str(path.stat().st_size)}
+    status, error = _post(agent, path.read_bytes(), auth)
+    assert status == 400 and "runtime=litert" in error
+    junk = b"\x00" * 64
+    status, error = _post(agent, junk, {**auth, "Content-Length": str(len(junk))}, "runtime=litert")
+    assert status == 415 and "not a LiteRT model" in error
+
+
 @pytest.mark.slow  # an ONNX export (dynamo) of a carve spec: ~30 s on the shared machine
 def test_latency_measure_on_a_remote_device(agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ def test_executorch_program_matches_pytorch_on_real_images(tmp_path: Path) -> No
     assert art.runtime == "executorch" and art.input_shape == (1, 3, 32, 32)
     p = check_parity(model, art.run, cifar_images())
     assert p.images == 20 and p.top1_agreement == 1.0 and 0 < p.max_abs_diff < 1e-3, p
-    with pytest.raises(ValueError, match="ExecuTorch runs .pte programs only"):
+    with pytest.raises(ValueError, match="ExecuTorch runs .pte files only"):
         open_artefact(path, "openvino")
     fake = tmp_path / "fake.pte"
     fake.write_bytes(b"not a program at all")

@@ -1,0 +1,93 @@
+"""LiteRT (TFLite) with the XNNPACK delegate on CPU: a ``.tflite`` flatbuffer written from a model by
+``litert-torch``, and run by ``ai-edge-litert``'s interpreter.
+
+A ``.tflite`` file is a FlatBuffer (identifier ``TFL3`` at byte 4); loading it runs no Python code.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from carve.zoo.mobileone import deployed
+
+MAGIC = b"TFL3"
+
+
+def export_tflite(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
+                  in_channels: int | None = None, calib: list[torch.Tensor] | None = None) -> Path:
+    """``model`` (eval, MobileOne deployed) as a LiteRT flatbuffer for a fixed ``batch x C x size x size``
+    input (NCHW, as the PyTorch model takes it); written atomically. With ``calib`` (1 x C x H x W
+    images) it is quantized to INT8 first with litert-torch's PT2E quantizer (symmetric,
+    per-channel weights), which lowers to XNNPACK's INT8 kernels."""
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise RuntimeError("runtime='litert' needs the litert-torch package (pip install litert-torch)") from exc
+    path = Path(path)
+    model = deployed(model).eval()
+    cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
+    x = torch.zeros(batch, cin, input_size, input_size)
+    quant_config = None
+    if calib is not None:
+        model, quant_config = _quantize(model, x, calib)
+    with torch.no_grad():
+        converted = litert_torch.convert(model, (x,), quant_config=quant_config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.tflite")
+    converted.export(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]) -> tuple[nn.Module, Any]:
+    """The calibrated PT2E graph and the converter setting that turns its Q/DQ pairs into INT8 kernels
+    (without it the converter keeps float weights and quantizes at run time, ten times slower)."""
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not calib:
+        raise ValueError("calib: INT8 LiteRT export needs calibration images")
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with torch.no_grad():
+        for x in calib:
+            prepared(x)
+    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def is_tflite(data: bytes) -> bool:
+    """True when ``data`` starts like a LiteRT model (FlatBuffer with the ``TFL3`` identifier)."""
+    return len(data) >= 8 and data[4:8] == MAGIC
+
+
+def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
+    """The interpreter of the model at ``path`` with the XNNPACK delegate at ``threads``, tensors allocated."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise RuntimeError("runtime='litert' needs the ai-edge-litert package (pip install ai-edge-litert)") from exc
+    with open(path, "rb") as f:
+        if not is_tflite(f.read(8)):
+            raise ValueError(f"{path}: not a LiteRT model (no TFL3 identifier)")
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def litert_versions() -> dict[str, str]:
+    """The installed LiteRT interpreter and converter versions ("absent" for a missing one)."""
+    out = {}
+    for key, package in (("litert", "ai-edge-litert"), ("litert_torch", "litert-torch")):
+        try:
+            out[key] = version(package)
+        except PackageNotFoundError:
+            out[key] = "absent"
+    return out

@@ -1,0 +1,57 @@
+"""LiteRT (XNNPACK) in the latency engine: a .tflite model timed with the protocol, parity on real images."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from carve.latency import QUICK, measure
+from carve.latency.artefact import open_artefact
+from carve.latency.litert_runtime import export_tflite, is_tflite, litert_interpreter
+from carve.latency.parity import check_parity
+from carve.zoo import parse_spec
+
+from .test_openvino import TINY, cifar_images, tiny_model
+
+
+def test_litert_model_matches_pytorch_on_real_images(tmp_path: Path) -> None:
+    model = tiny_model()
+    path = export_tflite(model, tmp_path / "tiny.tflite", input_size=32)
+    assert is_tflite(path.read_bytes()) and not is_tflite(b"\x80\x04\x95pickle")
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.tflite"]  # written atomically, nothing left beside it
+    art = open_artefact(path, threads=1)
+    assert art.runtime == "litert" and art.input_shape == (1, 3, 32, 32)
+    p = check_parity(model, art.run, cifar_images())
+    assert p.images == 20 and p.top1_agreement == 1.0 and 0 <= p.max_abs_diff < 1e-4, p
+    with pytest.raises(ValueError, match="LiteRT runs .tflite files only"):
+        open_artefact(path, "openvino")
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="fake.tflite: not a LiteRT model"):
+        open_artefact(fake)
+
+
+def test_litert_int8_stays_close_to_pytorch(tmp_path: Path) -> None:
+    model = tiny_model()
+    images = cifar_images()
+    calib = [x[None] for x in images[0][0][:16]]
+    fp32 = export_tflite(model, tmp_path / "fp32.tflite", input_size=32)
+    int8 = export_tflite(model, tmp_path / "int8.tflite", input_size=32, calib=calib)
+    dtypes = lambda path: {t["dtype"].__name__ for t in litert_interpreter(path).get_tensor_details()}  # noqa: E731
+    assert "int8" in dtypes(int8) and "int8" not in dtypes(fp32)  # the weights really are stored in 8 bits
+    p = check_parity(model, open_artefact(int8).run, images)
+    assert p.top1_agreement >= 0.8 and 1e-4 < p.max_abs_diff < 1.0, p
+    with pytest.raises(ValueError, match="calib: INT8 LiteRT export needs calibration images"):
+        export_tflite(model, tmp_path / "none.tflite", input_size=32, calib=[])
+
+
+def test_measure_in_litert_is_cached_by_its_version(tmp_path: Path) -> None:
+    spec = parse_spec(TINY)
+    kw = dict(input_size=32, threads=1, protocol=QUICK, cache=tmp_path / "lat.db")
+    r = measure(spec, runtime="litert", **kw)
+    assert r.median_ms > 0 and r.runs >= QUICK.min_runs and r.conditions["tflite_file"].endswith(".tflite")
+    assert r.fingerprint["litert"] == version("ai-edge-litert") and not r.cached
+    assert r.fingerprint["litert_torch"] == version("litert-torch")
+    assert measure(spec, runtime="litert", **kw).cached
