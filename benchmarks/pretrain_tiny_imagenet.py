@@ -101,6 +101,29 @@ def train_and_ship(name: str, args: argparse.Namespace, command: str, earlier: d
     return result
 
 
+def regenerate(args: argparse.Namespace, command: str) -> int:
+    """Train each model again with the shipped recipe and compare its held-out top-1 with the manifest's."""
+    from carve.zoo.shipped import record
+
+    args.ship = False
+    rows = []
+    for name in args.models:
+        shipped = record(TAG, name)
+        if shipped.get("recipe") != _recipe_record(TrainConfig(model=name, out_dir=args.out, **recipe(args))):
+            raise SystemExit(f"{name}: the recipe of this command differs from the shipped file's "
+                             f"(carve/weights/manifest.json); pass the shipped recipe's flags")
+        result = train_and_ship(name, args, command, {})
+        diff = round(result["top1"] - shipped["top1"], 2)
+        rows.append(dict(model=name, shipped_top1=shipped["top1"], regenerated_top1=result["top1"], diff=diff,
+                         within_1_point=abs(diff) <= 1.0, train_s=result["train_s"], shipped_command=shipped["command"]))
+        print(f"{name}: shipped {shipped['top1']:.2f}, regenerated {result['top1']:.2f} ({diff:+.2f} points)", flush=True)
+    print(f"\n{'model':26s} {'shipped':>8s} {'again':>8s} {'diff':>6s}")
+    for r in rows:
+        print(f"{r['model']:26s} {r['shipped_top1']:8.2f} {r['regenerated_top1']:8.2f} {r['diff']:+6.2f}")
+    write_json(Path(args.results) / "pretrain_regenerate.json", dict(command=command, recipe=recipe(args), rows=rows))
+    return 0 if all(r["within_1_point"] for r in rows) else 1
+
+
 def _recipe_record(cfg: TrainConfig) -> dict:
     rec = cfg.to_dict()
     for key in ("model", "out_dir", "resume", "progress", "tensorboard", "workers"):
@@ -154,9 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--no-ship", dest="ship", action="store_false", help="train and report only")
     p.add_argument("--no-latency", dest="latency", action="store_false")
+    p.add_argument("--regenerate", action="store_true",
+                   help="train the models again from scratch (in --out, nothing shipped or reused) and compare "
+                        "each held-out top-1 with the shipped file's (pretrain_regenerate.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/pretrain_tiny_imagenet.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.regenerate:
+        return regenerate(args, command)
     earlier = earlier_results(args)
     results = [train_and_ship(name, args, command, earlier) for name in args.models]
     results += [r for name, r in earlier.items() if name not in args.models]  # the table keeps every shipped model
