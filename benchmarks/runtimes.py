@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from carve.compress.shipping import ExportConfig, export_model
+from carve.files import write_json
 from carve.latency import Protocol, device_fingerprint
 from carve.latency.artefact import open_artefact
 from carve.latency.comparison import interleave
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             rows.append(bench_model(name, args, Path(tmp), proto, sources[name]))
             print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in rows[-1]["median_ms"].items()), flush=True)
+            partial = args.out / f"runtimes_{args.size}px_{args.threads}t.partial.json"  # a kill keeps finished models
+            write_json(partial, dict(rows=rows))
     print(table(rows))
     changes = rank_changes(rows)
     print("rankings that differ from ONNX Runtime FP32's: " +
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp_path = path.with_suffix(".json.tmp")
     tmp_path.write_text(json.dumps(data, indent=1))
     os.replace(tmp_path, path)
+    path.with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"wrote {path} and {path.with_suffix('.png')} in {data['wall_s']} s")
     return 0
 
