@@ -43,6 +43,8 @@ class SearchConfig(Config):
     ray_num_cpus: int = setting(2, ">= 1", help="CPUs of a local Ray")
     cpus_per_trial: float = setting(1.0, "positive", help="Ray CPUs per trial")
     asha: bool = setting(True, help="Ray: ASHA early stopping of proxy training")
+    reuse_actors: bool = setting(True, help="Ray: a finished trial's worker process runs the next trial (off: "
+                                            "each trial starts its own, placed by its CPUs on any node)")
     progress: bool = setting(True, help="progress bar")
     heartbeat_s: int = setting(5, ">= 1", help="Optuna heartbeat interval (failed-worker detection)")
     warm_start: tuple[str, ...] = setting((), help="zoo names or spec files: the space's nearest points to "

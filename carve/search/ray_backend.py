@@ -1,7 +1,8 @@
 """The Ray backend: trials run as Ray Tune trials, Optuna (OptunaSearch) proposes them.
 
 Local Ray by default (``ray.init(num_cpus=..., include_dashboard=False)``), ``address`` for an
-existing cluster; per-trial CPU resources; ASHA stops weak proxy-training runs early (one rung
+existing cluster; trials are placed by their CPU resources alone, so they spread over every node, and
+each records the node it ran on (``ray_node``); ASHA stops weak proxy-training runs early (one rung
 per reported epoch). Every finished Ray trial is copied into the Optuna study in the storage, so
 ``show``, ``plot`` and ``export`` read Ray and Optuna searches alike.
 """
@@ -9,6 +10,7 @@ per reported epoch). Every finished Ray trial is copied into the Optuna study in
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -46,11 +48,19 @@ class _Define:
         self.space.sample(trial)
 
 
+def node_info() -> dict[str, str]:
+    """The Ray node this process runs on: its node id, IP address and host name."""
+    import ray
+
+    return {"id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname()}
+
+
 def _trainable(config: dict[str, Any], cfg: SearchConfig, space: SearchSpace) -> None:
     from ray import tune
 
     spec, res = space.decode(config)
-    attrs: dict[str, Any] = {}
+    attrs: dict[str, Any] = {"ray_node": node_info()}
     constraints: dict[str, float] = {}
     objective = Objective(cfg.objective, cfg.out_dir)
     latency = [float("nan")]
@@ -119,14 +129,15 @@ def run_ray(cfg: SearchConfig) -> Any:
 
         scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="training_iteration",
                                   max_t=cfg.objective.epochs + 1, grace_period=1, reduction_factor=2)
-    concurrent = max(1, int(cfg.ray_num_cpus // max(cfg.cpus_per_trial, 1e-6)))
+    cpus = ray.cluster_resources().get("CPU", cfg.ray_num_cpus)  # every node's, on a cluster
+    concurrent = max(1, int(cpus // max(cfg.cpus_per_trial, 1e-6)))
     trainable = tune.with_resources(tune.with_parameters(_trainable, cfg=cfg, space=space),
                                     {"cpu": cfg.cpus_per_trial})
     storage_path = (Path(cfg.out_dir) / "ray").resolve()
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=concurrent, reuse_actors=True),
+                                    max_concurrent_trials=concurrent, reuse_actors=cfg.reuse_actors),
         run_config=tune.RunConfig(name=cfg.name, storage_path=str(storage_path), verbose=0),
     )
     results = tuner.fit()

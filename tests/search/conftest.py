@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 
@@ -42,6 +44,14 @@ def tiny_config(space: str, out_dir, **kw) -> SearchConfig:
                 remeasure=False, heartbeat_s=1)
     base.update(kw)
     return SearchConfig(**base)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 # The machine is shared: one intra-op thread avoids spin contention (timing is not tested here).
 torch.set_num_threads(1)

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from carve.search.storage import load_study
 from carve.search.spaces import get_space
 from carve.zoo import create_model
 
-from .conftest import tiny_config
+from .conftest import free_port, tiny_config
 
 
 def pg_binary(name: str) -> str | None:
@@ -26,12 +25,6 @@ def pg_binary(name: str) -> str | None:
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1, reverse=True)
     return next((str(d / name) for d in versions if os.access(d / name, os.X_OK)), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def postgres_url():
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run(as_pg + [initdb, "-D", str(data), "-A", "trust", "-U", "carve"], check=True,
                    capture_output=True)
-    port = _free_port()
+    port = free_port()
     log = root / "pg.log"
     subprocess.run(as_pg + [pg_ctl, "-D", str(data), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
                             "-l", str(log), "-w", "start"], check=True, capture_output=True)
@@ -100,12 +93,14 @@ def test_ray_backend_runs_trials_and_records_them(tiny_space, tmp_path, monkeypa
                       warm_start=(str(tmp_path / "seed.json"),))
     try:
         result = run_search(cfg)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     finally:
         ray.shutdown()
     assert result.backend == "ray" and result.n_complete == 2
     study = load_study(cfg.name, cfg.storage_url)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert all(t.user_attrs["backend"] == "ray" for t in done)
+    assert {t.user_attrs["ray_node"]["id"] for t in done} == nodes  # each trial recorded the (one) local node
     assert seed.to_dict() in [t.user_attrs["spec"] for t in done]  # the warm-start point ran
     for t in done:  # constraints recorded the Optuna way, spec recorded and rebuildable from params
         assert t.system_attrs["constraints:params"] == pytest.approx(t.user_attrs["params"] - 3000)
