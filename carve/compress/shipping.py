@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ from carve.latency.artefact_latency import file_digest, measure_artefact
 from carve.latency.onnx_export import export_onnx
 from carve.latency.parity import check_parity, image_batches
 from carve.latency.protocol import PROTOCOLS
+from carve.latency.qdq import check_patterns, kept_modules, matches, name_nodes
 from carve.zoo import create_model
 
 from .clustering import CLUSTER_BITS
@@ -51,6 +52,9 @@ class ExportConfig(Config):
     calib: str | None = setting(None, help="image folder for INT8 calibration (train/ split); for a detect "
                                            "checkpoint, a detection dataset")
     calib_per_class: int = setting(10, ">= 1", help="calibration images per class")
+    keep_float: list[str] = setting(default_factory=list, help="with --int8: glob patterns over module names kept "
+                                                               "in FP32 (e.g. '*.se' for the SE gates, "
+                                                               "'classifier')")
     dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
     fp16: bool = setting(False, help="Core ML: FP16 weights and compute (default: FP32)")
     cluster_bits: int | None = setting(None, choices=CLUSTER_BITS, help="Core ML: palettise each convolution/"
@@ -74,6 +78,8 @@ class ExportConfig(Config):
         if self.to == "coreml" and self.int8:
             raise ConfigError("int8", "Core ML calibrates activations by running the model, which needs macOS; "
                                       "shrink a Core ML package with --cluster-bits N (palettisation) or --fp16")
+        if self.keep_float and not self.int8:
+            raise ConfigError("keep_float", "keeps modules in FP32 within an INT8 export: add --int8")
         if self.int8 and not self.calib:
             raise ConfigError("calib", "--int8 needs calibration images (--calib DATA, an image folder)")
         if self.to != "coreml":
@@ -107,18 +113,23 @@ def _images(root: str, split: tuple[str, ...], size: int, per_class: int, limit:
     return image_batches(eval_loader(root, size, 50, per_class=per_class, workers=0, split=split), limit)
 
 
-def _onnx_int8(model: nn.Module, calib: list[torch.Tensor], work: Path, dynamic_batch: bool) -> Path:
+def _onnx_int8(model: nn.Module, calib: list[torch.Tensor], work: Path, dynamic_batch: bool,
+               keep_float: Sequence[str]) -> Path:
     from .quantization import quantize_ort
 
     quantize_ort(model, calib=[torch.cat(calib)], out_dir=work, calib_images=len(calib), threads=1,
-                 dynamic_batch=dynamic_batch)
+                 dynamic_batch=dynamic_batch, keep_float=keep_float)
     return work / "model_int8.onnx"
 
 
-def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None) -> None:
-    """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization when ``calib`` is given."""
+def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_float: Sequence[str] = ()) -> None:
+    """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization when ``calib`` is given,
+    but for the operations of the modules matching ``keep_float``."""
     import openvino as ov
 
+    if keep_float:  # ops named <module>/<op>_<i>, names OpenVINO keeps, so NNCF can be told which to skip
+        name_nodes(fp32, fp32.with_name("model_fp32_named.onnx"))
+        fp32 = fp32.with_name("model_fp32_named.onnx")
     model = ov.convert_model(str(fp32))
     if calib is not None:
         try:
@@ -126,8 +137,24 @@ def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None) -> Non
         except ImportError as exc:
             raise RuntimeError("--to openvino --int8 needs NNCF (pip install nncf)") from exc
         dataset = nncf.Dataset(calib, lambda x: x.numpy())
-        model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE)
+        ignored = nncf.IgnoredScope(names=_ops_in(model, keep_float)) if keep_float else None
+        model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE,
+                              ignored_scope=ignored)
     ov.save_model(model, str(xml), compress_to_fp16=False)
+
+
+def _ops_in(model: Any, keep_float: Sequence[str]) -> list[str]:
+    """Names of the OpenVINO operations (named ``<module>/<op>_<i>[/...]``) of the modules matching ``keep_float``."""
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    out = []
+    for i, p in enumerate(keep_float):
+        found = [n for n in names if "/" in n and matches(n.split("/", 1)[0], p)]
+        if not found:
+            example = next((n for n in names if "/" in n), "")
+            raise ValueError(f"keep_float[{i}]: pattern {p!r} matches no operation of the OpenVINO model "
+                             f"(its operations are named <module>/<op>_<i>, e.g. {example})")
+        out += [n for n in found if n not in out]
+    return out
 
 
 def _place(src: Path, out: Path) -> None:
@@ -149,6 +176,8 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
     if out.suffix != SUFFIX[cfg.to]:
         raise ValueError(f"out: {out}: a --to {cfg.to} artefact is written as a {SUFFIX[cfg.to]} file")
     cin = getattr(getattr(model, "spec", None), "in_channels", 3)
+    names = [n for n, _ in model.named_modules() if n]
+    kept = kept_modules(names, check_patterns(cfg.keep_float, names))
     if cfg.to in BATCH_ONE and cfg.dynamic_batch:
         raise ValueError(f"dynamic_batch: the {BATCH_ONE[cfg.to]} export is written for batch 1 here")
     if cfg.to == "coreml":
@@ -159,26 +188,27 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
         if cfg.to == "executorch":
             from carve.latency.executorch_runtime import export_pte
 
-            _place(export_pte(model, work / "model.pte", cfg.size, 1, cin, calib), out)
-            return _report(cfg, model, name, out, calib)
+            _place(export_pte(model, work / "model.pte", cfg.size, 1, cin, calib, cfg.keep_float), out)
+            return _report(cfg, model, name, out, calib, kept)
         if cfg.to == "litert":
             from carve.latency.litert_runtime import export_tflite
 
-            _place(export_tflite(model, work / "model.tflite", cfg.size, 1, cin, calib), out)
-            return _report(cfg, model, name, out, calib)
+            _place(export_tflite(model, work / "model.tflite", cfg.size, 1, cin, calib, cfg.keep_float), out)
+            return _report(cfg, model, name, out, calib, kept)
         fp32 = export_onnx(model, work / "model_fp32.onnx", input_size=cfg.size, in_channels=cin,
                            dynamic_batch=cfg.dynamic_batch)
         if cfg.to == "onnx":
-            built = _onnx_int8(model, calib, work, cfg.dynamic_batch) if calib is not None else fp32
+            built = (_onnx_int8(model, calib, work, cfg.dynamic_batch, cfg.keep_float) if calib is not None
+                     else fp32)
         else:
             built = work / "model.xml"
-            _openvino_ir(fp32, built, calib)
+            _openvino_ir(fp32, built, calib, cfg.keep_float)
         _place(built, out)
-    return _report(cfg, model, name, out, calib)
+    return _report(cfg, model, name, out, calib, kept)
 
 
-def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: list[torch.Tensor] | None
-            ) -> dict[str, Any]:
+def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: list[torch.Tensor] | None,
+            kept: list[str]) -> dict[str, Any]:
     """Parity with PyTorch and latency here of the artefact at ``out``, written beside it."""
     runtime = RUNTIME[cfg.to]
     report: dict[str, Any] = dict(model=str(cfg.model), name=name, to=cfg.to, runtime=runtime, artefact=str(out),
@@ -188,6 +218,8 @@ def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: li
                                   sha256=file_digest(out), precision="int8" if cfg.int8 else "fp32",
                                   calib_images=len(calib) if calib else 0, input_size=cfg.size,
                                   dynamic_batch=cfg.dynamic_batch)
+    if cfg.keep_float:
+        report.update(keep_float=list(cfg.keep_float), kept_float_modules=kept)
     art = open_artefact(out, runtime, cfg.threads)
     report["input_shape"] = list(art.input_shape)
     if cfg.data:

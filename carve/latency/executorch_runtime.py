@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -15,14 +15,18 @@ from torch import nn
 from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
+from .qdq import check_patterns, kept_modules, outside_modules
+
 MAGIC = b"ET12"
 
 
 def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
-               in_channels: int | None = None, calib: list[torch.Tensor] | None = None) -> Path:
+               in_channels: int | None = None, calib: list[torch.Tensor] | None = None,
+               keep_float: Sequence[str] = ()) -> Path:
     """``model`` (eval, MobileOne deployed) as an ExecuTorch program lowered to XNNPACK for a fixed
     ``batch x C x size x size`` input; written atomically. With ``calib`` (1 x C x H x W images) it is
-    quantized to INT8 first with the PT2E XNNPACK quantizer (symmetric, per-channel weights)."""
+    quantized to INT8 first with the PT2E XNNPACK quantizer (symmetric, per-channel weights), except
+    the modules matching the glob patterns ``keep_float`` (e.g. ``*.se``), which stay FP32."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -32,8 +36,10 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     model = deployed(model).eval()
     cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
     x = torch.zeros(batch, cin, input_size, input_size)
+    if keep_float and calib is None:
+        raise ValueError("keep_float: keeping modules in FP32 applies to an INT8 export (give calib)")
     if calib is not None:
-        model = _quantize(model, x, calib)
+        model = _quantize(model, x, calib, keep_float)
     with torch.no_grad():
         program = to_edge_transform_and_lower(torch.export.export(model, (x,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -41,7 +47,8 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     return path
 
 
-def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]) -> nn.Module:
+def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor],
+              keep_float: Sequence[str] = ()) -> nn.Module:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -49,6 +56,10 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
     if not calib:
         raise ValueError("calib: INT8 ExecuTorch export needs calibration images")
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    names = [n for n, _ in model.named_modules() if n]
+    kept = kept_modules(names, check_patterns(keep_float, names))
+    if kept:  # their ops are left unannotated: FP32
+        quantizer.set_filter_function(outside_modules(kept))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for x in calib:

@@ -9,22 +9,26 @@ from __future__ import annotations
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from carve.zoo.mobileone import deployed
 
+from .qdq import check_patterns, kept_modules, outside_modules
+
 MAGIC = b"TFL3"
 
 
 def export_tflite(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
-                  in_channels: int | None = None, calib: list[torch.Tensor] | None = None) -> Path:
+                  in_channels: int | None = None, calib: list[torch.Tensor] | None = None,
+                  keep_float: Sequence[str] = ()) -> Path:
     """``model`` (eval, MobileOne deployed) as a LiteRT flatbuffer for a fixed ``batch x C x size x size``
     input (NCHW, as the PyTorch model takes it); written atomically. With ``calib`` (1 x C x H x W
     images) it is quantized to INT8 first with litert-torch's PT2E quantizer (symmetric,
-    per-channel weights), which lowers to XNNPACK's INT8 kernels."""
+    per-channel weights), which lowers to XNNPACK's INT8 kernels; the modules matching the glob
+    patterns ``keep_float`` (e.g. ``*.se``) stay FP32."""
     try:
         import litert_torch
     except ImportError as exc:
@@ -34,8 +38,10 @@ def export_tflite(model: nn.Module, path: str | Path, input_size: int = 224, bat
     cin = in_channels or getattr(getattr(model, "spec", None), "in_channels", 3)
     x = torch.zeros(batch, cin, input_size, input_size)
     quant_config = None
+    if keep_float and calib is None:
+        raise ValueError("keep_float: keeping modules in FP32 applies to an INT8 export (give calib)")
     if calib is not None:
-        model, quant_config = _quantize(model, x, calib)
+        model, quant_config = _quantize(model, x, calib, keep_float)
     with torch.no_grad():
         converted = litert_torch.convert(model, (x,), quant_config=quant_config)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +51,8 @@ def export_tflite(model: nn.Module, path: str | Path, input_size: int = 224, bat
     return path
 
 
-def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]) -> tuple[nn.Module, Any]:
+def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor],
+              keep_float: Sequence[str] = ()) -> tuple[nn.Module, Any]:
     """The calibrated PT2E graph and the converter setting that turns its Q/DQ pairs into INT8 kernels
     (without it the converter keeps float weights and quantizes at run time, ten times slower)."""
     from litert_torch.quantize import pt2e_quantizer
@@ -54,13 +61,32 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
 
     if not calib:
         raise ValueError("calib: INT8 LiteRT export needs calibration images")
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    names = [n for n, _ in model.named_modules() if n]
+    quantizer = _keep_float_quantizer(kept_modules(names, check_patterns(keep_float, names))).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for x in calib:
             prepared(x)
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _keep_float_quantizer(kept: Sequence[str]) -> Any:
+    """litert-torch's PT2E quantizer, leaving the ops of the modules ``kept`` unannotated (FP32).
+
+    Its own ``set_module_name`` refuses ``None`` and matches names by a rule that current
+    ``torch.export`` module paths do not follow, so the module filter here is torchao's."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    outside = outside_modules(kept)
+
+    class KeepFloat(PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            if not kept:
+                return super()._annotate_for_static_quantization_config(model)
+            return self._annotate_all_static_patterns(model, self.global_config, outside)
+
+    return KeepFloat()
 
 
 def is_tflite(data: bytes) -> bool:

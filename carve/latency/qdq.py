@@ -64,6 +64,24 @@ def matches(module: str, pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(m, pattern) for m in ancestors(module))
 
 
+def kept_modules(modules: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The outermost of ``modules`` matching one of ``patterns`` (their submodules are kept with them)."""
+    kept: list[str] = []
+    for m in modules:
+        if m and any(matches(m, p) for p in patterns) and not any(matches(m, k) for k in kept):
+            kept.append(m)
+    return kept
+
+
+def outside_modules(names: Sequence[str]) -> Any:
+    """A PT2E quantizer node filter: true for the nodes of a ``torch.export`` graph that come from
+    none of the modules ``names`` (by their fully qualified names)."""
+    from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+
+    inside = [get_module_name_filter(name) for name in names]
+    return lambda node: not any(f(node) for f in inside)
+
+
 def block_of(module: str) -> str:
     """The block a module belongs to: ``blocks.<stage>.<block>`` in carve models, else its top-level module."""
     parts = module.split(".")
@@ -249,4 +267,5 @@ class QdqGraph:
                             nodes_to_exclude=exclude, calibration_cache_path=str(self.cache))
 
 
-__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "matches", "name_nodes"]
+__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "kept_modules",
+           "matches", "name_nodes", "outside_modules"]

@@ -91,6 +91,19 @@ def test_export_refuses_bad_requests_by_name(tmp_path: Path, capsys: pytest.Capt
     assert not list(tmp_path.iterdir())
 
 
+def test_export_keep_float_is_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", "carve_100", "--num-classes", "10", "--keep-float", "classifier", "-o", out]) == 2
+    assert "keep_float: keeps modules in FP32 within an INT8 export: add --int8" in capsys.readouterr().err
+    # the calibration folder does not exist either: the pattern is refused first, by its index
+    argv = ["export", "carve_100", "--num-classes", "10", "--int8", "--calib", str(tmp_path / "none"), "-o", out]
+    assert main(argv + ["--keep-float", "classifier", "*.nothing"]) == 2
+    assert "keep_float[1]: pattern '*.nothing' matches no module of the model" in capsys.readouterr().err
+    assert main(argv + ["--keep-float", "classifier"]) == 2  # a good pattern goes on to the (missing) images
+    assert "none: image folder not found" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_coreml_checked_by_reading_it_back(spec_file: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny.mlpackage"

@@ -41,3 +41,21 @@ def test_measure_in_executorch_is_cached_by_its_version(tmp_path: Path) -> None:
     assert r.median_ms > 0 and r.runs >= QUICK.min_runs and r.conditions["pte_file"].endswith(".pte")
     assert r.fingerprint["executorch"] == version("executorch") and not r.cached
     assert measure(spec, runtime="executorch", **kw).cached
+
+
+@pytest.mark.slow  # two torch.export + XNNPACK lowerings with PT2E calibration: ~1 min here
+def test_executorch_int8_keeps_matching_modules_in_float(tmp_path: Path) -> None:
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    model = tiny_model()
+    images = cifar_images()
+    calib = [x[None] for x in images[0][0][:16]]
+    int8 = export_pte(model, tmp_path / "int8.pte", input_size=32, calib=calib)
+    kept = export_pte(model, tmp_path / "kept.pte", input_size=32, calib=calib, keep_float=["*.se"])
+
+    def quantized(path: Path) -> int:  # XNNPACK stores a per-channel INT8 weight (or bias) with a scale_ entry
+        return sum(k.startswith("scale_") for k in deserialize_pte_binary(path.read_bytes()).named_data.pte_data)
+
+    assert quantized(kept) == quantized(int8) - 4  # the SE block's two convolutions: weights and biases
+    p = check_parity(model, open_artefact(kept).run, images)
+    assert p.top1_agreement >= 0.8 and 1e-4 < p.max_abs_diff < 1.0, p

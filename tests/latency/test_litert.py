@@ -55,3 +55,22 @@ def test_measure_in_litert_is_cached_by_its_version(tmp_path: Path) -> None:
     assert r.fingerprint["litert"] == version("ai-edge-litert") and not r.cached
     assert r.fingerprint["litert_torch"] == version("litert-torch")
     assert measure(spec, runtime="litert", **kw).cached
+
+
+def test_litert_int8_keeps_matching_modules_in_float(tmp_path: Path) -> None:
+    model = tiny_model()
+    images = cifar_images()
+    calib = [x[None] for x in images[0][0][:16]]
+    int8 = export_tflite(model, tmp_path / "int8.tflite", input_size=32, calib=calib)
+    kept = export_tflite(model, tmp_path / "kept.tflite", input_size=32, calib=calib, keep_float=["classifier"])
+    classifier = tuple(model.classifier.weight.shape)
+
+    def weights(path: Path) -> list[str]:  # dtypes of the tensors shaped like the classifier's weight
+        return [t["dtype"].__name__ for t in litert_interpreter(path).get_tensor_details()
+                if tuple(t["shape"]) == classifier]
+
+    assert weights(int8) == ["int8"] and weights(kept) == ["float32"]
+    p = check_parity(model, open_artefact(kept).run, images)
+    assert p.top1_agreement >= 0.8 and 1e-4 < p.max_abs_diff < 1.0, p
+    with pytest.raises(ValueError, match=r"keep_float\[0\]: pattern '\*.nothing' matches no module"):
+        export_tflite(model, tmp_path / "bad.tflite", input_size=32, calib=calib, keep_float=["*.nothing"])
