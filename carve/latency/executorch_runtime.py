@@ -16,6 +16,7 @@ from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
 from .qdq import check_patterns, kept_modules, outside_modules
+from .flatbuffer_ids import check_identifier, has_identifier
 
 MAGIC = b"ET12"
 
@@ -69,7 +70,7 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
 
 def is_pte(data: bytes) -> bool:
     """True when ``data`` starts like an ExecuTorch program (FlatBuffer with the ``ET12`` identifier)."""
-    return len(data) >= 8 and data[4:8] == MAGIC
+    return has_identifier(data, MAGIC)
 
 
 def executorch_method(path: str | Path, threads: int = 1) -> Any:
@@ -79,9 +80,7 @@ def executorch_method(path: str | Path, threads: int = 1) -> Any:
         from executorch.runtime import Runtime
     except ImportError as exc:
         raise RuntimeError("runtime='executorch' needs the executorch package (pip install executorch)") from exc
-    with open(path, "rb") as f:
-        if not is_pte(f.read(8)):
-            raise ValueError(f"{path}: not an ExecuTorch program (no ET12 identifier)")
+    check_identifier(path, MAGIC, "an ExecuTorch program")
     portable_lib._unsafe_reset_threadpool(threads)
     return Runtime.get().load_program(str(path)).load_method("forward")
 

@@ -17,6 +17,7 @@ from torch import nn
 from carve.zoo.mobileone import deployed
 
 from .qdq import check_patterns, kept_modules, outside_modules
+from .flatbuffer_ids import check_identifier, has_identifier
 
 MAGIC = b"TFL3"
 
@@ -91,7 +92,7 @@ def _keep_float_quantizer(kept: Sequence[str]) -> Any:
 
 def is_tflite(data: bytes) -> bool:
     """True when ``data`` starts like a LiteRT model (FlatBuffer with the ``TFL3`` identifier)."""
-    return len(data) >= 8 and data[4:8] == MAGIC
+    return has_identifier(data, MAGIC)
 
 
 def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
@@ -100,9 +101,7 @@ def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
         raise RuntimeError("runtime='litert' needs the ai-edge-litert package (pip install ai-edge-litert)") from exc
-    with open(path, "rb") as f:
-        if not is_tflite(f.read(8)):
-            raise ValueError(f"{path}: not a LiteRT model (no TFL3 identifier)")
+    check_identifier(path, MAGIC, "a LiteRT model")
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
