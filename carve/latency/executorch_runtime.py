@@ -5,7 +5,6 @@ A ``.pte`` file is a FlatBuffer program (magic ``ET12`` at byte 4); loading it r
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -83,11 +82,3 @@ def executorch_method(path: str | Path, threads: int = 1) -> Any:
     check_identifier(path, MAGIC, "an ExecuTorch program")
     portable_lib._unsafe_reset_threadpool(threads)
     return Runtime.get().load_program(str(path)).load_method("forward")
-
-
-def executorch_version() -> str:
-    """The installed ExecuTorch version, or "absent"."""
-    try:
-        return version("executorch")
-    except PackageNotFoundError:
-        return "absent"

@@ -71,6 +71,19 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+RUNTIME_PACKAGES = {"executorch": {"executorch": "executorch"},
+                    "litert": {"litert": "ai-edge-litert", "litert_torch": "litert-torch"}}  # fingerprint key: package
+
+
+def _package_version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
 def runtime_versions(runtime: str | None) -> dict[str, str]:
     """Versions of the libraries ``runtime`` needs beyond those every fingerprint carries (torch,
     ONNX Runtime): OpenVINO's for "openvino", ExecuTorch's for "executorch", the LiteRT interpreter's and
@@ -79,14 +92,8 @@ def runtime_versions(runtime: str | None) -> dict[str, str]:
         from .openvino_runtime import openvino_version
 
         return {"openvino": openvino_version()}
-    if runtime == "executorch":
-        from .executorch_runtime import executorch_version
-
-        return {"executorch": executorch_version()}
-    if runtime == "litert":
-        from .litert_runtime import litert_versions
-
-        return litert_versions()
+    packages = RUNTIME_PACKAGES.get(runtime or "", {})
+    return {key: _package_version(package) for key, package in packages.items()}
     return {}
 
 

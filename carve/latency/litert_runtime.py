@@ -7,7 +7,6 @@ A ``.tflite`` file is a FlatBuffer (identifier ``TFL3`` at byte 4); loading it r
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -105,14 +104,3 @@ def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
-
-
-def litert_versions() -> dict[str, str]:
-    """The installed LiteRT interpreter and converter versions ("absent" for a missing one)."""
-    out = {}
-    for key, package in (("litert", "ai-edge-litert"), ("litert_torch", "litert-torch")):
-        try:
-            out[key] = version(package)
-        except PackageNotFoundError:
-            out[key] = "absent"
-    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from carve.cli import main
 from carve.latency.artefact import open_artefact
@@ -106,6 +107,7 @@ def test_export_keep_float_is_checked_before_any_work(tmp_path: Path, capsys: py
 
 def test_export_coreml_checked_by_reading_it_back(spec_file: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)  # the spec's random weights: the same model whatever ran before in this process
     out = tmp_path / "tiny.mlpackage"
     argv = ["export", str(spec_file), "--to", "coreml", "-o", str(out), "--size", "32", "--data", str(CIFAR),
             "--parity-images", "20"]
