@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from carve.compress.shipping import ExportConfig, export_model
+from carve.compress.shipping import SUFFIX, ExportConfig, export_model
 from carve.files import write_json
 from carve.latency import Protocol, device_fingerprint
 from carve.latency.artefact import open_artefact
@@ -44,7 +44,6 @@ VARIANTS = [("onnxruntime", "onnx", False), ("onnxruntime-int8", "onnx", True), 
             ("openvino-int8", "openvino", True), ("executorch", "executorch", False),
             ("executorch-int8", "executorch", True), ("litert", "litert", False),
             ("litert-int8", "litert", True)]  # name, export target, INT8
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite"}
 INT8_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert")
 
 

@@ -128,8 +128,9 @@ def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_f
     import openvino as ov
 
     if keep_float:  # ops named <module>/<op>_<i>, names OpenVINO keeps, so NNCF can be told which to skip
-        name_nodes(fp32, fp32.with_name("model_fp32_named.onnx"))
-        fp32 = fp32.with_name("model_fp32_named.onnx")
+        named = fp32.with_name("model_fp32_named.onnx")
+        name_nodes(fp32, named)
+        fp32 = named
     model = ov.convert_model(str(fp32))
     if calib is not None:
         try:

@@ -27,8 +27,7 @@ from urllib.parse import parse_qs, urlparse
 from carve.config import Config, setting
 
 from .artefact import ARTEFACT_RUNTIMES
-from .executorch_runtime import is_pte
-from .litert_runtime import is_tflite
+from .program_formats import PROGRAMS, program_of
 from .fingerprint import device_fingerprint, physical_cores
 from .protocol import PROTOCOLS
 
@@ -168,21 +167,16 @@ class AgentHandler(BaseHTTPRequestHandler):
         xml_bytes = self.headers.get("X-Carve-Xml-Bytes")
         body = self._body()
         with tempfile.TemporaryDirectory(prefix="carve_agent_") as tmp:
-            if xml_bytes is None and is_pte(body):
-                if runtime != "executorch":
-                    raise AgentError(400, "runtime: an ExecuTorch program (.pte) runs in runtime=executorch")
-                path = Path(tmp) / "model.pte"
-                path.write_bytes(body)
-            elif xml_bytes is None and is_tflite(body):
-                if runtime != "litert":
-                    raise AgentError(400, "runtime: a LiteRT model (.tflite) runs in runtime=litert")
-                path = Path(tmp) / "model.tflite"
+            program = program_of(body) if xml_bytes is None else None
+            if program is not None:
+                if runtime != program.runtime:
+                    raise AgentError(400, f"runtime: {program.what} ({program.suffix}) runs in runtime={program.runtime}")
+                path = Path(tmp) / f"model{program.suffix}"
                 path.write_bytes(body)
             elif xml_bytes is None:
-                if runtime == "executorch":
-                    raise AgentError(415, "body: not an ExecuTorch program (no ET12 identifier)")
-                if runtime == "litert":
-                    raise AgentError(415, "body: not a LiteRT model (no TFL3 identifier)")
+                if runtime in PROGRAMS:
+                    raise AgentError(415, f"body: not {PROGRAMS[runtime].what} "
+                                          f"(no {PROGRAMS[runtime].magic.decode()} identifier)")
                 check_onnx(body)
                 path = Path(tmp) / "model.onnx"
                 path.write_bytes(body)

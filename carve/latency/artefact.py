@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .program_formats import PROGRAMS
+
 ARTEFACT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert")
 SUFFIXES = {".onnx": "onnx", ".xml": "openvino", ".pte": "executorch", ".tflite": "litert"}  # OpenVINO also opens ONNX
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "executorch": "executorch", "litert": "litert"}
-PROGRAMS = ("executorch", "litert")  # formats that only their own runtime runs
 
 
 @dataclass
@@ -55,9 +56,9 @@ def open_artefact(path: str | Path, runtime: str | None = None, threads: int = 1
         raise ValueError(f"runtime: expected one of {list(ARTEFACT_RUNTIMES)}, got {runtime!r}")
     if runtime == "onnxruntime" and fmt != "onnx":
         raise ValueError(f"{path}: ONNX Runtime opens ONNX files only; use runtime='openvino' for IR")
-    for program, label, suffix in (("executorch", "ExecuTorch", ".pte"), ("litert", "LiteRT", ".tflite")):
-        if (runtime == program) != (fmt == program):
-            raise ValueError(f"{path}: {label} runs {suffix} files only, and only {label} runs them")
+    for p in PROGRAMS.values():
+        if (runtime == p.runtime) != (fmt == p.runtime):
+            raise ValueError(f"{path}: {p.label} runs {p.suffix} files only, and only {p.label} runs them")
     if not path.is_file():
         raise FileNotFoundError(f"artefact not found: {path}")
     if runtime == "openvino":

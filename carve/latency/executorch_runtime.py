@@ -15,9 +15,9 @@ from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
 from .qdq import check_patterns, kept_modules, outside_modules
-from .flatbuffer_ids import check_identifier, has_identifier
+from .program_formats import PROGRAMS
 
-MAGIC = b"ET12"
+FORMAT = PROGRAMS["executorch"]
 
 
 def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
@@ -69,7 +69,7 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
 
 def is_pte(data: bytes) -> bool:
     """True when ``data`` starts like an ExecuTorch program (FlatBuffer with the ``ET12`` identifier)."""
-    return has_identifier(data, MAGIC)
+    return FORMAT.matches(data)
 
 
 def executorch_method(path: str | Path, threads: int = 1) -> Any:
@@ -79,6 +79,6 @@ def executorch_method(path: str | Path, threads: int = 1) -> Any:
         from executorch.runtime import Runtime
     except ImportError as exc:
         raise RuntimeError("runtime='executorch' needs the executorch package (pip install executorch)") from exc
-    check_identifier(path, MAGIC, "an ExecuTorch program")
+    FORMAT.check(path)
     portable_lib._unsafe_reset_threadpool(threads)
     return Runtime.get().load_program(str(path)).load_method("forward")

@@ -16,9 +16,9 @@ from torch import nn
 from carve.zoo.mobileone import deployed
 
 from .qdq import check_patterns, kept_modules, outside_modules
-from .flatbuffer_ids import check_identifier, has_identifier
+from .program_formats import PROGRAMS
 
-MAGIC = b"TFL3"
+FORMAT = PROGRAMS["litert"]
 
 
 def export_tflite(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
@@ -91,7 +91,7 @@ def _keep_float_quantizer(kept: Sequence[str]) -> Any:
 
 def is_tflite(data: bytes) -> bool:
     """True when ``data`` starts like a LiteRT model (FlatBuffer with the ``TFL3`` identifier)."""
-    return has_identifier(data, MAGIC)
+    return FORMAT.matches(data)
 
 
 def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
@@ -100,7 +100,7 @@ def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
         raise RuntimeError("runtime='litert' needs the ai-edge-litert package (pip install ai-edge-litert)") from exc
-    check_identifier(path, MAGIC, "a LiteRT model")
+    FORMAT.check(path)
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter

@@ -14,6 +14,7 @@ from carve.zoo import create_model
 from .artefact import ARTEFACT_RUNTIMES
 from .cache import LatencyCache
 from .fingerprint import device_fingerprint, fingerprint_key, physical_cores
+from .program_formats import PROGRAMS
 from .protocol import PROTOCOLS, Protocol, summarize, time_runs, warm_up
 from .result import LatencyResult
 from .runtime import input_channels, make_runner, model_key, resolve_spec_or_module, torch_threads
@@ -103,7 +104,7 @@ def _measure_on_agent(model: torch.nn.Module, device: str, runtime: str, batch: 
     if name is None:
         raise ValueError(f"protocol: a remote device runs a named protocol ({', '.join(PROTOCOLS)}), not a custom one")
     cond: dict[str, Any] = {}
-    if runtime in ("executorch", "litert"):
+    if runtime in PROGRAMS:
         path = cached_program(runtime, model, batch, input_size, cin, None, mkey, cond)
     else:
         path = cached_onnx(model.eval(), batch, input_size, cin, None, mkey, cond)

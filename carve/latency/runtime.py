@@ -17,6 +17,8 @@ from torch import nn
 from carve.zoo import ArchSpec, create_model, resolve_spec
 from carve.zoo.mobileone import reparameterize
 
+from .program_formats import PROGRAMS
+
 RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "executorch", "litert")  # the one list every --runtime choice comes from
 
 
@@ -130,7 +132,7 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
     cond: dict[str, Any] = dict(runtime=runtime, device=device, batch=batch, input_size=input_size,
                                 in_channels=cin, threads=threads, channels_last=channels_last,
                                 clock="cuda-events" if dev.type == "cuda" else clock)
-    if runtime in ("executorch", "litert"):
+    if runtime in PROGRAMS:
         return _program_runner(runtime, model, dev, batch, input_size, cin, threads, onnx_dir,
                                key or model_key(model), cond, clock)
     if runtime == "openvino":
@@ -210,7 +212,7 @@ def cached_program(runtime: str, model: nn.Module, batch: int, size: int, cin: i
     folder when already there."""
     from .cache import cache_dir
 
-    suffix = {"executorch": "pte", "litert": "tflite"}[runtime]
+    suffix = PROGRAMS[runtime].suffix.lstrip(".")
     path = (cache or cache_dir() / suffix) / f"{key.replace(':', '_')}_{batch}x{cin}x{size}.{suffix}"
     t0 = time.perf_counter()
     if not path.is_file():
