@@ -1,6 +1,6 @@
 """Train the carve supernet on the Tiny ImageNet shards (sandwich rule, in-place distillation) and ship it.
 
-    python benchmarks/supernet_tiny_imagenet.py [--epochs 30] [--random-subnets 2] [--seed 0]
+    python benchmarks/supernet_tiny_imagenet.py [--space carve] [--epochs 30] [--random-subnets 2] [--seed 0]
         [--init-from carve_100@carve:tiny-imagenet]
 
 Trains ``carve.train.train_supernet`` at the shards' native 64 px (resumable: re-running continues
@@ -36,8 +36,8 @@ ZOO = ("carve_075", "carve_100", "carve_125")
 
 def recipe(args: argparse.Namespace) -> dict:
     """The supernet recipe (SupernetTrainConfig fields)."""
-    return dict(data=args.data, epochs=args.epochs, img_size=args.img_size, batch_size=args.batch_size, lr=args.lr,
-                base_batch_size=256, momentum=0.9, weight_decay=5e-5, warmup_epochs=2.0, label_smoothing=0.1,
+    return dict(space=args.space, data=args.data, epochs=args.epochs, img_size=args.img_size, batch_size=args.batch_size, lr=args.lr,
+                base_batch_size=256, momentum=0.9, weight_decay=5e-5, warmup_epochs=args.warmup_epochs, label_smoothing=0.1,
                 aug="weak", random_subnets=args.random_subnets, kd_temperature=1.0, resolutions=tuple(args.resolutions),
                 bn_recalibration=20, val_fraction=0.1, eval_every=args.eval_every, workers=args.workers,
                 seed=args.seed, init_from=args.init_from, max_steps=args.max_steps, device=args.device,
@@ -62,6 +62,21 @@ def score(supernet: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def top1_500(supernet: torch.nn.Module, data: str, seed: int = 0) -> float:
+    """The largest sub-network's top-1 on the first 500 held-out images, BatchNorm re-estimated on 10
+    batches of 64 training images: the manifest's check figure (tests/zoo/test_shipped.py repeats it)."""
+    from torch.utils.data import DataLoader
+
+    from carve.train import build_transforms, collate_skipping
+    from carve.train.shards import ShardDataset
+
+    calib = calibration_loader(data, 64, 64, 10, 0, seed)
+    held_out = DataLoader(ShardDataset(data, "val", build_transforms("none", 64, False), val_fraction=0.1, limit=500),
+                          batch_size=250, collate_fn=collate_skipping)
+    device = next(supernet.parameters()).device
+    return round(evaluate_subnetworks(supernet, dict(largest=supernet.largest()), calib, held_out, device)["largest"], 2)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -83,12 +98,14 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/tiny-imagenet")
+    p.add_argument("--space", default="carve", help="built-in supernet space (carve, carve_compact) or a space file")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--max-steps", type=int, default=0, help="smoke runs: cap the optimizer steps")
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--resolutions", type=int, nargs="*", default=[48, 56, 64])
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.4, help="per 256 images (scaled to the batch)")
+    p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--random-subnets", type=int, default=2)
     p.add_argument("--init-from", default=None, help="NAME@TAG or weights file implanted before training")
     p.add_argument("--eval-every", type=int, default=5)
@@ -132,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             eval=dict(input_size=args.img_size, crop_pct=1.0, interpolation="bilinear",
                       mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], bn_recalibration_batches=50),
             recipe=cfg.to_dict(), command=command, seed=args.seed, train_s=train_s,
+            top1_500=top1_500(supernet, args.data, args.seed),
             metrics=dict(top1_largest=by["largest"]["top1"], top1_smallest=by["smallest"]["top1"])))
         print(f"shipped {rec['file']} (sha256 {rec['sha256'][:12]}...)")
     res = Path(args.results)

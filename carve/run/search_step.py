@@ -26,14 +26,16 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     data = str(cfg.data_path("classify"))
     num_classes = len(class_names(data))
     inherit_from = None
-    if s.objective.accuracy == "inherited":  # candidates start from the shipped weights of the space's base
+    if s.supernet is None and s.objective.accuracy == "inherited":  # candidates start from the shipped weights of the space's base
         inherit_from = f"{get_space(s.space).base}@{cfg.pretrained}"
     objective = replace(s.objective, data=data, num_classes=num_classes, runtime=zoo["runtime"],
                         threads=cfg.zoo.threads, latency_size=zoo["input_size"], seed=cfg.seed,
                         inherit_from=inherit_from)
     budget = zoo["budget_ms"] * s.budget_factor
+    # a supernet's resolution choice is the deploy resolution: candidates are timed there
+    resolution = s.resolution or (zoo["input_size"] if s.supernet else None)
     sc = replace(s, objective=objective, out_dir=str(out), latency_budget_ms=budget, resume=True, seed=cfg.seed,
-                 progress=True)
+                 progress=True, resolution=resolution)
     result = search(sc)
     if not result.pareto:
         raise RuntimeError(f"search: no trial of {result.n_complete} met the latency budget of "
@@ -49,11 +51,11 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     plot_study(study, out / "pareto.png", {hand: reference}, budget,
                title="Search: accuracy vs latency (green lines: zoo models' latency)",
                zoo_latency={r["name"]: r["latency_ms"] for r in zoo["models"]},
-               accuracy_label=f"accuracy estimate ({s.objective.accuracy}: held-out top-1 %)")
+               accuracy_label=f"accuracy estimate ({sc.objective.accuracy}: held-out top-1 %)")
     pareto = [e.as_dict() for e in result.pareto]
     storage = sc.storage_url.removeprefix("sqlite:///")
     return dict(study=result.study_name, storage=rel(state, storage), space=sc.space, inherit_from=inherit_from,
-                estimator=s.objective.accuracy, num_classes=num_classes,
+                supernet=s.supernet, estimator=sc.objective.accuracy, num_classes=num_classes,
                 n_complete=result.n_complete, n_failed=result.n_failed, budget_ms=round(budget, 3),
                 pareto=[{k: v for k, v in e.items() if k != "spec"} for e in pareto], reference=reference,
                 best=dict(number=best.number, accuracy=best.accuracy, latency_ms=best.latency_ms,

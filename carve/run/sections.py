@@ -56,6 +56,10 @@ def search_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[
 
 
 def _estimator(s: dict, cfg: RunConfig) -> str:
+    if s.get("estimator") == "supernet":
+        return (f"Each trial is a sub-network of the shipped supernet {s.get('supernet')} with its weights, its "
+                f"BatchNorm statistics re-estimated, scored by top-1 on held-out images of "
+                f"{Path(cfg.data.classify).name} and by its latency measured in the deploy runtime.")
     if s.get("estimator") == "inherited":
         base = str(s.get("inherit_from", "")).partition("@")[0]
         return (f"Each trial is a channel sub-network of {base} that inherits its shipped weights, its BatchNorm "

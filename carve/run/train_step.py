@@ -14,15 +14,25 @@ from .state import RunState, rel
 
 def starting_points(cfg: RunConfig, state: RunState, zoo: dict, search: dict) -> tuple[dict[str, nn.Module], str]:
     """The found and the hand-designed model as training starts, and the footing they share in words:
-    both from shipped weights (the found one inherits its base's) or both from random initialisation."""
+    both from shipped weights (the found one extracted from the supernet, or inheriting its base's) or
+    both from random initialisation."""
     from carve.search.inherited import load_source
     from carve.zoo import create_model, load_spec
     from carve.zoo.subnets import inherit
+    from carve.zoo.supernet import extract, load_supernet
 
     spec = load_spec(state.root / search["best"]["spec"]).replace(name="carve_found")
     classes = search["num_classes"]
     hand = zoo["hand_designed"]
-    if search.get("inherit_from"):
+    if search.get("supernet"):
+        supernet = load_supernet(search["supernet"])
+        found = extract(supernet, supernet.fit_spec(spec))
+        if found.num_classes != classes:
+            found.reset_classifier(classes)
+        reference = create_model(hand, pretrained=cfg.pretrained, num_classes=classes)
+        footing = (f"both start from carve's shipped {cfg.pretrained} weights: the found model is a sub-network "
+                   f"of the shipped supernet ({search['supernet']}) with its weights, {hand} loads its own")
+    elif search.get("inherit_from"):
         source = load_source(search["inherit_from"])
         found = inherit(source, spec.with_num_classes(source.spec.head.num_classes))
         if found.num_classes != classes:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from carve.zoo import create_model, get_entry
+from carve.zoo import create_model, get_entry, profile
 from carve.zoo.channel_order import channel_groups, importance, sort_channels
 from carve.zoo.elastic import ElasticSpace, carve_space, space_from_dict, subnetwork_plan
 from carve.zoo.subnets import SubnetError
@@ -48,8 +48,27 @@ def test_the_largest_subnetwork_is_at_least_carve_125(supernet: Supernet) -> Non
     assert sum(p.numel() for p in supernet.parameters()) > sum(p.numel() for p in create_model(c125).parameters())
 
 
+@pytest.fixture(scope="module")
+def compact() -> Supernet:
+    torch.manual_seed(0)
+    net = Supernet("carve_compact", num_classes=10)
+    _randomise(net, 2)
+    return net.eval()
+
+
+def test_the_compact_space_just_contains_carve_125(compact: Supernet) -> None:
+    big, c125 = compact.spec, get_entry("carve_125").spec()
+    assert [len(s.blocks) for s in big.stages] == [len(s.blocks) for s in c125.stages]
+    assert all(b.kernel == 5 for st in big.stages[1:] for b in st.blocks if b.kind == "ir")
+    c125_params = sum(p.numel() for p in create_model(c125.with_num_classes(10)).parameters())
+    assert c125_params < sum(p.numel() for p in compact.parameters()) < 1.3 * c125_params
+    assert profile(create_model(compact.smallest()), 224).macs < profile(create_model("carve_075"), 224).macs / 1.8
+
+
+@pytest.mark.parametrize("space", ["carve", "carve_compact"])
 @pytest.mark.parametrize("name", ["carve_075", "carve_100", "carve_125"])
-def test_zoo_carve_models_are_subnetworks(supernet: Supernet, images: torch.Tensor, name: str) -> None:
+def test_zoo_carve_models_are_subnetworks(request, images: torch.Tensor, space: str, name: str) -> None:
+    supernet = request.getfixturevalue("supernet" if space == "carve" else "compact")
     spec = get_entry(name).spec().with_num_classes(10)
     model = extract(supernet, spec).eval()
     assert model.spec == spec  # the zoo model's own architecture, not an approximation
