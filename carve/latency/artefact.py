@@ -103,9 +103,9 @@ def _executorch(path: Path, threads: int) -> Artefact:
     method = executorch_method(path, threads)
     dims = tuple(int(d) for d in method.metadata.input_tensor_meta(0).sizes())
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return method.execute([torch.from_numpy(x)])[0].numpy()
-    return Artefact(path, "executorch", run, dims)
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        return [t.numpy() for t in method.execute([torch.from_numpy(x)])]
+    return Artefact(path, "executorch", lambda x: run_all(x)[0], dims, run_all)
 
 
 def _litert(path: Path, threads: int) -> Artefact:
