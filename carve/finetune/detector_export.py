@@ -353,7 +353,8 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
         r = measure_artefact(out, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
         report["latency"] = _latency(r, cfg)
         if nms is not None:
-            report["latency"]["timed"] = "the program only: NMS and the top-k after it (Python) are not timed"
+            report["latency"].update(input="random normal", timed="the program only: NMS and the top-k after it "
+                                                                  "(Python) are not timed")
         report["fingerprint"] = r.fingerprint
         if fp32 is not None:
             f = measure_artefact(fp32, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
