@@ -2,8 +2,9 @@
 [--int8 --calib DATA] [--dynamic-batch] [--cluster-bits N] [-o PATH]``.
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
-and shipped as a detector (boxes, scores, labels; NMS in the graph) with a COCO mAP check; with
-``--int8`` its backbone and head are INT8, calibrated on the detection dataset ``--calib`` names.
+and shipped as a detector (boxes, scores, labels; NMS in the graph, or for ExecuTorch and LiteRT
+after the program in carve's post-processing) with a COCO mAP check; with ``--int8`` (ONNX,
+OpenVINO) its backbone and head are INT8, calibrated on the detection dataset ``--calib`` names.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="ship a model or a detect checkpoint as ONNX, OpenVINO IR, ExecuTorch, LiteRT or "
                                       "Core ML (FP32, INT8 or palettised) with a parity report",
                        description="A carve finetune detect checkpoint (last.pt/best.pt) is exported as a "
-                                   "detector (--to onnx or openvino; --size, --batch, --data, --subset, "
+                                   "detector (--to onnx or openvino with NMS in the graph, --to executorch or "
+                                   "litert with NMS after the program, in Python; --size, --batch, --data, --subset, "
                                    "--parity-images for its COCO mAP check; the run's data and img_size by "
                                    "default; --int8 --calib DATASET [--calib-images N] for an INT8 backbone "
                                    "and head); anything else as a classifier. --config FILE holds the fields of "
@@ -104,6 +106,8 @@ def _print_detector(cfg: Any, as_json: bool) -> int:
     print(f"COCO mAP on {m['images']} images ({m['data']}, {m['subset']}): PyTorch AP {pct(m['pytorch']['AP'])} / "
           f"AP50 {pct(m['pytorch']['AP50'])}, {report['runtime']} AP {pct(m['exported']['AP'])} / "
           f"AP50 {pct(m['exported']['AP50'])} (difference {m['difference']['AP']:+.4f})")
+    if "thresholds_outside" in report:
+        print(f"NMS after the program (carve post-processing): {report['thresholds_outside']}")
     print(f"detections vs PyTorch: top-{p['top']} labels agree {p['top_label_agreement']:.1%}, "
           f"max box diff {p['max_box_diff_px']:.2e} px, same count on {p['same_count_share']:.0%} of images")
     if "quantization" in report:

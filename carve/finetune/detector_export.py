@@ -1,5 +1,7 @@
 """``export_detector``: a ``carve finetune detect`` checkpoint shipped as one ONNX file (or OpenVINO
-IR) with box decoding and NMS inside the graph, and a report comparing its COCO mAP in the runtime
+IR) with box decoding and NMS inside the graph, or as an ExecuTorch / LiteRT program that stops
+before NMS (:mod:`carve.finetune.detector_programs`: NMS runs after it, in carve's Python
+post-processing), and a report comparing its COCO mAP in the runtime
 with PyTorch's on real images. With ``int8``, the backbone and head are INT8 (decoding and NMS
 stay float; :mod:`carve.finetune.detector_int8`) and the report adds the FP32 graph's mAP, the
 agreement of their boxes and both latencies.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,16 +29,19 @@ from carve.files import write_json
 from carve.latency.artefact import open_artefact
 from carve.latency.artefact_latency import file_digest, measure_artefact
 from carve.latency.onnx_export import export_onnx
+from carve.latency.program_formats import PROGRAMS
 from carve.latency.protocol import PROTOCOLS
 from carve.train import load_checkpoint
 
 from .dataset import DetectionDataset
-from .detector_graph import ONNX_TRANSLATIONS, DetectorGraph, SingleStageFPNGraph, SSDGraph, graph_input
+from .detector_graph import (ONNX_TRANSLATIONS, DetectorGraph, NmsSettings, SingleStageFPNGraph, SSDGraph,
+                             graph_input)
+from .detector_programs import POSTPROCESSING, PROGRAM_TARGETS, export_program, with_nms
 from .sources import FORMATS
 
-DETECTOR_TARGETS = ("onnx", "openvino")
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
-RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino"}
+DETECTOR_TARGETS = ("onnx", "openvino") + PROGRAM_TARGETS
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"} | {t: PROGRAMS[t].suffix for t in PROGRAM_TARGETS}
+RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino"} | {t: PROGRAMS[t].runtime for t in PROGRAM_TARGETS}
 EXPORTABLE_HEADS = ("ssdlite", "retinanet", "fcos")
 OUTPUT_NAMES = ["boxes", "scores", "labels", "batch_index"]
 COMPARED_TOP = 10  # detections per image compared one by one
@@ -47,8 +52,11 @@ class DetectorExportConfig(Config):
     """Which detect checkpoint to ship, in which format and input shape, and the images its mAP check uses."""
 
     model: str | None = setting(None, help="last.pt / best.pt of a carve finetune detect run")
-    to: str = setting("onnx", choices=DETECTOR_TARGETS, help="artefact format: ONNX (ONNX Runtime) or OpenVINO IR")
-    out: str | None = setting(None, help="artefact path (default: exports/BACKBONE_HEAD.onnx or .xml); the report "
+    to: str = setting("onnx", choices=DETECTOR_TARGETS, help="artefact format: ONNX (ONNX Runtime), OpenVINO IR "
+                                                             "(both with NMS in the graph), ExecuTorch or LiteRT "
+                                                             "(NMS after the program, in Python)")
+    out: str | None = setting(None, help="artefact path (default: exports/BACKBONE_HEAD and the format's suffix: "
+                                         ".onnx, .xml, .pte, .tflite); the report "
                                          "goes beside it as NAME.report.json")
     size: int | None = setting(None, ">= 32", help="input side in px (default: the run's img_size)")
     batch: int = setting(1, ">= 1", help="images per call, fixed in the graph")
@@ -69,6 +77,9 @@ class DetectorExportConfig(Config):
     def check(self) -> None:
         if not self.model:
             raise self.error("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
+        if self.int8 and self.to in PROGRAM_TARGETS:
+            raise self.error("int8", f"INT8 detectors for --to {self.to} are not yet supported (FP32 only; INT8: "
+                                     "--to onnx or openvino)")
         if self.int8 and not self.calib:
             raise self.error("calib", "--int8 needs calibration images (--calib DATA, a detection dataset: COCO, "
                                       "YOLO or VOC, e.g. the run's data)")
@@ -245,6 +256,11 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
                                                 _held_out(cfg, dataset))
     thresholds = dict(score_thresh=graph.score_thresh, nms_thresh=graph.nms_thresh,
                       topk_candidates=graph.topk_candidates, detections_per_img=graph.detections_per_img)
+    if cfg.to in PROGRAM_TARGETS:
+        thresholds = dict(topk_candidates=graph.topk_candidates)
+        with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
+            _place(export_program(graph, Path(tmp) / f"model{SUFFIX[cfg.to]}", cfg.to, size, cfg.batch), out)
+        return _report(cfg, model, meta, dataset, size, out, thresholds, nms=graph.nms_settings)
     with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
         onnx_file = export_onnx(graph, Path(tmp) / "model.onnx", input_size=size, batch=cfg.batch, in_channels=3,
                                 translations=ONNX_TRANSLATIONS, names=(["images"], OUTPUT_NAMES))
@@ -274,8 +290,9 @@ def _held_out(cfg: DetectorExportConfig, dataset: DetectionDataset) -> Detection
 
 def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], dataset: DetectionDataset, size: int,
             out: Path, thresholds: dict[str, float], fp32: Path | None = None,
-            quantization: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report; with ``fp32`` (the FP32 artefact of an INT8 export), INT8 against it as well."""
+            quantization: dict[str, Any] | None = None, nms: NmsSettings | None = None) -> dict[str, Any]:
+    """The report; with ``fp32`` (the FP32 artefact of an INT8 export), INT8 against it as well; with
+    ``nms`` (a pre-NMS program), the runtime's detections are the program's followed by that selection."""
     from .evaluate import coco_metrics, evaluate_detector, to_coco_results
 
     files = [out] + ([out.with_suffix(".bin")] if cfg.to == "openvino" else [])
@@ -289,14 +306,21 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
         class_names=list(meta["class_names"]), cat_ids=list(meta["cat_ids"]), thresholds_in_graph=thresholds,
         postprocessing="box decoding and class-wise NMS in the graph (ONNX NonMaxSuppression); outside it only "
                        "the boxes' scaling to the image size (carve.finetune.detector_export.split_detections)")
+    if nms is not None:
+        report["outputs"] = dict(boxes="[B, N, 4] x1 y1 x2 y2 in input pixels, decoded and clipped",
+                                 candidates="[B, C, N] score of each box for class column c, -1 where it is no "
+                                            "candidate")
+        report["thresholds_outside"] = asdict(nms)
+        report["postprocessing"] = POSTPROCESSING
     if quantization is not None:
         report["quantization"] = quantization
     images = _held_out(cfg, dataset)
     art = open_artefact(out, RUNTIME[cfg.to], cfg.threads)
+    run_all = art.run_all if nms is None else with_nms(art.run_all, nms)
     square = meta["config"]["head"] != "ssdlite"  # SSD resizes to a square itself; the FPN heads keep the aspect
     reference_model = SquareInput(model, size) if square else model
     reference_metrics, reference = evaluate_detector(reference_model, images, batch_size=cfg.batch)
-    exported = runtime_predictions(art.run_all, images, size, cfg.batch)
+    exported = runtime_predictions(run_all, images, size, cfg.batch)
     ground_truth = images.to_coco()
     ground_truth["images"] = [i for i in ground_truth["images"] if i["id"] in reference]
     ground_truth["annotations"] = [a for a in ground_truth["annotations"] if a["image_id"] in reference]
@@ -328,6 +352,9 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
     if cfg.latency:
         r = measure_artefact(out, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])
         report["latency"] = _latency(r, cfg)
+        if nms is not None:
+            report["latency"].update(input="random normal", timed="the program only: NMS and the top-k after it "
+                                                                  "(Python) are not timed")
         report["fingerprint"] = r.fingerprint
         if fp32 is not None:
             f = measure_artefact(fp32, RUNTIME[cfg.to], cfg.threads, cfg.batch, size, PROTOCOLS[cfg.protocol])

@@ -16,10 +16,16 @@ Rows of one image follow each other, best score first, at most ``detections_per_
 the same detections as the torchvision detector's ``postprocess_detections`` (score above
 ``score_thresh``, the ``topk_candidates`` best per class (SSD) or per feature map (RetinaNet,
 FCOS), NMS per class at ``nms_thresh``; then the best overall).
+
+Runtimes without such an operator (ExecuTorch's kernels, LiteRT) get the graph built with
+``pre_nms=True``: it stops after box decoding and returns ``boxes`` ``[B, N, 4]`` and the per-class
+``candidates`` ``[B, C, N]``, and :func:`select_detections`, the very function the full graph
+ends with, runs after it in eager PyTorch, so the rows are the same.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,16 +76,51 @@ ONNX_TRANSLATIONS = {torch.ops.carve.class_nms.default: _class_nms_onnx}
 """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``: ``carve::class_nms`` as ONNX NMS."""
 
 
+@dataclass(frozen=True)
+class NmsSettings:
+    """The detector's selection after its candidates: score threshold, NMS IoU, detections kept per
+    image, and the label of class column 0."""
+
+    score_thresh: float
+    nms_thresh: float
+    detections_per_img: int
+    label_offset: int
+
+
+def select_detections(boxes: torch.Tensor, candidates: torch.Tensor, settings: NmsSettings
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``boxes`` ``[B, N, 4]`` and ``candidates`` ``[B, C, N]`` (-1 where a box is no candidate for a
+    class) to ``(boxes, scores, labels, batch_index)``: per image, NMS per class, then the best
+    ``detections_per_img``. The graph runs it inside (exportable to ONNX); a pre-NMS program's
+    runner runs it after the program, in eager PyTorch."""
+    parts = [_image(boxes[b:b + 1], candidates[b:b + 1], b, settings) for b in range(boxes.shape[0])]
+    return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
+
+
+def _image(boxes: torch.Tensor, scores: torch.Tensor, index: int, s: NmsSettings
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One image's detections, best first."""
+    kept = class_nms(boxes, scores, s.detections_per_img, s.nms_thresh, s.score_thresh)
+    cls, box = kept[:, 1], kept[:, 2]
+    score = scores[0, cls, box]
+    score, order = score.topk(torch.sym_min(score.shape[0], s.detections_per_img))
+    box, cls = box[order], cls[order]
+    return boxes[0, box], score, cls + s.label_offset, torch.full_like(cls, index)
+
+
 class DetectorGraph(nn.Module):
     """What the exportable detectors share: input normalisation, the anchors (or points) for the
     fixed ``S x S`` input as a constant, and per-image NMS with the detector's own thresholds.
     ``forward(images)`` with ``images`` ``[B, 3, S, S]`` RGB in [0, 1] (already resized to
     ``S x S``) returns ``(boxes, scores, labels, batch_index)`` as the module docstring says; ``B``
-    is fixed when the graph is exported (each image runs its own NMS)."""
+    is fixed when the graph is exported (each image runs its own NMS). With ``pre_nms`` it returns
+    :meth:`candidates` instead, the input of :func:`select_detections`."""
 
-    def __init__(self, detector: nn.Module, img_size: int):
+    label_offset: int  # the label of class column 0
+
+    def __init__(self, detector: nn.Module, img_size: int, pre_nms: bool = False):
         super().__init__()
-        self.img_size = img_size
+        self.img_size, self.pre_nms = img_size, pre_nms
         self.backbone, self.head, self.box_coder = detector.backbone, detector.head, detector.box_coder
         self.score_thresh, self.nms_thresh = float(detector.score_thresh), float(detector.nms_thresh)
         self.detections_per_img, self.topk_candidates = int(detector.detections_per_img), int(detector.topk_candidates)
@@ -103,22 +144,21 @@ class DetectorGraph(nn.Module):
         per_cell = anchors.shape[0] // sum(cells)
         return anchors, [c * per_cell for c in cells]
 
-    def _detections(self, boxes: torch.Tensor, scores: torch.Tensor, label_offset: int
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``boxes`` ``[B, N, 4]`` and ``scores`` ``[B, C, N]`` (-1 where a box is no candidate for a
-        class) to the graph's outputs; class column ``c`` is label ``c + label_offset``."""
-        parts = [self._image(boxes[b:b + 1], scores[b:b + 1], b, label_offset) for b in range(boxes.shape[0])]
-        return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        boxes, candidates = self.candidates(images)
+        if self.pre_nms:
+            return boxes, candidates
+        return select_detections(boxes, candidates, self.nms_settings)
 
-    def _image(self, boxes: torch.Tensor, scores: torch.Tensor, index: int, label_offset: int
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One image's detections, best first: NMS per class, then the best ``detections_per_img``."""
-        kept = class_nms(boxes, scores, self.detections_per_img, self.nms_thresh, self.score_thresh)
-        cls, box = kept[:, 1], kept[:, 2]
-        score = scores[0, cls, box]
-        score, order = score.topk(torch.sym_min(score.shape[0], self.detections_per_img))
-        box, cls = box[order], cls[order]
-        return boxes[0, box], score, cls + label_offset, torch.full_like(cls, index)
+    def candidates(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded, clipped ``boxes`` ``[B, N, 4]`` and the per-class candidate scores ``[B, C, N]``
+        (-1 where a box is no candidate for a class): everything before NMS."""
+        raise NotImplementedError
+
+    @property
+    def nms_settings(self) -> NmsSettings:
+        """What the selection after :meth:`candidates` needs."""
+        return NmsSettings(self.score_thresh, self.nms_thresh, self.detections_per_img, self.label_offset)
 
     def _clip(self, boxes: torch.Tensor) -> torch.Tensor:
         from torchvision.ops import boxes as box_ops
@@ -130,14 +170,16 @@ class SSDGraph(DetectorGraph):
     """A torchvision ``SSD`` (as ``carve finetune detect`` builds SSDLite): softmax scores, the
     ``topk_candidates`` best anchors of each class, NMS per class."""
 
-    def __init__(self, ssd: nn.Module, img_size: int):
+    def __init__(self, ssd: nn.Module, img_size: int, pre_nms: bool = False):
         from torchvision.models.detection.ssd import SSD
 
         if not isinstance(ssd, SSD):
             raise TypeError(f"SSDGraph wraps a torchvision SSD, got {type(ssd).__name__}")
-        super().__init__(ssd, img_size)
+        super().__init__(ssd, img_size, pre_nms)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    label_offset = 1  # column 0 of the softmax is the background
+
+    def candidates(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = list(self.backbone((images - self.mean) / self.std).values())
         out = self.head(features)
         batch, anchors = images.shape[0], self.anchors.shape[0]
@@ -146,7 +188,7 @@ class SSDGraph(DetectorGraph):
         scores = torch.softmax(out["cls_logits"], dim=-1)[:, :, 1:].transpose(1, 2)  # [B, classes, anchors]
         best, where = scores.topk(min(self.topk_candidates, anchors), dim=2)
         candidates = torch.full_like(scores, -1.0).scatter(2, where, best)  # the rest can never pass the threshold
-        return self._detections(boxes, candidates, 1)
+        return boxes, candidates
 
 
 class SingleStageFPNGraph(DetectorGraph):
@@ -155,7 +197,7 @@ class SingleStageFPNGraph(DetectorGraph):
     root), decoded; then NMS per class over all maps. The input side must be a multiple of 32 (the
     PyTorch detector pads to one) and the detector's own resize must leave it as it is."""
 
-    def __init__(self, detector: nn.Module, img_size: int):
+    def __init__(self, detector: nn.Module, img_size: int, pre_nms: bool = False):
         from torchvision.models.detection.fcos import FCOS
         from torchvision.models.detection.retinanet import RetinaNet
 
@@ -163,10 +205,12 @@ class SingleStageFPNGraph(DetectorGraph):
             raise TypeError(f"SingleStageFPNGraph wraps a torchvision RetinaNet or FCOS, got {type(detector).__name__}")
         if img_size % 32:
             raise ValueError(f"size: {detector.__class__.__name__} graphs need a multiple of 32, got {img_size}")
-        super().__init__(detector, img_size)
+        super().__init__(detector, img_size, pre_nms)
         self.fcos = isinstance(detector, FCOS)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    label_offset = 0
+
+    def candidates(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = list(self.backbone((images - self.mean) / self.std).values())
         out = self.head(features)
         batch, classes = images.shape[0], out["cls_logits"].shape[-1]
@@ -188,4 +232,4 @@ class SingleStageFPNGraph(DetectorGraph):
         best_all, labels_all = torch.cat(best, 1), torch.cat(labels, 1)
         columns = torch.arange(classes, device=images.device).view(1, -1, 1)
         candidates = torch.where(labels_all[:, None, :] == columns, best_all[:, None, :], -1.0)  # [B, classes, N]
-        return self._detections(torch.cat(boxes, 1), candidates, 0)
+        return torch.cat(boxes, 1), candidates

@@ -103,9 +103,9 @@ def _executorch(path: Path, threads: int) -> Artefact:
     method = executorch_method(path, threads)
     dims = tuple(int(d) for d in method.metadata.input_tensor_meta(0).sizes())
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return method.execute([torch.from_numpy(x)])[0].numpy()
-    return Artefact(path, "executorch", run, dims)
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        return [t.numpy() for t in method.execute([torch.from_numpy(x)])]
+    return Artefact(path, "executorch", lambda x: run_all(x)[0], dims, run_all)
 
 
 def _litert(path: Path, threads: int) -> Artefact:
@@ -113,13 +113,27 @@ def _litert(path: Path, threads: int) -> Artefact:
 
     interpreter = litert_interpreter(path, threads)
     inp = interpreter.get_input_details()[0]
-    outs = interpreter.get_output_details()
+    outs = _litert_outputs(interpreter)
 
     def run_all(x: np.ndarray) -> list[np.ndarray]:
         interpreter.set_tensor(inp["index"], _to_tensor(x, inp))
         interpreter.invoke()
         return [_from_tensor(interpreter.get_tensor(o["index"]), o) for o in outs]
     return Artefact(path, "litert", lambda x: run_all(x)[0], tuple(int(d) for d in inp["shape"]), run_all)
+
+
+def _litert_outputs(interpreter: Any) -> list[dict[str, Any]]:
+    """The output details in the model's own output order: litert-torch names a signature's outputs
+    ``output_0, output_1, ...``, and the interpreter lists its output tensors in another order."""
+    outs = interpreter.get_output_details()
+    signatures = interpreter._get_full_signature_list()
+    if len(outs) < 2 or len(signatures) != 1:
+        return outs
+    named = next(iter(signatures.values()))["outputs"]
+    if sorted(named) != sorted(f"output_{i}" for i in range(len(outs))):
+        return outs
+    by_index = {o["index"]: o for o in outs}
+    return [by_index[named[f"output_{i}"]] for i in range(len(outs))]
 
 
 def _to_tensor(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
