@@ -54,7 +54,8 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
                accuracy_label=f"accuracy estimate ({sc.objective.accuracy}: held-out top-1 %)")
     pareto = [e.as_dict() for e in result.pareto]
     storage = sc.storage_url.removeprefix("sqlite:///")
-    return dict(study=result.study_name, storage=rel(state, storage), space=sc.space, inherit_from=inherit_from,
+    space = sc.load_space().name if sc.supernet else sc.space
+    return dict(study=result.study_name, storage=rel(state, storage), space=space, inherit_from=inherit_from,
                 supernet=s.supernet, estimator=sc.objective.accuracy, num_classes=num_classes,
                 n_complete=result.n_complete, n_failed=result.n_failed, budget_ms=round(budget, 3),
                 pareto=[{k: v for k, v in e.items() if k != "spec"} for e in pareto], reference=reference,

@@ -13,7 +13,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--enable-logging=stderr", "--v=0", "--window-size=1100,6400"]
 
 
-# the shipped weights the run starts from (search base and reference), randomly initialised for the tests
+# the shipped weights the run starts from (search base, reference and the supernet), randomly initialised for the tests
 SHIPPED = ("carve_100", "mobilenet_v3_large_100")
 
 
@@ -22,10 +22,15 @@ def publish_test_weights(folder: Path, tag: str = "carve:tiny-imagenet") -> Path
     from carve.zoo import create_model
     from carve.zoo.shipped import publish
 
+    from carve.zoo.supernet import SHIPPED_NAME, Supernet
+
     torch.manual_seed(0)
     for name in SHIPPED:
         publish(create_model(name, num_classes=202), name, tag,
                 dict(dataset="tiny-imagenet-202", top1=0.5, top5=2.5, eval=dict(input_size=64, crop_pct=1.0)), folder)
+    supernet = Supernet("carve_compact", num_classes=202)
+    publish(supernet, SHIPPED_NAME, tag, dict(dataset="tiny-imagenet-202", space=supernet.space.to_dict(), top1=0.5,
+                                              eval=dict(input_size=64, crop_pct=1.0)), folder)
     return folder
 
 
