@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 COCO128 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco128"
 # 250 has no objects, 257 holds a crowd annotation; the others are ordinary images.
@@ -73,3 +74,24 @@ def copy_raccoon(dst: Path, train: int = 6, val: int = 3) -> Path:
 def raccoon_subset(tmp_path: Path) -> Path:
     """A writable copy of 6 training and 3 validation raccoon images (VOC layout)."""
     return copy_raccoon(tmp_path / "raccoon")
+
+
+DETECTOR_SIZE = 96  # the tiny detector checkpoints' input size
+
+
+@pytest.fixture(scope="module")
+def raccoon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 training and 6 validation raccoon images."""
+    return copy_raccoon(tmp_path_factory.mktemp("raccoon") / "data", train=8, val=6)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(raccoon: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SSDLite trained for 6 steps on the raccoon images."""
+    from carve.finetune import DetectConfig, detect
+
+    torch.set_num_threads(1)
+    return detect(DetectConfig(backbone="mobilenet_v3_small_075", data=str(raccoon), split="train", val_split="val",
+                               out_dir=str(tmp_path_factory.mktemp("run")), img_size=DETECTOR_SIZE, batch_size=4,
+                               lr=0.05, warmup_epochs=0, augment="flip", progress=False, tensorboard=False, examples=0,
+                               epochs=3)).checkpoint

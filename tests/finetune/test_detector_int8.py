@@ -13,33 +13,17 @@ import torch
 from torchvision.ops import box_iou
 
 from carve.cli import main
-from carve.finetune import DetectConfig, detect, load_detector
+from carve.finetune import load_detector
 from carve.finetune.detection import checkpoint_dataset
 from carve.finetune.detector_export import DetectorExportConfig, export_detector, graph_input, split_detections
 from carve.finetune.detector_int8 import box_agreement, calibration_images
 from carve.finetune.transforms import eval_transforms
 from carve.latency.artefact import open_artefact
 
-from .conftest import copy_raccoon
+from .conftest import DETECTOR_SIZE
 
-SIZE = 96
+SIZE = DETECTOR_SIZE
 QDQ = ("QuantizeLinear", "DequantizeLinear")
-
-
-@pytest.fixture(scope="module")
-def raccoon(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 training and 6 validation raccoon images."""
-    return copy_raccoon(tmp_path_factory.mktemp("raccoon") / "data", train=8, val=6)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(raccoon: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SSDLite trained for 6 steps on the raccoon images."""
-    torch.set_num_threads(1)
-    return detect(DetectConfig(backbone="mobilenet_v3_small_075", data=str(raccoon), split="train", val_split="val",
-                               out_dir=str(tmp_path_factory.mktemp("run")), img_size=SIZE, batch_size=4, lr=0.05,
-                               warmup_epochs=0, augment="flip", progress=False, tensorboard=False, examples=0,
-                               epochs=3)).checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,263 @@
+"""Specialising the shipped supernet: candidates per minute, one sub-network per latency budget, ranking.
+
+    python benchmarks/supernet_search.py [--supernet carve:tiny-imagenet] [--parts speed result ranking]
+        [--trials 300] [--budgets 0.5 0.75 1.0] [--threads 2] [--seed 0]
+
+speed: builds the ONNX Runtime latency table of the supernet's parts at 224 px (timed apart: it is
+built once per device), then runs the search over the supernet's sub-networks (NSGA-II, Optuna)
+for ``--trials`` candidates, each scored by held-out top-1 on ``--val-per-class`` images per class
+with inherited weights and BatchNorm re-estimated on ``--bn-batches`` training batches, its
+latency predicted from the table. The search's wall time is the figure.
+
+result: for each budget (a fraction of mobilenet_v3_large_100's ONNX Runtime latency at 224 px),
+the most accurate candidates under it are re-measured and the best that holds is kept; it and
+every shipped zoo model within the budget are finetuned with one recipe (the same images, epochs
+and KD teacher: the supernet's largest sub-network) and scored on the whole held-out split; all
+latencies of this part are taken together, interleaved.
+
+ranking: ``--rank-count`` sub-networks spread over MACs (the largest and the smallest included):
+top-1 with inherited weights against top-1 when each is trained alone from scratch with one short
+recipe (``--alone-epochs``, ``--alone-per-class``); Kendall tau.
+
+Prints a table per part and writes JSON and a PNG to ``--results`` (JSON after every part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from carve.files import save_figure, write_json
+from carve.latency import PROTOCOLS, compare
+from carve.latency.table import build_table, sample_specs
+from carve.search import ObjectiveConfig, SearchConfig, run_search
+from carve.search.spaces.supernets import SupernetSpace
+from carve.search.storage import load_study
+from carve.search.trials import trial_spec
+from carve.train import TrainConfig, fit
+from carve.zoo import create_model, profile
+from carve.zoo.shipped import manifest
+from carve.zoo.supernet import SHIPPED_NAME, extract, load_supernet
+
+TAG = "carve:tiny-imagenet"
+REFERENCE = "mobilenet_v3_large_100"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-a of two paired lists (ties count as neither agreeing nor disagreeing)."""
+    n, s = len(a), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = (a[i] - a[j]) * (b[i] - b[j])
+            s += (d > 0) - (d < 0)
+    return 2 * s / (n * (n - 1)) if n > 1 else float("nan")
+
+
+def speed(args: argparse.Namespace, out: Path) -> dict:
+    """The latency table (timed apart) and the search over --trials candidates (the timed figure)."""
+    space = SupernetSpace(name="supernet", supernet=args.supernet, resolution=(224,))
+    t0 = time.perf_counter()
+    table_path = out / f"latency_table_{args.runtime}_{args.threads}t.json"
+    build_table(sample_specs(space, args.table_samples, args.seed), input_sizes=224, runtime=args.runtime,
+                threads=args.threads, fit_models=8, protocol=PROTOCOLS["quick"], save=table_path, progress=True)
+    table_s = time.perf_counter() - t0
+    objective = ObjectiveConfig(accuracy="supernet", supernet=args.supernet, data=args.data, num_classes=202,
+                                img_size=64, batch_size=128, bn_recalibration=args.bn_batches, val_per_class=args.val_per_class,
+                                latency="predict", latency_table=str(table_path), latency_size=224,
+                                runtime=args.runtime, threads=args.threads, seed=args.seed)
+    cfg = SearchConfig(supernet=args.supernet, objective=objective, trials=args.trials, sampler="nsga2",
+                       seed=args.seed, resolution=224, out_dir=str(out / "search"), study_name="speed",
+                       resume=(out / "search" / "studies.db").is_file(), remeasure=False, progress=True)
+    t0 = time.perf_counter()
+    result = run_search(cfg)
+    search_s = time.perf_counter() - t0
+    study = load_study(result.study_name, result.storage)
+    rows = [dict(number=t.number, accuracy=float(t.user_attrs["accuracy"]),
+                 predicted_ms=float(t.user_attrs["latency_ms"]), macs_m=round(float(t.user_attrs["macs"]) / 1e6, 1))
+            for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and "accuracy" in t.user_attrs]
+    return dict(table_s=round(table_s, 1), search_s=round(search_s, 1), candidates=len(rows),
+                per_5_min=round(len(rows) / search_s * 300, 1), storage=result.storage, study=result.study_name,
+                table=str(table_path), rows=rows)
+
+
+def finetune(model: torch.nn.Module, name: str, teacher: torch.nn.Module, args: argparse.Namespace,
+             out: Path) -> float:
+    """Held-out top-1 after the shared finetune recipe (all held-out images)."""
+    tc = TrainConfig(model=name, data=args.data, out_dir=str(out / name), epochs=args.ft_epochs,
+                     train_per_class=args.ft_per_class, val_per_class=0, img_size=64, batch_size=64, lr=0.1,
+                     warmup_epochs=0.1, cutmix_alpha=0.0, mix_prob=0.0, bn_recalibration=20, workers=args.workers,
+                     seed=args.seed, teacher=teacher, resume=(out / name / "last.pt").is_file(), progress=False)
+    return round(float(fit(tc, model=model).final_top1), 2)
+
+
+def result(args: argparse.Namespace, found: dict, out: Path) -> dict:
+    """Per budget: the specialised sub-network against every shipped zoo model within it, same finetune."""
+    supernet = load_supernet(args.supernet)
+    study = load_study(found["study"], found["storage"])
+    zoo = sorted(n for n in manifest().get(TAG, {}) if n != SHIPPED_NAME)
+    timed = compare(zoo, names=zoo, input_size=224, runtime=args.runtime, threads=args.threads, progress=True)
+    zoo_ms = {n: r.median_ms for n, r in zip(timed.names, timed.results)}
+    teacher = extract(supernet, supernet.largest()).eval()
+    budgets = []
+    for factor in args.budgets:
+        budget = factor * zoo_ms[REFERENCE]
+        ranked = sorted((r for r in found["rows"] if r["predicted_ms"] <= budget), key=lambda r: -r["accuracy"])
+        if not ranked:
+            budgets.append(dict(factor=factor, budget_ms=round(budget, 3), found=None))
+            continue
+        specs = {f"trial_{r['number']}": trial_spec(study, r["number"])[0] for r in ranked[:args.recheck]}
+        within = [n for n in zoo if zoo_ms[n] <= budget]
+        names = list(specs) + within
+        models = [create_model(s) for s in specs.values()] + within
+        pair = compare(models, names=names, input_size=224, runtime=args.runtime, threads=args.threads, progress=True)
+        ms = {n: r.median_ms for n, r in zip(pair.names, pair.results)}
+        held = [n for n in specs if ms[n] <= budget * args.tolerance]
+        pick = held[0] if held else min(specs, key=lambda n: ms[n])
+        spec = specs[pick].replace(name=f"found_{int(factor * 100)}")
+        top1 = {spec.name: finetune(extract(supernet, spec), spec.name, teacher, args, out / "finetune")}
+        for n in within:
+            top1[n] = finetune(create_model(n, pretrained=TAG, num_classes=202), n, teacher, args, out / "finetune")
+        best_zoo = max(within, key=lambda n: top1[n]) if within else None
+        budgets.append(dict(factor=factor, budget_ms=round(budget, 3), found=spec.name, trial=pick,
+                            found_ms=round(ms[pick], 3), found_within=pick in held,
+                            macs_m=round(profile(create_model(spec), 224).macs / 1e6, 1),
+                            estimate=next(r["accuracy"] for r in ranked if f"trial_{r['number']}" == pick),
+                            top1=top1, zoo_ms={n: round(ms[n], 3) for n in within}, best_zoo=best_zoo,
+                            beats_every_zoo_model=all(top1[spec.name] > top1[n] for n in within),
+                            spec=spec.to_dict()))
+        print(f"budget {factor:.2f}x ({budget:.2f} ms): {spec.name} {top1[spec.name]:.2f} % at {ms[pick]:.2f} ms; "
+              + ", ".join(f"{n} {top1[n]:.2f} % at {ms[n]:.2f} ms" for n in within), flush=True)
+    return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets)
+
+
+def ranking(args: argparse.Namespace, found: dict, out: Path) -> dict:
+    """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
+    from carve.search.supernet_accuracy import SupernetAccuracy
+
+    supernet = load_supernet(args.supernet)
+    study = load_study(found["study"], found["storage"])
+    rows = sorted(found["rows"], key=lambda r: r["macs_m"])
+    picks = [rows[round(i * (len(rows) - 1) / (args.rank_count - 3))] for i in range(args.rank_count - 2)]
+    specs = dict(largest=supernet.largest(), smallest=supernet.smallest())
+    specs.update({f"trial_{r['number']}": trial_spec(study, r["number"])[0] for r in picks})
+    score = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
+    out_rows = []
+    for name, spec in specs.items():
+        spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
+        inherited = round(float(score(spec)), 2)
+        tc = TrainConfig(model=spec.name, data=args.data, out_dir=str(out / "alone" / name), epochs=args.alone_epochs,
+                         train_per_class=args.alone_per_class, val_per_class=0, img_size=64, batch_size=128,
+                         lr=0.4, warmup_epochs=0.3, cutmix_alpha=0.0, mix_prob=0.0, bn_recalibration=20,
+                         workers=args.workers, seed=args.seed, progress=False,
+                         resume=(out / "alone" / name / "last.pt").is_file())
+        alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
+        macs = round(profile(create_model(spec), 224).macs / 1e6, 1)
+        out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone))
+        print(f"{name:12s} {macs:7.1f} M MACs  inherited {inherited:6.2f}  alone {alone:6.2f}", flush=True)
+    tau = kendall_tau([r["inherited"] for r in out_rows], [r["alone"] for r in out_rows])
+    return dict(rows=out_rows, kendall_tau=round(tau, 3),
+                alone_recipe=dict(epochs=args.alone_epochs, train_per_class=args.alone_per_class, img_size=64,
+                                  lr=0.4, batch_size=128, init="random"))
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = [p for p in ("speed", "result", "ranking") if p in report]
+    fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 4.2), squeeze=False)
+    for ax, part in zip(axes[0], parts):
+        r = report[part]
+        if part == "speed":
+            ax.scatter([x["predicted_ms"] for x in r["rows"]], [x["accuracy"] for x in r["rows"]], s=8, alpha=0.6)
+            for b in report.get("result", {}).get("budgets", []):
+                ax.axvline(b["budget_ms"], ls="--", c="gray", lw=0.8)
+            ax.set(xlabel="predicted ONNX Runtime latency at 224 px (ms)", ylabel="held-out top-1 estimate (%)",
+                   title=f"{r['candidates']} candidates in {r['search_s'] / 60:.1f} min")
+        elif part == "result":
+            for i, b in enumerate(x for x in r["budgets"] if x["found"]):
+                names = list(b["top1"])
+                ax.bar([i + k * 0.8 / len(names) for k in range(len(names))], [b["top1"][n] for n in names],
+                       width=0.8 / len(names), color=["C1"] + ["C0"] * (len(names) - 1))
+                for k, n in enumerate(names):
+                    ax.text(i + k * 0.8 / len(names), 0.5, n, rotation=90, fontsize=6, ha="center", va="bottom")
+            ax.set_xticks(range(len(r["budgets"])), [f"{b['factor']}x\n{b['budget_ms']:.2f} ms" for b in r["budgets"]])
+            ax.set(ylabel="held-out top-1 after the same finetune (%)", title="found (orange) vs zoo within budget")
+        else:
+            ax.scatter([x["alone"] for x in r["rows"]], [x["inherited"] for x in r["rows"]])
+            for x in r["rows"]:
+                ax.annotate(x["subnet"], (x["alone"], x["inherited"]), fontsize=6)
+            ax.set(xlabel="top-1 trained alone (%)", ylabel="top-1 inherited (%)",
+                   title=f"ranking: Kendall tau {r['kendall_tau']:.2f}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--supernet", default=TAG)
+    p.add_argument("--data", default="../shared/data/tiny-imagenet")
+    p.add_argument("--parts", nargs="+", default=["speed", "result", "ranking"], choices=["speed", "result", "ranking"])
+    p.add_argument("--trials", type=int, default=300)
+    p.add_argument("--table-samples", type=int, default=1500, help="random sub-networks whose parts the table holds")
+    p.add_argument("--val-per-class", type=int, default=2, help="held-out images per class scoring a candidate")
+    p.add_argument("--bn-batches", type=int, default=4, help="training batches re-estimating BatchNorm")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.75, 1.0])
+    p.add_argument("--recheck", type=int, default=4, help="most accurate candidates per budget re-measured")
+    p.add_argument("--tolerance", type=float, default=1.0, help="a re-measured latency within budget x this holds")
+    p.add_argument("--ft-epochs", type=int, default=1)
+    p.add_argument("--ft-per-class", type=int, default=50)
+    p.add_argument("--rank-count", type=int, default=12)
+    p.add_argument("--alone-epochs", type=int, default=1)
+    p.add_argument("--alone-per-class", type=int, default=100)
+    p.add_argument("--runtime", default="onnxruntime", help="the runtime every latency is measured in")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/supernet_search")
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed), random.seed(args.seed)
+    torch.set_num_threads(args.threads)
+    out, res = Path(args.out), Path(args.results)
+    command = "python benchmarks/supernet_search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    report: dict = dict(command=command, supernet=args.supernet, seed=args.seed, threads=args.threads)
+    json_path = res / "supernet_search.json"
+
+    def save() -> None:
+        write_json(json_path, report)
+        plot(report, res / "supernet_search.png")
+
+    if "speed" in args.parts or not json_path.is_file():
+        report["speed"] = speed(args, out)
+    else:  # the later parts alone: the search the JSON records (its study in --out)
+        report.update({k: v for k, v in json.loads(json_path.read_text()).items() if k in ("speed", "result")})
+    found = report["speed"]
+    print(f"latency table {found['table_s']:.0f} s; search: {found['candidates']} candidates in "
+          f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
+    save()
+    if "result" in args.parts:
+        report["result"] = result(args, found, out)
+        save()
+    if "ranking" in args.parts:
+        report["ranking"] = ranking(args, found, out)
+        print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
+        save()
+    print(f"wrote {json_path} and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
