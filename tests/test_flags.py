@@ -71,8 +71,8 @@ def test_export_flags_serve_the_model_or_the_detector_config(tmp_path):
         "m.pt", "x.onnx", 64, 2, "voc")
     assert flags.peek(args, "model") == "m.pt" and flags.peek(args, "int8") is True
     assert flags.peek(args, "subset") is None
-    args = build_parser().parse_args(["export", "m", "--to", "executorch"])
-    assert args.config_flags.build(args, "export").to == "executorch"
+    args = build_parser().parse_args(["export", "m", "--to", "coreml"])
+    assert args.config_flags.build(args, "export").to == "coreml"
     with pytest.raises(ConfigError, match="to"):  # only the config that is built is checked
         args.config_flags.build(args, "detector")
     file = tmp_path / "export.yaml"
