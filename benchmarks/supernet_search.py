@@ -31,6 +31,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -98,10 +99,8 @@ def finetune(model: torch.nn.Module, name: str, teacher: torch.nn.Module, args: 
     return round(float(fit(tc, model=model).final_top1), 2)
 
 
-def result(args: argparse.Namespace, found: dict, out: Path) -> dict:
+def result(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path) -> dict:
     """Per budget: the specialised sub-network against every shipped zoo model within it, same finetune."""
-    supernet = load_supernet(args.supernet)
-    study = load_study(found["study"], found["storage"])
     zoo = sorted(n for n in manifest().get(TAG, {}) if n != SHIPPED_NAME)
     timed = compare(zoo, names=zoo, input_size=224, runtime=args.runtime, threads=args.threads, progress=True)
     zoo_ms = {n: r.median_ms for n, r in zip(timed.names, timed.results)}
@@ -138,12 +137,10 @@ def result(args: argparse.Namespace, found: dict, out: Path) -> dict:
     return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets)
 
 
-def ranking(args: argparse.Namespace, found: dict, out: Path) -> dict:
+def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path) -> dict:
     """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
     from carve.search.supernet_accuracy import SupernetAccuracy
 
-    supernet = load_supernet(args.supernet)
-    study = load_study(found["study"], found["storage"])
     rows = sorted(found["rows"], key=lambda r: r["macs_m"])
     picks = [rows[round(i * (len(rows) - 1) / (args.rank_count - 3))] for i in range(args.rank_count - 2)]
     specs = dict(largest=supernet.largest(), smallest=supernet.smallest())
@@ -248,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency table {found['table_s']:.0f} s; search: {found['candidates']} candidates in "
           f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
     save()
+    supernet, study = load_supernet(args.supernet), load_study(found["study"], found["storage"])
     if "result" in args.parts:
-        report["result"] = result(args, found, out)
+        report["result"] = result(args, found, supernet, study, out)
         save()
     if "ranking" in args.parts:
-        report["ranking"] = ranking(args, found, out)
+        report["ranking"] = ranking(args, found, supernet, study, out)
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
         save()
     print(f"wrote {json_path} and .png")

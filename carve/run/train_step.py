@@ -24,26 +24,22 @@ def starting_points(cfg: RunConfig, state: RunState, zoo: dict, search: dict) ->
     spec = load_spec(state.root / search["best"]["spec"]).replace(name="carve_found")
     classes = search["num_classes"]
     hand = zoo["hand_designed"]
+    if not search.get("supernet") and not search.get("inherit_from"):
+        found, reference = create_model(spec.with_num_classes(classes)), create_model(hand, num_classes=classes)
+        return {"found": found, "hand_designed": reference}, "both start from random initialisation"
     if search.get("supernet"):
         supernet = load_supernet(search["supernet"])
         found = extract(supernet, supernet.fit_spec(spec))
-        if found.num_classes != classes:
-            found.reset_classifier(classes)
-        reference = create_model(hand, pretrained=cfg.pretrained, num_classes=classes)
-        footing = (f"both start from carve's shipped {cfg.pretrained} weights: the found model is a sub-network "
-                   f"of the shipped supernet ({search['supernet']}) with its weights, {hand} loads its own")
-    elif search.get("inherit_from"):
+        how = f"is a sub-network of the shipped supernet ({search['supernet']}) with its weights"
+    else:
         source = load_source(search["inherit_from"])
         found = inherit(source, spec.with_num_classes(source.spec.head.num_classes))
-        if found.num_classes != classes:
-            found.reset_classifier(classes)
-        reference = create_model(hand, pretrained=cfg.pretrained, num_classes=classes)
-        base = search["inherit_from"].partition("@")[0]
-        footing = (f"both start from carve's shipped {cfg.pretrained} weights: the found model inherits those of "
-                   f"{base} (it is a channel sub-network of it), {hand} loads its own")
-    else:
-        found, reference = create_model(spec.with_num_classes(classes)), create_model(hand, num_classes=classes)
-        footing = "both start from random initialisation"
+        how = (f"inherits those of {search['inherit_from'].partition('@')[0]} (it is a channel sub-network "
+               f"of it)")
+    if found.num_classes != classes:
+        found.reset_classifier(classes)
+    reference = create_model(hand, pretrained=cfg.pretrained, num_classes=classes)
+    footing = f"both start from carve's shipped {cfg.pretrained} weights: the found model {how}, {hand} loads its own"
     return {"found": found, "hand_designed": reference}, footing
 
 
