@@ -64,12 +64,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zoo models to score the same way (default: a few; pass none to skip)")
     p.set_defaults(func=cmd_plot)
 
-    p = ssub.add_parser("export", help="write a trial's spec as arch.json (create_model builds it)")
+    p = ssub.add_parser("export", help="write a trial's spec as arch.json (create_model builds it); from a "
+                                          "supernet search also its weights, finetuned with the supernet as teacher")
     p.add_argument("study")
     _storage_args(p)
     p.add_argument("--trial", type=int, default=None, help="trial number (default: most accurate Pareto trial)")
     p.add_argument("-o", "--output", default="arch.json")
     p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--weights", default=None, metavar="PATH.safetensors",
+                   help="supernet searches: also write the sub-network's weights here (its spec beside it)")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="with --weights: finetune this long, the supernet's largest sub-network as KD teacher")
+    p.add_argument("--lr", type=float, default=0.005, help="finetune learning rate per 256 images")
+    p.add_argument("--train-per-class", type=int, default=0, help="finetune images per class (0: all)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data", default=None, help="BatchNorm re-estimation and finetune data (default: the search's)")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_export)
 
     p = ssub.add_parser("spaces", help="list built-in search spaces")
@@ -140,8 +150,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from carve.search import export_spec
 
+    if args.weights:
+        return _export_winner(args)
     spec = export_spec(args.study, _storage(args), args.trial, args.output, args.num_classes)
     print(f"wrote {args.output}: {spec.name} ({len(spec.blocks)} blocks, hash {spec.hash()})")
+    return 0
+
+
+def _export_winner(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from carve.search.winner import export_winner
+    from carve.train import TrainConfig
+
+    finetune = None
+    if args.finetune_epochs > 0:
+        finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.lr, train_per_class=args.train_per_class,
+                               batch_size=args.batch_size, warmup_epochs=0.1, cutmix_alpha=0.0, mix_prob=0.0,
+                               bn_recalibration=20, seed=args.seed)
+    weights = Path(args.weights)
+    winner = export_winner(args.study, _storage(args), weights.parent, args.trial, finetune, args.data,
+                           name=weights.name.removesuffix(".safetensors"))
+    tail = f", held-out top-1 {winner.top1:.2f} % after the finetune" if winner.top1 is not None else ""
+    print(f"wrote {winner.weights_path} and {winner.spec_path}: trial {winner.trial}{tail}")
     return 0
 
 

@@ -9,6 +9,7 @@ from .objective import Objective, ObjectiveConfig
 from .spaces import SearchSpace, SpaceError, get_space, list_spaces, load_space
 from .study import run_search
 from .trials import export_spec
+from .winner import Winner, export_winner
 
-__all__ = ["Objective", "ObjectiveConfig", "SearchConfig", "SearchResult", "SearchSpace", "SpaceError", "export_spec",
-           "get_space", "list_spaces", "load_space", "run_search"]
+__all__ = ["Objective", "ObjectiveConfig", "SearchConfig", "SearchResult", "SearchSpace", "SpaceError", "Winner",
+           "export_spec", "export_winner", "get_space", "list_spaces", "load_space", "run_search"]

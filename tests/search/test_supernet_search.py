@@ -16,7 +16,7 @@ from carve.search.storage import load_study
 from carve.search.supernet_accuracy import SupernetAccuracy
 from carve.zoo import create_model, get_entry, parse_spec
 from carve.zoo.elastic import subnetwork_plan
-from carve.zoo.supernet import Supernet, extract, save_supernet
+from carve.zoo.supernet import Supernet, extract, load_supernet, save_supernet
 
 from ..train.conftest import copy_subset
 from ..train.test_supernet_training import TINY
@@ -115,3 +115,44 @@ def test_data_with_other_classes_than_the_supernet_is_refused(data, tmp_path) ->
     other = save_supernet(Supernet(TINY.with_num_classes(7)), tmp_path / "seven.safetensors")
     with pytest.raises(ValueError, match="4 classes, the supernet predicts 7"):
         SupernetAccuracy(str(other), str(data), 32, batch_size=16, calibration_batches=1, val_per_class=4)
+
+
+def test_the_winner_exports_as_spec_plus_weights_finetuned_with_the_supernet_as_teacher(data, supernet_file,
+                                                                                       tmp_path, capsys) -> None:
+    from carve.search import run_search
+    from carve.search.winner import export_winner
+    from carve.train import TrainConfig
+    from carve.zoo import load_spec
+
+    from .conftest import fast_objective
+
+    cfg = SearchConfig(supernet=str(supernet_file), out_dir=str(tmp_path / "run"), trials=2, progress=False,
+                       remeasure=False, objective=fast_objective(accuracy="supernet", supernet=str(supernet_file),
+                                                                 data=str(data), num_classes=4, batch_size=16,
+                                                                 val_per_class=4, bn_recalibration=1))
+    name = run_search(cfg).study_name
+    plain = export_winner(name, cfg.storage_url, tmp_path / "plain", trial=1, bn_batches=0)
+    study = load_study(name, cfg.storage_url)
+    spec = Supernet(TINY).fit_spec(parse_spec(study.trials[1].user_attrs["spec"]))
+    assert plain.trial == 1 and plain.top1 is None and load_spec(plain.spec_path) == spec.replace(name="winner")
+    exported = create_model(str(plain.weights_path))
+    reference = extract(load_supernet(supernet_file), spec)
+    assert exported.spec == spec.replace(name="winner")
+    for (k, a), b in zip(exported.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a.float(), b.float()), k  # without BN re-estimation or finetune: the supernet's slices
+
+    assert main(["search", "export", name, "--out", str(tmp_path / "run"), "--trial", "1", "--weights",
+                 str(tmp_path / "tuned" / "mine.safetensors"), "--finetune-epochs", "1", "--train-per-class", "4",
+                 "--batch-size", "8"]) == 0
+    assert "held-out top-1" in capsys.readouterr().out
+    tuned = create_model(str(tmp_path / "tuned" / "mine.safetensors"))
+    assert tuned.spec == spec.replace(name="mine") and (tmp_path / "tuned" / "mine.json").is_file()
+    moved = [k for k, v in tuned.state_dict().items() if v.is_floating_point()
+             and not torch.equal(v.float(), reference.state_dict()[k].float())]
+    assert any(k.endswith(".weight") for k in moved)  # trained, not only BN statistics re-estimated
+
+    params_cfg = SearchConfig(space="mbconv", out_dir=str(tmp_path / "p"), trials=1, progress=False, remeasure=False,
+                              objective=fast_objective())
+    with pytest.raises(ValueError, match="not a search over a supernet"):
+        export_winner(run_search(params_cfg).study_name, params_cfg.storage_url, tmp_path / "x",
+                      finetune=TrainConfig())
