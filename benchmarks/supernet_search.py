@@ -18,6 +18,10 @@ every shipped zoo model within the budget are finetuned with one recipe (the sam
 learning rate and KD teacher: the supernet's largest sub-network) and scored on the whole
 held-out split; all latencies of this part are taken together, interleaved.
 
+inheritance: the largest and the smallest sub-network trained alone from scratch for the supernet's
+epochs (``--inherit-epochs``) with the shipped weights' recipe (``pretrain_tiny_imagenet.recipe``,
+warm-up shortened to the supernet's 0.5 epoch), against their top-1 with the supernet's weights.
+
 ranking: ``--rank-count`` sub-networks spread over MACs (the largest and the smallest included):
 top-1 with inherited weights against top-1 when each is trained alone from scratch with one short
 recipe (``--alone-epochs``, ``--alone-per-class``); Kendall tau.
@@ -174,6 +178,31 @@ def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, st
                                   lr=0.4, batch_size=128, init="random"))
 
 
+def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path) -> dict:
+    """The largest and the smallest sub-network: supernet weights against trained alone for its epochs."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pretrain_tiny_imagenet import recipe
+
+    from carve.search.supernet_accuracy import SupernetAccuracy
+
+    score = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
+    shipped = argparse.Namespace(data=args.data, epochs=args.inherit_epochs, img_size=64, lr=0.4,
+                                 eval_every=args.inherit_epochs, seed=args.seed, train_per_class=args.inherit_per_class,
+                                 val_per_class=0)
+    rows = []
+    for name, spec in dict(largest=supernet.largest(), smallest=supernet.smallest()).items():
+        spec = spec.replace(name=f"alone_{name}")
+        inherited = round(float(score(spec)), 2)
+        cfg = TrainConfig(model=spec.name, out_dir=str(out / "inherit" / name), **{
+            **recipe(shipped), "warmup_epochs": 0.5, "resume": (out / "inherit" / name / "last.pt").is_file()})
+        res = fit(cfg, model=create_model(spec))
+        alone = round(float(res.final_top1), 2)
+        rows.append(dict(subnet=name, inherited=inherited, alone=alone, gap=round(inherited - alone, 2),
+                         alone_wall_s=round(res.wall_s, 1)))
+        print(f"{name:9s} inherited {inherited:6.2f}  alone ({args.inherit_epochs} epochs) {alone:6.2f}", flush=True)
+    return dict(rows=rows, epochs=args.inherit_epochs, within_2_points=all(abs(r["gap"]) <= 2 for r in rows))
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -215,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--supernet", default=TAG)
     p.add_argument("--data", default="../shared/data/tiny-imagenet")
-    p.add_argument("--parts", nargs="+", default=["speed", "result", "ranking"], choices=["speed", "result", "ranking"])
+    p.add_argument("--parts", nargs="+", default=["speed", "result", "ranking", "inheritance"],
+                   choices=["speed", "result", "ranking", "inheritance"])
     p.add_argument("--trials", type=int, default=300)
     p.add_argument("--table-samples", type=int, default=1500, help="random sub-networks whose parts the table holds")
     p.add_argument("--val-per-class", type=int, default=2, help="held-out images per class scoring a candidate")
@@ -230,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank-count", type=int, default=12)
     p.add_argument("--alone-epochs", type=int, default=1)
     p.add_argument("--alone-per-class", type=int, default=100)
+    p.add_argument("--inherit-epochs", type=int, default=3, help="the supernet's epochs")
+    p.add_argument("--inherit-per-class", type=int, default=0, help="their training images per class (0: all)")
     p.add_argument("--runtime", default="onnxruntime", help="the runtime every latency is measured in")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
@@ -251,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     if "speed" in args.parts or not json_path.is_file():
         report["speed"] = speed(args, out)
     else:  # the later parts alone: the search the JSON records (its study in --out)
-        report.update({k: v for k, v in json.loads(json_path.read_text()).items() if k in ("speed", "result")})
+        report.update({k: v for k, v in json.loads(json_path.read_text()).items()
+                       if k in ("speed", "result", "ranking", "inheritance")})
     found = report["speed"]
     print(f"latency table {found['table_s']:.0f} s; search: {found['candidates']} candidates in "
           f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
@@ -263,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ranking" in args.parts:
         report["ranking"] = ranking(args, found, supernet, study, out)
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
+        save()
+    if "inheritance" in args.parts:
+        report["inheritance"] = inheritance(args, supernet, out)
         save()
     print(f"wrote {json_path} and .png")
     return 0

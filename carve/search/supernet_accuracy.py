@@ -3,8 +3,8 @@
 The candidate is extracted from ``ObjectiveConfig.supernet`` (``carve.zoo.extract``: an ordinary
 carve model holding the supernet's slices), its BatchNorm statistics are re-estimated on a few
 hundred of the user's training images, and its top-1 on held-out images is the estimate (Once-for-
-All and BigNAS score sub-networks the same way). Both passes run channels-last, 1.65x faster on CPU
-for these depthwise networks (measured at 64 px on 2 cores). It mirrors ``inherited``, whose source is one
+All and BigNAS score sub-networks the same way). Both passes run channels-last, faster on CPU for
+these depthwise networks (docs/search.md gives the search's candidates per minute either way). It mirrors ``inherited``, whose source is one
 pretrained model instead of a supernet. The candidates keep the supernet's classifier, so the
 data must be labelled with the supernet's classes (its training data or a subset); other data is
 refused with a ``ValueError`` naming ``objective.data``.
