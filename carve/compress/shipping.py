@@ -55,8 +55,6 @@ class ExportConfig(Config):
     keep_float: list[str] = setting(default_factory=list, help="with --int8: glob patterns over module names kept "
                                                                "in FP32 (e.g. '*.se' for the SE gates, "
                                                                "'classifier')")
-    equalize: bool = setting(False, help="with --int8 --to openvino: NNCF channel alignment (equalises the "
-                                         "ranges of convolution pairs) before quantization")
     dynamic_batch: bool = setting(False, help="leave the batch axis free (default: fixed at 1)")
     fp16: bool = setting(False, help="Core ML: FP16 weights and compute (default: FP32)")
     cluster_bits: int | None = setting(None, choices=CLUSTER_BITS, help="Core ML: palettise each convolution/"
@@ -82,8 +80,6 @@ class ExportConfig(Config):
                                       "shrink a Core ML package with --cluster-bits N (palettisation) or --fp16")
         if self.keep_float and not self.int8:
             raise ConfigError("keep_float", "keeps modules in FP32 within an INT8 export: add --int8")
-        if self.equalize and not (self.int8 and self.to == "openvino"):
-            raise ConfigError("equalize", "channel alignment is a step of NNCF's INT8 flow: --to openvino --int8")
         if self.int8 and not self.calib:
             raise ConfigError("calib", "--int8 needs calibration images (--calib DATA, an image folder)")
         if self.to != "coreml":
@@ -126,11 +122,9 @@ def _onnx_int8(model: nn.Module, calib: list[torch.Tensor], work: Path, dynamic_
     return work / "model_int8.onnx"
 
 
-def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_float: Sequence[str] = (),
-                 equalize: bool = False) -> None:
-    """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization (fast bias correction on,
-    channel alignment when ``equalize``) when ``calib`` is given, but for the operations of the
-    modules matching ``keep_float``."""
+def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_float: Sequence[str] = ()) -> None:
+    """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization when ``calib`` is given,
+    but for the operations of the modules matching ``keep_float``."""
     import openvino as ov
 
     if keep_float:  # ops named <module>/<op>_<i>, names OpenVINO keeps, so NNCF can be told which to skip
@@ -145,9 +139,8 @@ def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_f
             raise RuntimeError("--to openvino --int8 needs NNCF (pip install nncf)") from exc
         dataset = nncf.Dataset(calib, lambda x: x.numpy())
         ignored = nncf.IgnoredScope(names=_ops_in(model, keep_float)) if keep_float else None
-        advanced = nncf.AdvancedQuantizationParameters(disable_channel_alignment=not equalize)
         model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE,
-                              ignored_scope=ignored, advanced_parameters=advanced)
+                              ignored_scope=ignored)
     ov.save_model(model, str(xml), compress_to_fp16=False)
 
 
@@ -210,7 +203,7 @@ def export_model(cfg: ExportConfig) -> dict[str, Any]:
                      else fp32)
         else:
             built = work / "model.xml"
-            _openvino_ir(fp32, built, calib, cfg.keep_float, cfg.equalize)
+            _openvino_ir(fp32, built, calib, cfg.keep_float)
         _place(built, out)
     return _report(cfg, model, name, out, calib, kept)
 
@@ -228,8 +221,6 @@ def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: li
                                   dynamic_batch=cfg.dynamic_batch)
     if cfg.keep_float:
         report.update(keep_float=list(cfg.keep_float), kept_float_modules=kept)
-    if cfg.equalize:
-        report["equalize"] = True
     art = open_artefact(out, runtime, cfg.threads)
     report["input_shape"] = list(art.input_shape)
     if cfg.data:
