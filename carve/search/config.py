@@ -37,7 +37,8 @@ class SearchConfig(Config):
     resolution: int | None = setting(None, ">= 8", help="fix the input resolution (else searched)")
     resume: bool = setting(False, help="continue an existing study of the same name")
     workers: int = setting(1, ">= 1", help="worker processes on this machine sharing the study")
-    remeasure: bool = setting(True, help="re-measure the Pareto set's latency at the end")
+    remeasure: bool = setting(True, help="re-measure the Pareto set's latency at the end (also when the search "
+                                         "predicted it from a latency table)")
     backend: str = setting("optuna", choices=BACKENDS, help="search engine")
     ray_address: str | None = setting(None, help="Ray cluster address (default: local Ray)")
     ray_num_cpus: int = setting(2, ">= 1", help="CPUs of a local Ray")

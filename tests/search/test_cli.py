@@ -38,3 +38,22 @@ def test_search_package_is_import_light():
 
     code = "import sys, carve.search; assert not {'optuna', 'ray'} & set(sys.modules), sorted(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_a_search_on_predicted_latency_re_measures_its_pareto_set(tiny_space, tmp_path, capsys):
+    from carve.latency import QUICK
+    from carve.latency.table import build_table
+    from carve.search import get_space
+
+    table = tmp_path / "table.json"
+    build_table(get_space(tiny_space), input_sizes=32, threads=1, samples=60, fit_models=2, cache=False,
+                protocol=QUICK, save=table, progress=False)
+    out = tmp_path / "run"
+    assert main(["search", "run", "--space", tiny_space, "--objective", "params", "--runtime", "eager",
+                 "--latency", "predict", "--latency-table", str(table), "--trials", "4", "--quick-latency",
+                 "--latency-cache", "off", "--threads", "1", "--small-input", "0", "--data", str(tmp_path / "none"),
+                 "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_complete"] == 4 and result["pareto"]
+    for entry in result["pareto"]:  # predicted during the search, measured at the end
+        assert entry["remeasured_ms"] > 0 and entry["remeasured_ms"] != entry["latency_ms"]
