@@ -198,7 +198,7 @@ def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path) 
                                  eval_every=args.inherit_epochs, seed=args.seed, train_per_class=args.inherit_per_class,
                                  val_per_class=0)
     rows = []
-    for name, spec in dict(largest=supernet.largest(), smallest=supernet.smallest()).items():
+    for name, spec in dict(smallest=supernet.smallest(), largest=supernet.largest()).items():
         spec = spec.replace(name=f"alone_{name}")
         inherited = round(float(score(spec)), 2)
         cfg = TrainConfig(model=spec.name, out_dir=str(out / "inherit" / name), **{
