@@ -169,6 +169,8 @@ def _export_winner(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, warmup_epochs=0.1, cutmix_alpha=0.0, mix_prob=0.0,
                                bn_recalibration=20, seed=args.seed)
     weights = Path(args.weights)
+    if weights.suffix != ".safetensors":
+        raise ValueError(f"--weights: {weights}: expected a .safetensors path (the spec goes beside it as .json)")
     winner = export_winner(args.study, _storage(args), weights.parent, args.trial, finetune, args.data,
                            name=weights.name.removesuffix(".safetensors"))
     tail = f", held-out top-1 {winner.top1:.2f} % after the finetune" if winner.top1 is not None else ""

@@ -151,6 +151,8 @@ def test_the_winner_exports_as_spec_plus_weights_finetuned_with_the_supernet_as_
              and not torch.equal(v.float(), reference.state_dict()[k].float())]
     assert any(k.endswith(".weight") for k in moved)  # trained, not only BN statistics re-estimated
 
+    assert main(["search", "export", name, "--out", str(tmp_path / "run"), "--weights", str(tmp_path / "w.pt")]) == 2
+    assert "--weights" in capsys.readouterr().err and not (tmp_path / "w.pt").exists()
     params_cfg = SearchConfig(space="mbconv", out_dir=str(tmp_path / "p"), trials=1, progress=False, remeasure=False,
                               objective=fast_objective())
     with pytest.raises(ValueError, match="not a search over a supernet"):
