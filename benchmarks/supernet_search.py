@@ -217,7 +217,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = [p for p in ("speed", "result", "ranking") if p in report]
+    parts = [p for p in ("speed", "result", "ranking", "inheritance") if p in report]
     fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 4.2), squeeze=False)
     for ax, part in zip(axes[0], parts):
         r = report[part]
@@ -236,6 +236,15 @@ def plot(report: dict, path: Path) -> None:
                     ax.text(i + k * 0.8 / len(names), 0.5, n, rotation=90, fontsize=6, ha="center", va="bottom")
             ax.set_xticks(range(len(r["budgets"])), [f"{b['factor']}x\n{b['budget_ms']:.2f} ms" for b in r["budgets"]])
             ax.set(ylabel="held-out top-1 after the same finetune (%)", title="found (orange) vs zoo within budget")
+        elif part == "inheritance":
+            names = [x["subnet"] for x in r["rows"]]
+            ax.bar([i - 0.2 for i in range(len(names))], [x["inherited"] for x in r["rows"]], width=0.4,
+                   label="supernet weights")
+            ax.bar([i + 0.2 for i in range(len(names))], [x["alone"] for x in r["rows"]], width=0.4,
+                   label=f"trained alone, {r['epochs']} epochs")
+            ax.set_xticks(range(len(names)), names)
+            ax.set(ylabel="held-out top-1 (%)", title="inheritance")
+            ax.legend(fontsize=7)
         else:
             ax.scatter([x["alone"] for x in r["rows"]], [x["inherited"] for x in r["rows"]])
             for x in r["rows"]:
