@@ -205,8 +205,7 @@ def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path) 
             **recipe(shipped), "warmup_epochs": 0.5, "resume": (out / "inherit" / name / "last.pt").is_file()})
         res = fit(cfg, model=create_model(spec))
         alone = round(float(res.final_top1), 2)
-        rows.append(dict(subnet=name, inherited=inherited, alone=alone, gap=round(inherited - alone, 2),
-                         alone_wall_s=round(res.wall_s, 1)))
+        rows.append(dict(subnet=name, inherited=inherited, alone=alone, gap=round(inherited - alone, 2)))
         print(f"{name:9s} inherited {inherited:6.2f}  alone ({args.inherit_epochs} epochs) {alone:6.2f}", flush=True)
     return dict(rows=rows, epochs=args.inherit_epochs, within_2_points=all(abs(r["gap"]) <= 2 for r in rows))
 
@@ -293,15 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out, res = Path(args.out), Path(args.results)
     command = "python benchmarks/supernet_search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    report: dict = dict(command=command, supernet=args.supernet, seed=args.seed, threads=args.threads)
+    report: dict = dict(command=command, supernet=args.supernet, seed=args.seed, threads=args.threads)  # the last
     json_path = res / "supernet_search.json"
 
     def save() -> None:
         write_json(json_path, report)
         plot(report, res / "supernet_search.png")
 
+    def run_part(part: str, result: dict) -> None:  # each part records the command that measured it
+        report[part] = dict(result, command=command)
+        save()
+
     if "speed" in args.parts or not json_path.is_file():
-        report["speed"] = speed(args, out)
+        report["speed"] = dict(speed(args, out), command=command)
     else:  # the later parts alone: the search the JSON records (its study in --out)
         report.update({k: v for k, v in json.loads(json_path.read_text()).items()
                        if k in ("speed", "result", "ranking", "inheritance")})
@@ -311,15 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     save()
     supernet, study = load_supernet(args.supernet), load_study(found["study"], found["storage"])
     if "result" in args.parts:
-        report["result"] = result(args, found, supernet, study, out)
-        save()
+        run_part("result", result(args, found, supernet, study, out))
     if "ranking" in args.parts:
-        report["ranking"] = ranking(args, found, supernet, study, out)
+        run_part("ranking", ranking(args, found, supernet, study, out))
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
-        save()
     if "inheritance" in args.parts:
-        report["inheritance"] = inheritance(args, supernet, out)
-        save()
+        run_part("inheritance", inheritance(args, supernet, out))
     print(f"wrote {json_path} and .png")
     return 0
 
