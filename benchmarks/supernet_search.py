@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out, res = Path(args.out), Path(args.results)
     command = "python benchmarks/supernet_search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    report: dict = dict(command=command, supernet=args.supernet, seed=args.seed, threads=args.threads)  # parts keep their own
+    # the last invocation's command; each part keeps the one that measured it
+    report: dict = dict(command=command, supernet=args.supernet, seed=args.seed, threads=args.threads)
     json_path = res / "supernet_search.json"
 
     def save() -> None:
