@@ -41,10 +41,21 @@ class InheritedAccuracy:
 
     def score_model(self, model: nn.Module) -> float:
         """The same estimate for a model that has weights of its own (a pretrained reference)."""
-        model = model.to(memory_format=torch.channels_last)  # faster on CPU for depthwise networks
-        if self.calibration:
-            recalibrate_bn(model, self.calibration, channels_last=True)
-        return float(evaluate(model.eval(), self.held_out, device="cpu", channels_last=True)["top1"])
+        return held_out_top1(recalibrated(model, self.calibration), self.held_out)
+
+
+def recalibrated(model: nn.Module, calibration: list) -> nn.Module:
+    """``model`` channels-last (faster on CPU for depthwise networks), its BatchNorm statistics
+    re-estimated on ``calibration`` when there is any, in eval mode."""
+    model = model.to(memory_format=torch.channels_last)
+    if calibration:
+        recalibrate_bn(model, calibration, channels_last=True)
+    return model.eval()
+
+
+def held_out_top1(model: nn.Module, held_out: list) -> float:
+    """Top-1 (%) of a ``recalibrated`` model on the held-out batches."""
+    return float(evaluate(model, held_out, device="cpu", channels_last=True)["top1"])
 
 
 def estimator(cfg: Any) -> InheritedAccuracy:

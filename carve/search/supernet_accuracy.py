@@ -3,9 +3,8 @@
 The candidate is extracted from ``ObjectiveConfig.supernet`` (``carve.zoo.extract``: an ordinary
 carve model holding the supernet's slices), its BatchNorm statistics are re-estimated on a few
 hundred of the user's training images, and its top-1 on held-out images is the estimate (Once-for-
-All and BigNAS score sub-networks the same way). Both passes run channels-last, faster on CPU for
-these depthwise networks (docs/search.md gives the search's candidates per minute either way). It mirrors ``inherited``, whose source is one
-pretrained model instead of a supernet. The candidates keep the supernet's classifier, so the
+All and BigNAS score sub-networks the same way). It mirrors ``inherited`` (and scores with its
+functions, channels-last), whose source is one pretrained model instead of a supernet. The candidates keep the supernet's classifier, so the
 data must be labelled with the supernet's classes (its training data or a subset); other data is
 refused with a ``ValueError`` naming ``objective.data``.
 """
@@ -14,13 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
-from carve.train import calibration_loader, eval_loader, evaluate, recalibrate_bn
+from carve.train import calibration_loader, eval_loader
 from carve.train.data import classes_of
 from carve.zoo import ArchSpec
 from carve.zoo.supernet import Supernet, extract, load_supernet
+
+from .inherited import held_out_top1, recalibrated
 
 
 class SupernetAccuracy:
@@ -42,20 +42,14 @@ class SupernetAccuracy:
 
     def model(self, spec: ArchSpec) -> nn.Module:
         """The candidate with the supernet's weights and its BatchNorm statistics re-estimated, in eval mode."""
-        return self._recalibrated(extract(self.supernet, spec))
-
-    def _recalibrated(self, model: nn.Module) -> nn.Module:
-        model = model.to(memory_format=torch.channels_last)
-        if self.calibration:
-            recalibrate_bn(model, self.calibration, channels_last=True)
-        return model.eval()
+        return recalibrated(extract(self.supernet, spec), self.calibration)
 
     def __call__(self, spec: ArchSpec) -> float:
         return self.score_model(extract(self.supernet, spec))
 
     def score_model(self, model: nn.Module) -> float:
         """The same estimate for a model with weights of its own (a pretrained reference)."""
-        return float(evaluate(self._recalibrated(model), self.held_out, device="cpu", channels_last=True)["top1"])
+        return held_out_top1(recalibrated(model, self.calibration), self.held_out)
 
 
 def estimator(cfg: Any) -> SupernetAccuracy:
