@@ -33,6 +33,7 @@ Prints a table per part and writes JSON and a PNG to ``--results`` (JSON after e
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import shlex
@@ -160,13 +161,18 @@ def result(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, stu
     return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets)
 
 
-def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path) -> dict:
+def held_out_scorer(supernet: torch.nn.Module, data: str) -> SupernetAccuracy:
+    """Top-1 on all held-out images, BatchNorm re-estimated on 50 batches: how ranking and inheritance score."""
+    return SupernetAccuracy(supernet, data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
+
+
+def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path,
+            score: SupernetAccuracy) -> dict:
     """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
     rows = sorted(found["rows"], key=lambda r: r["macs_m"])
     picks = [rows[round(i * (len(rows) - 1) / (args.rank_count - 3))] for i in range(args.rank_count - 2)]
     specs = dict(largest=supernet.largest(), smallest=supernet.smallest())
     specs.update({f"trial_{r['number']}": trial_spec(study, r["number"])[0] for r in picks})
-    score = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
     out_rows = []
     for name, spec in specs.items():
         spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
@@ -186,14 +192,11 @@ def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, st
                                   lr=0.4, batch_size=128, init="random"))
 
 
-def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path) -> dict:
+def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
     """The largest and the smallest sub-network: supernet weights against trained alone for its epochs."""
     sys.path.insert(0, str(Path(__file__).parent))
     from pretrain_tiny_imagenet import recipe
 
-    from carve.search.supernet_accuracy import SupernetAccuracy
-
-    score = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
     shipped = argparse.Namespace(data=args.data, epochs=args.inherit_epochs, img_size=64, lr=0.4,
                                  eval_every=args.inherit_epochs, seed=args.seed, train_per_class=args.inherit_per_class,
                                  val_per_class=0)
@@ -314,13 +317,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
     save()
     supernet, study = load_supernet(args.supernet), load_study(found["study"], found["storage"])
+    scorer = functools.cache(lambda: held_out_scorer(supernet, args.data))  # read once for both parts
     if "result" in args.parts:
         run_part("result", result(args, found, supernet, study, out))
     if "ranking" in args.parts:
-        run_part("ranking", ranking(args, found, supernet, study, out))
+        run_part("ranking", ranking(args, found, supernet, study, out, scorer()))
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
     if "inheritance" in args.parts:
-        run_part("inheritance", inheritance(args, supernet, out))
+        run_part("inheritance", inheritance(args, supernet, out, scorer()))
     print(f"wrote {json_path} and .png")
     return 0
 
