@@ -10,14 +10,18 @@ with inherited weights and BatchNorm re-estimated on ``--bn-batches`` training b
 latency predicted from the table. The search's wall time is the figure.
 
 result: for each budget (a fraction of mobilenet_v3_large_100's ONNX Runtime latency at 224 px),
-the ``--recheck`` distinct candidates with the best estimates under it (predicted latency up to
-``--predict-slack`` times it, the table's error) are scored again on ``--recheck-images`` training
-images (BatchNorm re-estimated on 20 batches: an estimate on two
-held-out images per class has a standard error of about 2 points, and the held-out split stays
-for the final score) and re-measured; the most accurate that holds the budget is kept. It and
-every shipped zoo model within the budget are finetuned with one recipe (the same images, epochs,
-learning rate and KD teacher: the supernet's largest sub-network) and scored on the whole
-held-out split; all latencies of this part are taken together, interleaved.
+the search specialised to it: a study of ``--budget-trials`` candidates constrained to the budget
+(predicted latency, scaled to the machine as it is now by five of the speed part's candidates
+timed with the zoo, up to ``--predict-slack`` times it), warm-started from the zoo's carve models
+within it (sub-networks of the supernet, so the search starts where the hand design is) and scored
+on the first ``--budget-val-per-class`` held-out images per class. Its ``--recheck`` distinct
+candidates with the best estimates are scored again on the first ``--select-per-class`` held-out
+images per class (BatchNorm re-estimated on 20 batches) and re-measured; the most accurate that
+holds the budget is kept. It and every shipped zoo model within the budget are finetuned with one
+recipe (the same images, epochs, learning rate and KD teacher: the supernet's largest
+sub-network) and scored on the test split: the held-out images after the first
+``--select-per-class`` per class, which neither the search nor the pick has seen. All latencies of
+this part are taken together, interleaved.
 
 inheritance: the largest and the smallest sub-network trained alone from scratch for the supernet's
 epochs (``--inherit-epochs``) with the shipped weights' recipe (``pretrain_tiny_imagenet.recipe``,
@@ -37,6 +41,7 @@ import functools
 import json
 import random
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -52,7 +57,7 @@ from carve.search.spaces.supernets import SupernetSpace
 from carve.search.storage import load_study
 from carve.search.trials import trial_spec
 from carve.search.supernet_accuracy import SupernetAccuracy
-from carve.train import TrainConfig, calibration_loader, fit
+from carve.train import TrainConfig, eval_loader, evaluate, fit
 from carve.zoo import create_model, profile
 from carve.zoo.shipped import manifest
 from carve.zoo.supernet import SHIPPED_NAME, extract, load_supernet
@@ -80,55 +85,96 @@ def speed(args: argparse.Namespace, out: Path) -> dict:
     build_table(sample_specs(space, args.table_samples, args.seed), input_sizes=224, runtime=args.runtime,
                 threads=args.threads, fit_models=8, protocol=PROTOCOLS["quick"], save=table_path, progress=True)
     table_s = time.perf_counter() - t0
-    objective = ObjectiveConfig(accuracy="supernet", supernet=args.supernet, data=args.data, num_classes=202,
-                                img_size=64, batch_size=128, bn_recalibration=args.bn_batches, val_per_class=args.val_per_class,
-                                latency="predict", latency_table=str(table_path), latency_size=224,
-                                runtime=args.runtime, threads=args.threads, seed=args.seed)
-    cfg = SearchConfig(supernet=args.supernet, objective=objective, trials=args.trials, sampler="nsga2",
-                       seed=args.seed, resolution=224, out_dir=str(out / "search"), study_name="speed",
-                       resume=(out / "search" / "studies.db").is_file(), remeasure=False, progress=True)
     t0 = time.perf_counter()
-    result = run_search(cfg)
+    result = run_search(search_config(args, out, str(table_path), "speed", args.trials, args.val_per_class))
     search_s = time.perf_counter() - t0
-    study = load_study(result.study_name, result.storage)
-    rows = [dict(number=t.number, accuracy=float(t.user_attrs["accuracy"]),
-                 predicted_ms=float(t.user_attrs["latency_ms"]), macs_m=round(float(t.user_attrs["macs"]) / 1e6, 1))
-            for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and "accuracy" in t.user_attrs]
+    rows = scored_rows(load_study(result.study_name, result.storage))
     return dict(table_s=round(table_s, 1), search_s=round(search_s, 1), candidates=len(rows),
                 per_5_min=round(len(rows) / search_s * 300, 1), storage=result.storage, study=result.study_name,
                 table=str(table_path), rows=rows)
 
 
+def search_config(args: argparse.Namespace, out: Path, table: str, name: str, trials: int, val_per_class: int,
+                  budget_ms: float | None = None, warm_start: tuple[str, ...] = ()) -> SearchConfig:
+    """The NSGA-II study over the supernet's sub-networks at 224 px, latency predicted from ``table``."""
+    objective = ObjectiveConfig(accuracy="supernet", supernet=args.supernet, data=args.data, num_classes=202,
+                                img_size=64, batch_size=128, bn_recalibration=args.bn_batches,
+                                val_per_class=val_per_class, latency="predict", latency_table=table, latency_size=224,
+                                runtime=args.runtime, threads=args.threads, seed=args.seed)
+    return SearchConfig(supernet=args.supernet, objective=objective, trials=trials, sampler="nsga2", seed=args.seed,
+                        resolution=224, out_dir=str(out / "search"), study_name=name, latency_budget_ms=budget_ms,
+                        warm_start=warm_start, resume=(out / "search" / "studies.db").is_file(), remeasure=False,
+                        progress=True)
+
+
+def scored_rows(study: Any) -> list[dict]:
+    """The study's complete trials that were scored: number, estimate, predicted latency, MACs."""
+    return [dict(number=t.number, accuracy=float(t.user_attrs["accuracy"]),
+                 predicted_ms=float(t.user_attrs["latency_ms"]), macs_m=round(float(t.user_attrs["macs"]) / 1e6, 1))
+            for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and "accuracy" in t.user_attrs]
+
+
+class TestSplit:
+    """The held-out images after the first ``select`` per class: the search and the pick never see them."""
+
+    def __init__(self, data: str, select: int):
+        self.all = list(eval_loader(data, 64, 256, per_class=0, workers=0))
+        self.selection = list(eval_loader(data, 64, 256, per_class=select, workers=0))
+
+    def top1(self, model: torch.nn.Module) -> float:
+        every, seen = (evaluate(model.eval(), batches, device="cpu") for batches in (self.all, self.selection))
+        right = every["top1"] * every["n"] - seen["top1"] * seen["n"]
+        return right / (every["n"] - seen["n"])
+
+    def images(self) -> int:
+        return sum(len(b[1]) for b in self.all) - sum(len(b[1]) for b in self.selection)
+
+
 def finetune(model: torch.nn.Module, name: str, teacher: torch.nn.Module, args: argparse.Namespace,
-             out: Path) -> float:
-    """Held-out top-1 after the shared finetune recipe (all held-out images)."""
+             out: Path, test: TestSplit) -> float:
+    """Top-1 on the test split after the shared finetune recipe."""
     tc = TrainConfig(model=name, data=args.data, out_dir=str(out / name), epochs=args.ft_epochs,
                      train_per_class=args.ft_per_class, val_per_class=0, img_size=64, batch_size=64, lr=args.ft_lr,
                      warmup_epochs=0.1, cutmix_alpha=0.0, mix_prob=0.0, bn_recalibration=20, workers=args.workers,
                      seed=args.seed, teacher=teacher, resume=(out / name / "last.pt").is_file(), progress=False)
-    return round(float(fit(tc, model=model).final_top1), 2)
+    return round(test.top1(fit(tc, model=model).model.cpu()), 2)
 
 
 def result(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path) -> dict:
     """Per budget: the specialised sub-network against every shipped zoo model within it, same finetune."""
     zoo = sorted(n for n in manifest().get(TAG, {}) if n != SHIPPED_NAME)
-    timed = compare(zoo, names=zoo, input_size=224, runtime=args.runtime, threads=args.threads, progress=True)
+    # a few of the search's candidates timed with the zoo: the table's scale on the machine as it is now
+    by_ms = sorted(found["rows"], key=lambda r: r["predicted_ms"])
+    anchors = {f"trial_{r['number']}": r for r in (by_ms[round(q * (len(by_ms) - 1))] for q in (0.1, 0.3, 0.5, 0.7, 0.9))}
+    timed = compare(zoo + [create_model(trial_spec(study, r["number"])[0]) for r in anchors.values()],
+                    names=zoo + list(anchors), input_size=224, runtime=args.runtime, threads=args.threads,
+                    progress=True)
     zoo_ms = {n: r.median_ms for n, r in zip(timed.names, timed.results)}
+    scale = statistics.median(zoo_ms.pop(n) / r["predicted_ms"] for n, r in anchors.items())
+    print(f"the latency table's predictions x {scale:.3f} = latency measured now", flush=True)
     teacher = extract(supernet, supernet.largest()).eval()
-    rescore = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=20, val_per_class=1,
-                               seed=args.seed)
-    rescore.held_out = list(calibration_loader(args.data, 64, 128, args.recheck_images // 128, seed=args.seed + 1))
+    rescore = SupernetAccuracy(supernet, args.data, 64, batch_size=128, calibration_batches=20,
+                               val_per_class=args.select_per_class, seed=args.seed)
+    test = TestSplit(args.data, args.select_per_class)
     budgets = []
     for factor in args.budgets:
         budget = factor * zoo_ms[REFERENCE]
-        ranked = sorted((r for r in found["rows"] if r["predicted_ms"] <= budget * args.predict_slack),
+        if args.budget_trials:  # specialised to this budget, from the zoo's sub-networks of the supernet within it
+            warm = tuple(n for n in zoo if n.startswith("carve_") and zoo_ms[n] <= budget)
+            done = run_search(search_config(args, out, found["table"], f"budget_{factor}", args.budget_trials,
+                                            args.budget_val_per_class, budget / scale * args.predict_slack, warm))
+            source = load_study(done.study_name, done.storage)
+            rows = scored_rows(source)
+        else:
+            warm, rows, source = (), found["rows"], study
+        ranked = sorted((r for r in rows if r["predicted_ms"] * scale <= budget * args.predict_slack),
                         key=lambda r: -r["accuracy"])
         if not ranked:
             budgets.append(dict(factor=factor, budget_ms=round(budget, 3), found=None))
             continue
         specs, seen = {}, set()
         for r in ranked:  # NSGA-II samples some sub-networks more than once
-            spec = trial_spec(study, r["number"])[0]
+            spec = trial_spec(source, r["number"])[0]
             if spec.hash() not in seen and len(specs) < args.recheck:
                 seen.add(spec.hash())
                 specs[f"trial_{r['number']}"] = spec
@@ -142,23 +188,26 @@ def result(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, stu
         pick = held[0] if held else min(specs, key=lambda n: ms[n])
         spec = specs[pick].replace(name=f"found_{int(factor * 100)}")
         top1 = {spec.name: finetune(extract(supernet, spec), spec.name, teacher, args,
-                                    out / "finetune" / spec.hash()[:12])}
+                                    out / "finetune" / spec.hash()[:12], test)}
         for n in within:
-            top1[n] = finetune(create_model(n, pretrained=TAG, num_classes=202), n, teacher, args, out / "finetune")
+            top1[n] = finetune(create_model(n, pretrained=TAG, num_classes=202), n, teacher, args, out / "finetune",
+                               test)
         best_zoo = max(within, key=lambda n: top1[n]) if within else None
         budgets.append(dict(factor=factor, budget_ms=round(budget, 3), found=spec.name, trial=pick,
+                            study=dict(trials=len(rows), warm_start=list(warm)) if args.budget_trials else "speed",
                             found_ms=round(ms[pick], 3), found_within=pick in held,
                             macs_m=round(profile(create_model(spec), 224).macs / 1e6, 1),
                             estimate=next(r["accuracy"] for r in ranked if f"trial_{r['number']}" == pick),
                             rechecked={n: dict(estimate=next(r["accuracy"] for r in ranked
                                                              if f"trial_{r['number']}" == n),
-                                               train_top1=rescored[n], ms=round(ms[n], 3)) for n in specs},
+                                               selection_top1=rescored[n], ms=round(ms[n], 3)) for n in specs},
                             top1=top1, zoo_ms={n: round(ms[n], 3) for n in within}, best_zoo=best_zoo,
                             beats_every_zoo_model=all(top1[spec.name] > top1[n] for n in within),
                             spec=spec.to_dict()))
         print(f"budget {factor:.2f}x ({budget:.2f} ms): {spec.name} {top1[spec.name]:.2f} % at {ms[pick]:.2f} ms; "
               + ", ".join(f"{n} {top1[n]:.2f} % at {ms[n]:.2f} ms" for n in within), flush=True)
-    return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets)
+    return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets,
+                table_scale=round(scale, 3), selection_per_class=args.select_per_class, test_images=test.images())
 
 
 def held_out_scorer(supernet: torch.nn.Module, data: str) -> SupernetAccuracy:
@@ -270,9 +319,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-per-class", type=int, default=2, help="held-out images per class scoring a candidate")
     p.add_argument("--bn-batches", type=int, default=4, help="training batches re-estimating BatchNorm")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.75, 1.0])
+    p.add_argument("--budget-trials", type=int, default=100,
+                   help="result: per budget a study of this many candidates constrained to it, warm-started from "
+                        "the zoo's carve models within it (0: pick from the speed part's study)")
+    p.add_argument("--budget-val-per-class", type=int, default=5,
+                   help="held-out images per class scoring a candidate of those studies (the first of "
+                        "--select-per-class)")
     p.add_argument("--recheck", type=int, default=16, help="distinct candidates per budget scored again and "
                                                              "re-measured")
-    p.add_argument("--recheck-images", type=int, default=4096, help="training images scoring them again")
+    p.add_argument("--select-per-class", type=int, default=10,
+                   help="result: the first N held-out images per class choose among the re-checked candidates "
+                        "(the budget studies score on a subset of them); the rest is the test split")
     p.add_argument("--predict-slack", type=float, default=1.2,
                    help="candidates re-measured up to budget x this predicted latency (the table's error)")
     p.add_argument("--tolerance", type=float, default=1.0, help="a re-measured latency within budget x this holds")
