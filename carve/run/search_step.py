@@ -34,8 +34,9 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     budget = zoo["budget_ms"] * s.budget_factor
     # a supernet's resolution choice is the deploy resolution: candidates are timed there
     resolution = s.resolution or (zoo["input_size"] if s.supernet else None)
+    warm_start = s.warm_start or (zoo_starting_points(zoo, budget) if s.supernet else ())
     sc = replace(s, objective=objective, out_dir=str(out), latency_budget_ms=budget, resume=True, seed=cfg.seed,
-                 progress=True, resolution=resolution)
+                 progress=True, resolution=resolution, warm_start=warm_start)
     result = search(sc)
     if not result.pareto:
         raise RuntimeError(f"search: no trial of {result.n_complete} met the latency budget of "
@@ -57,8 +58,15 @@ def run_search(cfg: RunConfig, state: RunState) -> dict:
     space = sc.load_space().name if sc.supernet else sc.space
     return dict(study=result.study_name, storage=rel(state, storage), space=space, inherit_from=inherit_from,
                 supernet=s.supernet, estimator=sc.objective.accuracy, num_classes=num_classes,
+                warm_start=list(warm_start),
                 n_complete=result.n_complete, n_failed=result.n_failed, budget_ms=round(budget, 3),
                 pareto=[{k: v for k, v in e.items() if k != "spec"} for e in pareto], reference=reference,
                 best=dict(number=best.number, accuracy=best.accuracy, latency_ms=best.latency_ms,
                           spec=rel(state, out / "best_spec.json"), hash=best_spec.hash()),
                 chart=rel(state, out / "pareto.png"), trials=rel(state, out / "trials.json"))
+
+
+def zoo_starting_points(zoo: dict, budget_ms: float) -> tuple[str, ...]:
+    """The zoo step's carve models within the budget: sub-networks of the shipped supernet, so a search
+    over it that starts from their nearest points starts where the hand design is."""
+    return tuple(r["name"] for r in zoo["models"] if r["family"] == "carve" and r["latency_ms"] <= budget_ms)

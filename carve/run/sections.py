@@ -59,7 +59,9 @@ def _estimator(s: dict, cfg: RunConfig) -> str:
     if s.get("estimator") == "supernet":
         return (f"Each trial is a sub-network of the shipped supernet {s.get('supernet')} with its weights, its "
                 f"BatchNorm statistics re-estimated, scored by top-1 on held-out images of "
-                f"{Path(cfg.data.classify).name} and by its latency measured in the deploy runtime.")
+                f"{Path(cfg.data.classify).name} and by its latency measured in the deploy runtime."
+                + (f" The first trials are its nearest sub-networks to {', '.join(s['warm_start'])}, so the search "
+                   f"starts where the hand design is." if s.get("warm_start") else ""))
     if s.get("estimator") == "inherited":
         base = str(s.get("inherit_from", "")).partition("@")[0]
         return (f"Each trial is a channel sub-network of {base} that inherits its shipped weights, its BatchNorm "

@@ -4,6 +4,7 @@ import json
 import re
 import sqlite3
 
+import optuna
 import pytest
 from PIL import Image
 
@@ -36,6 +37,11 @@ def check_search(state):
     with sqlite3.connect(state.root / s["storage"]) as db:
         n = db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
     assert n == 2
+    # the zoo's carve model within the budget is the supernet search's first trial (its nearest sub-network)
+    assert s["warm_start"] == ["carve_100"]
+    study = optuna.load_study(study_name=s["study"], storage=f"sqlite:///{state.root / s['storage']}")
+    first = min(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert first.system_attrs.get("fixed_params") and first.params == first.system_attrs["fixed_params"]
     assert s["best"]["spec"] and s["best"]["latency_ms"] > 0
     assert png_ok(state.root / s["chart"])
 
@@ -74,6 +80,7 @@ def check_report(state):
         assert f"<h2>{title}" in page and f"## {title}" in md
     assert state.summary("zoo")["hand_designed"] in page
     assert "no-image prior" in md and "a detector that sees no image" in md
+    assert "nearest sub-networks to carve_100" in md
 
 
 CHECKS = {"zoo": check_zoo, "search": check_search, "train": check_train, "finetune": check_finetune,
