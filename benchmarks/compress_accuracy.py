@@ -1,13 +1,15 @@
 """INT8 that holds accuracy: FP32 vs plain INT8 vs accuracy-controlled INT8 on Tiny ImageNet (issue 19).
 
 For each model (default: the shipped ``carve:tiny-imagenet`` weights): held-out top-1 of the FP32
-model, of plain ONNX Runtime QDQ INT8 (everything quantized) and of accuracy-controlled INT8
-(``carve.compress.controlled_int8``: blocks return to FP32, most sensitive first, until at most
-``--max-drop`` points are lost), and the ONNX Runtime latency of each at ``--input-size`` (224 px,
-batch 1, all variants of a model measured one after the other in this process). Top-1 is measured
+model, of plain INT8 in ``--runtime`` (ONNX Runtime static QDQ, or OpenVINO through NNCF; everything
+quantized) and of accuracy-controlled INT8 (``carve.compress.controlled_int8``: blocks return to
+FP32, most sensitive first, until at most ``--max-drop`` points are lost), and the latency of each
+in that runtime at ``--input-size`` (224 px, batch 1; the three variants of a model timed
+interleaved in one process, ``carve.compress.step_timing.time_together``). Top-1 is measured
 at the shards' native ``--img-size`` (64 px, what the weights were trained at) on the held-out split
 (``carve.train.shards``, 10 % of the samples chosen by key); calibration images come from the
-training split. The sensitivity table of each model is written next to the results.
+training split. The sensitivity table of each model (ONNX Runtime's, which orders the blocks for
+every runtime) is written next to the results by the ONNX Runtime run.
 
 The accuracy-controlled variant is chosen on the same held-out images it is reported on (as
 accuracy-aware tools do with their validation set); give ``--control-per-class`` to choose it on
@@ -15,7 +17,9 @@ another part of the held-out split than the one reported (``--eval-per-class`` i
 first, then ``--control-per-class`` more).
 
     PYTHONPATH=. python benchmarks/compress_accuracy.py [--models mobilenet_v3_large_100 ...]
-        [--max-drop 1.0] [--eval-per-class 10] [--calib-per-class 2] [--threads 1]
+        [--runtime onnxruntime|openvino] [--max-drop 1.0] [--eval-per-class 10] [--calib-per-class 2] [--threads 1]
+
+Results go to ``benchmarks/results/compress_accuracy[_RUNTIME].{json,md,png}`` (no suffix for ONNX Runtime).
 
 Without shipped weights for a model it says so and measures the randomly initialised model, marked
 ``untrained`` in every output (its top-1 is chance and says nothing about INT8).
@@ -73,10 +77,12 @@ def batches(data: str, split: str, img_size: int, per_class: int, skip_per_class
     return [(x[i:i + 100], y[i:i + 100]) for i in range(0, len(y), 100)]
 
 
-def latency(model: torch.nn.Module, runtime: str, size: int, threads: int) -> float:
-    from carve.latency import measure
+def latencies(fp32: torch.nn.Module, int8: list[torch.nn.Module], runtime: str, size: int, threads: int) -> list[float]:
+    """Median ms of the FP32 model in ``runtime`` and of each INT8 model (which runs in its own), interleaved."""
+    from carve.compress.step_timing import TimedModel, time_together
 
-    return round(measure(model, runtime=runtime, input_size=size, threads=threads, cache=False).median_ms, 3)
+    timed = [TimedModel(fp32, runtime)] + [TimedModel(m, "eager") for m in int8]
+    return [round(t.median_ms, 3) for t in time_together(timed, size, 3, threads)]
 
 
 def run_model(name: str, args: argparse.Namespace, calib: list, test: list, control: list) -> dict:
@@ -88,18 +94,19 @@ def run_model(name: str, args: argparse.Namespace, calib: list, test: list, cont
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fp32 = top1(model, test)[0]
-    plain, _ = quantize(model, calib=calib, runtime="onnxruntime", out_dir=out / "plain", calib_images=len(calib) * 100,
-                        calibration=args.calibration, threads=args.threads)
+    flow = dict(calibration=args.calibration) if args.runtime == "onnxruntime" else {}
+    plain, _ = quantize(model, calib=calib, runtime=args.runtime, out_dir=out / "plain", calib_images=len(calib) * 100,
+                        threads=args.threads, **flow)
     res, _ = controlled_int8(model, calib=calib, eval=control, out_dir=out / "controlled", max_drop=args.max_drop,
                              calib_images=len(calib) * 100, calibration=args.calibration, threads=args.threads,
-                             prune_ratios=tuple(args.prune_ratios))
-    res.table.write(Path(args.results), stem=f"compress_accuracy_sensitivity_{name}")
+                             prune_ratios=tuple(args.prune_ratios), runtime=args.runtime)
+    if args.runtime == "onnxruntime":  # the table is ONNX Runtime's whatever the runtime: written once
+        res.table.write(Path(args.results), stem=f"compress_accuracy_sensitivity_{name}")
+    fp32_ms, int8_ms, controlled_ms = latencies(model, [plain, res.model], args.runtime, args.input_size, args.threads)
     row = dict(model=name, trained=trained, fp32_top1=fp32, int8_top1=top1(plain, test)[0],
                controlled_top1=top1(res.model, test)[0], kept_float=res.keep_float, met_on_control=res.met,
-               variants_tried=len(res.trail), fp32_ms=latency(model, "onnxruntime", args.input_size, args.threads),
-               int8_ms=latency(plain, "eager", args.input_size, args.threads),
-               controlled_ms=latency(res.model, "eager", args.input_size, args.threads),
-               seconds=round(time.perf_counter() - t0, 1))
+               variants_tried=len(res.trail), runtime=args.runtime, fp32_ms=fp32_ms, int8_ms=int8_ms,
+               controlled_ms=controlled_ms, seconds=round(time.perf_counter() - t0, 1))
     row["int8_speedup"] = round(row["fp32_ms"] / row["int8_ms"], 3)
     row["controlled_speedup"] = round(row["fp32_ms"] / row["controlled_ms"], 3)
     return row
@@ -125,7 +132,8 @@ def plot(rows: list[dict], path: Path) -> None:
     names = [r["model"] + ("" if r["trained"] else "\n(untrained)") for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (title, keys) in zip(axes, (("held-out top-1 (%)", ("fp32_top1", "int8_top1", "controlled_top1")),
-                                        ("ONNX Runtime latency (ms)", ("fp32_ms", "int8_ms", "controlled_ms")))):
+                                        (f"{rows[0]['runtime']} latency (ms)",
+                                         ("fp32_ms", "int8_ms", "controlled_ms")))):
         for i, key in enumerate(keys):
             ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[key] for r in rows], 0.27,
                    label=("FP32", "INT8", "controlled INT8")[i])
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="held-out images per class the controlled variant is chosen on (0: the reported ones)")
     ap.add_argument("--calib-per-class", type=int, default=2)
     ap.add_argument("--calibration", default="percentile", choices=("minmax", "percentile", "entropy"))
+    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino"),
+                    help="INT8 flow and the runtime all three variants are timed in")
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--prune-ratios", type=float, nargs="*", default=[], help="also measure pruning sensitivity")
     ap.add_argument("--threads", type=int, default=1)
@@ -169,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=. python benchmarks/compress_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    (results / "compress_accuracy.json").write_text(json.dumps(dict(command=command, args=vars(args), rows=rows),
-                                                               indent=2))
-    (results / "compress_accuracy.md").write_text(f"`{command}`\n\n{text}\n")
-    plot(rows, results / "compress_accuracy.png")
+    stem = "compress_accuracy" + ("" if args.runtime == "onnxruntime" else f"_{args.runtime}")
+    (results / f"{stem}.json").write_text(json.dumps(dict(command=command, args=vars(args), rows=rows), indent=2))
+    (results / f"{stem}.md").write_text(f"`{command}`\n\n{text}\n")
+    plot(rows, results / f"{stem}.png")
     return 0
 
 

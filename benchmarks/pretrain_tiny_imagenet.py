@@ -120,7 +120,13 @@ def regenerate(args: argparse.Namespace, command: str) -> int:
     print(f"\n{'model':26s} {'shipped':>8s} {'again':>8s} {'diff':>6s}")
     for r in rows:
         print(f"{r['model']:26s} {r['shipped_top1']:8.2f} {r['regenerated_top1']:8.2f} {r['diff']:+6.2f}")
-    write_json(Path(args.results) / "pretrain_regenerate.json", dict(command=command, recipe=recipe(args), rows=rows))
+    path = Path(args.results) / "pretrain_regenerate.json"
+    for r in rows:
+        r["command"] = command
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    kept = [dict(r, command=r.get("command", earlier.get("command"))) for r in earlier.get("rows", [])
+            if r["model"] not in args.models]  # other models' regenerations, each with the command that ran it
+    write_json(path, dict(recipe=recipe(args), rows=sorted(kept + rows, key=lambda r: r["model"])))
     return 0 if all(r["within_1_point"] for r in rows) else 1
 
 

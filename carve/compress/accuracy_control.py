@@ -4,7 +4,8 @@ held-out top-1 lost is at most ``max_drop`` points.
 The order comes from a sensitivity table (``carve.compress.sensitivity``, ONNX Runtime QDQ, one
 calibration shared by every variant). ONNX Runtime variants are re-quantizations of one export;
 PT2E variants (``runtime="torch"``) are re-quantized with ``keep_float`` and evaluated without
-compiling, the kept one compiled at the end. The speed gate (``keep_if_faster``) is the
+compiling, the kept one compiled at the end; OpenVINO variants (``runtime="openvino"``) are NNCF
+quantizations of one export with the FP32 blocks as its ignored scope. The speed gate (``keep_if_faster``) is the
 pipeline's, applied to the result like to any step.
 """
 
@@ -19,8 +20,13 @@ from torch import nn
 from carve.zoo import ArchSpec
 
 from carve.latency.qdq import QdqGraph, ScopeError, check_patterns, matches
-from .quantization import Int8Model, OrtModel, QuantizeError, _images, quantize_pt2e
+from .openvino_int8 import OvModel, nncf_int8
+from .int8_inputs import QuantizeError, calibration_images as _images
+from .quantization import Int8Model, OrtModel, quantize_pt2e
 from .sensitivity import SensitivityTable, measure_sensitivity, top1
+
+
+FLOWS = {"onnxruntime": "ort", "torch": "pt2e", "openvino": "openvino"}  # runtime -> its INT8 flow's tag
 
 
 @dataclass
@@ -66,8 +72,8 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
     max_drop = check_max_drop(max_drop)
     if eval is None:
         raise QuantizeError("eval: accuracy control needs held-out (images, labels) batches to measure the drop")
-    if runtime not in ("onnxruntime", "torch"):
-        raise QuantizeError(f"runtime: expected 'onnxruntime' or 'torch', got {runtime!r}")
+    if runtime not in FLOWS:
+        raise QuantizeError(f"runtime: expected one of {list(FLOWS)}, got {runtime!r}")
     spec = spec or getattr(model, "spec", None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,8 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
     def build(patterns: list[str]) -> nn.Module:
         if runtime == "onnxruntime":
             return OrtModel(graph.quantize(out / "model_int8.onnx", keep_float=patterns), threads)
+        if runtime == "openvino":
+            return OvModel(nncf_int8(graph.fp32_path, out / "model_int8.xml", images, patterns), threads)
         return quantize_pt2e(model, spec, images, calib_images=len(images), keep_float=patterns, compile=False)[0]
 
     trail: list[dict[str, Any]] = []
@@ -98,7 +106,7 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
         keep.append(candidates.pop(0))
     if runtime == "torch" and compile:
         q = Int8Model(q.converted, q.example, compile=True)
-    tag = f"int8-{'ort' if runtime == 'onnxruntime' else 'pt2e'}(calib={len(images)}, max_drop={max_drop:g}, " \
+    tag = f"int8-{FLOWS[runtime]}(calib={len(images)}, max_drop={max_drop:g}, " \
           f"float={len(keep)})"
     q.carve_steps = list(getattr(model, "carve_steps", [])) + [tag]
     q.keep_float = list(keep)

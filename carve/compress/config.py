@@ -41,14 +41,16 @@ class CompressConfig(Config):
                                                       "channels (0: one per tensor)")
     quantize: str | None = setting(None, choices=PRECISIONS, help="precision to quantize to")
     runtime: str = setting("torch", choices=RUNTIMES, help="INT8 flow (torch: torchao PT2E + inductor; "
-                                                           "onnxruntime: static QDQ) and latency engine")
+                                                           "onnxruntime: static QDQ; openvino: NNCF) and the "
+                                                           "runtime every row is timed in")
     export: list[str] = setting(default_factory=list, choices=EXPORT_FORMATS,
                                 help="artefacts to write after the last step")
     keep_float: list[str] = setting(default_factory=list, help="INT8: glob patterns over module names kept in FP32 "
                                                                "(e.g. '*.se' for the SE gates, 'classifier')")
-    max_drop: float | None = setting(None, ">= 0", help="INT8 with accuracy control: the held-out top-1 points it "
-                                                        "may lose; blocks return to FP32, most sensitive first, "
-                                                        "until met")
+    max_drop: float | None = setting(None, ">= 0", help="held-out top-1 points the compressed model may lose against "
+                                                        "the original: a step that loses more is reported and "
+                                                        "dropped; INT8 returns blocks to FP32, most sensitive "
+                                                        "first, until within what is left of it")
     qat_epochs: int = setting(0, ">= 0", help="INT8 (runtime torch): quantization-aware training epochs on the "
                                               "training split, distilled from the FP32 model")
     qat_lr: float = setting(1e-4, "positive", help="learning rate of the quantization-aware training")
@@ -86,7 +88,7 @@ class CompressConfig(Config):
             if name in FINETUNE_OWN:
                 raise ConfigError(f"{where}.{name}", "set by the compress step itself, not by finetune")
         build(TrainConfig, self.finetune, where)
-        needs_int8 = [n for n in ("keep_float", "max_drop", "qat_epochs") if getattr(self, n) not in (None, [], 0)]
+        needs_int8 = [n for n in ("keep_float", "qat_epochs") if getattr(self, n) not in (None, [], 0)]
         if needs_int8 and self.quantize != "int8":
             raise self.error(needs_int8[0], "applies to INT8 only: add quantize='int8' (--quantize int8)")
         for i, p in enumerate(self.keep_float):
@@ -99,10 +101,8 @@ class CompressConfig(Config):
                                              "quantize='int8', not both")
         if self.qat_epochs and self.runtime != "torch":
             raise self.error("qat_epochs", "quantization-aware training runs in the PT2E flow: use runtime='torch'")
-        if self.qat_epochs and self.max_drop is not None:
-            raise self.error("qat_epochs", "give max_drop (accuracy control) or qat_epochs, not both")
         if self.max_drop is not None and self.eval is None:
-            raise self.error("max_drop", "accuracy control needs held-out data (eval)")
+            raise self.error("max_drop", "an accuracy budget needs held-out data (eval)")
 
     def plan(self) -> list[str | tuple[str, dict[str, Any]]]:
         """The ``pipeline`` steps asked for, in the order prune, fold, lowrank, cluster, quantize, export.
@@ -125,8 +125,6 @@ class CompressConfig(Config):
                 q["calibration"] = self.calibration
             if self.keep_float:
                 q["keep_float"] = list(self.keep_float)
-            if self.max_drop is not None:
-                q["max_drop"] = self.max_drop
             if self.qat_epochs:
                 q.update(qat_epochs=self.qat_epochs, qat_lr=self.qat_lr)
             steps.append(("quantize", {**q, **pays}))

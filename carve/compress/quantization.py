@@ -5,6 +5,7 @@
   selects the INT8 kernels; ``package_aoti`` writes an AOTInductor package for deployment.
   Optional quantization-aware training (``qat_steps``) with ``prepare_qat_pt2e``.
 - ONNX Runtime: static QDQ quantization, per-channel weights.
+- OpenVINO: NNCF post-training quantization (``carve.compress.openvino_int8``).
 - GPU (or CPUs with bf16 units): fp16/bf16 casts.
 
 ``torch.ao.quantization`` is deprecated and not used. INT8 does not pay on every family: measure.
@@ -28,31 +29,10 @@ from carve.zoo.mobileone import deployed
 
 from carve.latency.qdq import CALIBRATIONS, QdqGraph, ScopeError, check_patterns
 
+from .int8_inputs import QuantizeError, calibration_images as _images
+
 PRECISIONS = ("int8", "fp16", "bf16")
-RUNTIMES = ("torch", "onnxruntime")
-
-
-class QuantizeError(ValueError):
-    """A quantization request that cannot be met; the message names the argument."""
-
-
-def _images(calib: Iterable | None, limit: int) -> list[torch.Tensor]:
-    """Up to ``limit`` single images (1 x C x H x W) from batches of images or (images, labels)."""
-    if calib is None:
-        raise QuantizeError("calib: INT8 post-training quantization needs calibration data "
-                            "(an iterable of image batches or (images, labels) batches, e.g. --calib DATA)")
-    out: list[torch.Tensor] = []
-    for batch in calib:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise QuantizeError(f"calib: expected image batches shaped N x C x H x W, got {type(x).__name__}"
-                                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else ''}")
-        out.extend(x.split(1))
-        if len(out) >= limit:
-            break
-    if not out:
-        raise QuantizeError("calib: the calibration data yielded no images")
-    return out[:limit]
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 def _export(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -270,7 +250,7 @@ def cast(model: nn.Module, spec: ArchSpec | None = None, precision: str = "fp16"
 
 def quantize(model: nn.Module, spec: ArchSpec | None = None, precision: str = "int8", runtime: str = "torch",
              calib: Iterable | None = None, out_dir: str | Path = "compress_out", **kwargs: Any) -> tuple[nn.Module, ArchSpec]:
-    """Dispatch: int8 through ``runtime`` (torch: PT2E, onnxruntime: QDQ), fp16/bf16 by casting."""
+    """Dispatch: int8 through ``runtime`` (torch: PT2E, onnxruntime: QDQ, openvino: NNCF), fp16/bf16 by casting."""
     if precision not in PRECISIONS:
         raise QuantizeError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
     if runtime not in RUNTIMES:
@@ -279,4 +259,8 @@ def quantize(model: nn.Module, spec: ArchSpec | None = None, precision: str = "i
         return cast(model, spec, precision, kwargs.get("device"))
     if runtime == "torch":
         return quantize_pt2e(model, spec, calib, **kwargs)
+    if runtime == "openvino":
+        from .openvino_int8 import quantize_openvino
+
+        return quantize_openvino(model, spec, calib, out_dir=out_dir, **kwargs)
     return quantize_ort(model, spec, calib, out_dir=out_dir, **kwargs)

@@ -57,12 +57,16 @@ class CompressReport:
             if gate or (prev.latency_ms and row.latency_ms):
                 speed = gate["speedup"] if gate else prev.latency_ms / row.latency_ms
                 parts.append(f"{speed:.2f}x the speed of the previous row" + (" (timed as a pair)" if gate else ""))
-                if not row.notes.get("kept", True):
+                if not row.notes.get("kept", True) and "gate" in row.notes:
                     parts.append("(did not pay here; the model before it was kept)")
                 elif row.name.startswith(("int8", "bf16", "fp16")) and speed < 1.1:
                     parts.append("(quantization did not pay here)")
             if prev.top1 is not None and row.top1 is not None:
                 parts.append(f"top-1 {row.top1 - prev.top1:+.2f} points")
+            acc = row.notes.get("accuracy_gate")
+            if acc and not row.notes.get("kept", True) and "gate" not in row.notes:
+                parts.append(f"(lost {acc['lost']:.2f} points against the original, more than max_drop "
+                             f"{acc['max_drop']:g}; the model before it was kept)")
             if prev.macs and row.macs != prev.macs:
                 parts.append(f"MACs x{row.macs / prev.macs:.2f}")
             lines.append(" ".join(parts))

@@ -17,7 +17,8 @@ from torch import nn
 
 from carve.files import save_figure, write_atomic, write_json
 from carve.latency.qdq import QdqGraph, block_of
-from .quantization import OrtModel, QuantizeError, _images
+from .int8_inputs import QuantizeError, calibration_images as _images
+from .quantization import OrtModel
 
 GRANULARITIES = ("block", "layer")
 

@@ -22,12 +22,14 @@ from carve.config import Config, ConfigError, setting
 from carve.latency.artefact import open_artefact
 from carve.latency.artefact_latency import file_digest, measure_artefact
 from carve.latency.onnx_export import export_onnx
+from carve.latency.openvino_runtime import convert_to_ir
 from carve.latency.parity import check_parity, image_batches
 from carve.latency.protocol import PROTOCOLS
-from carve.latency.qdq import check_patterns, kept_modules, matches, name_nodes
+from carve.latency.qdq import check_patterns, kept_modules
 from carve.zoo import create_model
 
 from .clustering import CLUSTER_BITS
+from .openvino_int8 import nncf_int8
 
 EXPORT_TARGETS = ("onnx", "openvino", "executorch", "litert", "coreml")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite", "coreml": ".mlpackage"}
@@ -125,37 +127,10 @@ def _onnx_int8(model: nn.Module, calib: list[torch.Tensor], work: Path, dynamic_
 def _openvino_ir(fp32: Path, xml: Path, calib: list[torch.Tensor] | None, keep_float: Sequence[str] = ()) -> None:
     """IR from the FP32 ONNX file; INT8 through NNCF post-training quantization when ``calib`` is given,
     but for the operations of the modules matching ``keep_float``."""
-    import openvino as ov
-
-    if keep_float:  # ops named <module>/<op>_<i>, names OpenVINO keeps, so NNCF can be told which to skip
-        named = fp32.with_name("model_fp32_named.onnx")
-        name_nodes(fp32, named)
-        fp32 = named
-    model = ov.convert_model(str(fp32))
     if calib is not None:
-        try:
-            import nncf
-        except ImportError as exc:
-            raise RuntimeError("--to openvino --int8 needs NNCF (pip install nncf)") from exc
-        dataset = nncf.Dataset(calib, lambda x: x.numpy())
-        ignored = nncf.IgnoredScope(names=_ops_in(model, keep_float)) if keep_float else None
-        model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE,
-                              ignored_scope=ignored)
-    ov.save_model(model, str(xml), compress_to_fp16=False)
-
-
-def _ops_in(model: Any, keep_float: Sequence[str]) -> list[str]:
-    """Names of the OpenVINO operations (named ``<module>/<op>_<i>[/...]``) of the modules matching ``keep_float``."""
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
-    out = []
-    for i, p in enumerate(keep_float):
-        found = [n for n in names if "/" in n and matches(n.split("/", 1)[0], p)]
-        if not found:
-            example = next((n for n in names if "/" in n), "")
-            raise ValueError(f"keep_float[{i}]: pattern {p!r} matches no operation of the OpenVINO model "
-                             f"(its operations are named <module>/<op>_<i>, e.g. {example})")
-        out += [n for n in found if n not in out]
-    return out
+        nncf_int8(fp32, xml, calib, keep_float)
+    else:
+        convert_to_ir(fp32, xml)
 
 
 def _place(src: Path, out: Path) -> None:

@@ -18,17 +18,19 @@ from torch import nn
 from carve.files import writable_dir
 from carve.zoo import ArchSpec, count_params, create_model, save_weights
 
-from .accuracy_control import controlled_int8
+from .accuracy_control import check_max_drop, controlled_int8
 from .artefacts import file_size, state_size
 from .clustering import check_bits, cluster, clustered_size
 from .folding import fold, fold_any
 from .factorisation import lowrank
 from .graph_pruning import is_detector, prune_graph, save_graph_pruned
 from .pruning import check_ratio, conv_macs, prune
+from .openvino_int8 import OvModel
 from .quantization import RUNTIMES, Int8Model, OrtModel, quantize
 from .report import CompressReport, StepRow
 from .sensitivity import SensitivityTable, measure_sensitivity
-from .step_export import EXPORT_FORMATS, export_step
+from .step_export import EXPORT_FORMATS, QUANTIZED, export_step
+from .step_gates import lost, pays, within
 from .step_timing import TimedModel, Timing, time_together
 
 STEPS = ("fold", "prune", "lowrank", "cluster", "quantize", "export")
@@ -140,13 +142,14 @@ class _Runner:
     def row(self, name: str, model: nn.Module, spec: ArchSpec | None, prev: StepRow | None, size: int | None = None,
             notes: dict | None = None) -> StepRow:
         """Everything but latency, which ``time_rows`` measures for all rows together."""
-        plain = not isinstance(model, (Int8Model, OrtModel))
+        plain = not isinstance(model, QUANTIZED)
         params = count_params(model) if plain else (prev.params if prev else 0)
         macs = conv_macs(model, self.input_size, self.in_channels) if plain else (prev.macs if prev else 0)
         size = size if size is not None else (state_size(model) if plain else _graph_bytes(model))
         rt = self.timed(model).runtime
         if not plain:
-            rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model) else "onnxruntime")
+            rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model)
+                            else "openvino" if isinstance(model, OvModel) else "onnxruntime")
         top1 = None
         if self.eval is not None:
             from carve.train import evaluate
@@ -158,8 +161,8 @@ class _Runner:
 
     def timed(self, model: nn.Module) -> TimedModel:
         """A plain model runs in the pipeline's runtime's engine; an INT8 graph in the runtime it was built for."""
-        plain = not isinstance(model, (Int8Model, OrtModel))
-        return TimedModel(model, "onnxruntime" if (self.runtime == "onnxruntime" and plain) else "eager")
+        plain = not isinstance(model, QUANTIZED)
+        return TimedModel(model, self.runtime if (self.runtime in ("onnxruntime", "openvino") and plain) else "eager")
 
     def time(self, models: Sequence[nn.Module], in_channels: int) -> list[Timing]:
         return time_together([self.timed(m) for m in models], self.input_size, in_channels, self.threads)
@@ -195,7 +198,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
              finetune_epochs: int = 0, finetune: dict | None = None, img_size: int = 32, input_size: int | None = None,
              calib_per_class: int = 20, eval_per_class: int = 0, num_classes: int | None = None,
              small_input: int = 0, threads: int | None = None, latency: bool = True,
-             compare_compiled: bool = False, sensitivity: dict[str, Any] | None = None) -> CompressReport:
+             compare_compiled: bool = False, sensitivity: dict[str, Any] | None = None,
+             max_drop: float | None = None) -> CompressReport:
     """Compress ``model_or_ckpt`` (module, zoo name, spec or weights file) step by step and report.
 
     ``steps``: names from ``STEPS`` or ``(name, kwargs)`` pairs passed to the step function, e.g.
@@ -206,8 +210,15 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     arguments of ``carve.compress.sensitivity`` (e.g. ``{"prune_ratios": [0.25, 0.5]}``): the table is
     measured on the model the quantize step gets (the original without one) and written as
     sensitivity.json/.md/.png. A quantize step with ``max_drop`` runs ``controlled_int8``.
+    ``max_drop``: top-1 points on ``eval`` the result may lose against the original; a step that
+    takes the loss past it is reported and dropped (``notes["accuracy_gate"]``), and an INT8 step
+    is accuracy-controlled to what is left of it.
     """
     plan = parse_steps(steps)
+    if max_drop is not None:
+        max_drop = check_max_drop(max_drop)
+        if eval is None:
+            raise ValueError("max_drop: an accuracy budget needs held-out data (eval)")
     out = writable_dir(out_dir)  # before any work: a compression must not fail at its last write
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -301,11 +312,14 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         elif name == "quantize":
             rt = kw.pop("runtime", runtime)
             precision = kw.get("precision", "int8")
-            max_drop = kw.pop("max_drop", None)
+            step_drop = kw.pop("max_drop", None)
+            if max_drop is not None and precision == "int8" and not kw.get("qat_epochs"):
+                left = max(0.0, max_drop - lost(report))
+                step_drop = left if step_drop is None else min(step_drop, left)
             sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
-            if max_drop is not None:
+            if step_drop is not None:
                 kw.pop("precision", None)
-                res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=max_drop,
+                res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=step_drop,
                                             runtime=rt, prunable=trainable, threads=runner.threads,
                                             prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
                 model = res.model
@@ -327,15 +341,19 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
                 notes["keep_float"] = list(model.keep_float)
             if isinstance(model, OrtModel):
                 size = file_size(model.path)
+            elif isinstance(model, OvModel):
+                size = file_size(model.path) + file_size(model.path.with_suffix(".bin"))
             label = f"{precision} ({rt})"
         elif name == "export":
             notes.update(export_step(model, out, runner.eval, runner.input_size, runner.in_channels, kw))
-            size = notes.get("onnx_bytes")
+            size = notes.get("onnx_bytes") or notes.get("openvino_bytes")
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
-        report.add(runner.row(label, model, spec, report.rows[-1], size, notes))
+        report.add(runner.row(label, model, spec, report.kept_rows()[-1], size, notes))
         models.append(model)
-        if min_speedup is not None and not _pays(report, min_speedup, runner.time([before[1], model], runner.in_channels)
+        if max_drop is not None and name != "export" and not within(report, max_drop):
+            trainable, model, spec, folded = before
+        elif min_speedup is not None and not pays(report, min_speedup, runner.time([before[1], model], runner.in_channels)
                                                  if latency else None):
             trainable, model, spec, folded = before
     if latency:
@@ -373,24 +391,6 @@ def _sensitivity(model: nn.Module, trainable: nn.Module, runner: _Runner, kwargs
                         threads=runner.threads, **kwargs)
     table.write(runner.out_dir)
     return table
-
-
-def _pays(report: CompressReport, min_speedup: float, pair: list[Timing] | None) -> bool:
-    """Whether the last step made the model at least ``min_speedup`` x faster than the kept row before
-    it, timed as a ``pair`` interleaved; if not, its row is marked as not kept (it stays in the report)
-    and the caller goes on from the model before it."""
-    if pair is None:
-        raise ValueError("min_speedup: keeping a step only where it pays needs latency measurements")
-    before, after = pair
-    speedup = before.median_ms / after.median_ms
-    row = report.rows[-1]
-    row.notes["gate"] = dict(before_ms=round(before.median_ms, 4), after_ms=round(after.median_ms, 4),
-                             speedup=round(speedup, 3), min_speedup=min_speedup)
-    if speedup >= min_speedup:
-        return True
-    row.notes["kept"] = False
-    row.name += " (not kept)"
-    return False
 
 
 __all__ = ["EXPORT_FORMATS", "STEPS", "parse_steps", "pipeline"]

@@ -92,7 +92,7 @@ def quantize_openvino(fp32: Path, images: list[torch.Tensor], xml: Path, work: P
     model = ov.convert_model(str(named))
     # OpenVINO keeps the ONNX node names ("<module>/<op>_<i>"): all but the network's are ignored
     ignored = nncf.IgnoredScope(patterns=[rf"^(?!({'|'.join(NETWORK)})[./]).*"])
-    nncf.set_log_level(logging.ERROR)
+    logging.getLogger("nncf").setLevel(logging.ERROR)  # nncf.set_log_level left pytest's log capture at ERROR
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars are no output
         model = nncf.quantize(model, nncf.Dataset(images, lambda x: x.numpy()), subset_size=len(images),
                               preset=nncf.QuantizationPreset.PERFORMANCE, ignored_scope=ignored)

@@ -14,8 +14,10 @@ def _openvino() -> Any:
     return openvino
 
 
-def openvino_compile(path: str | Path, threads: int = 1, precision: str = "f32") -> Any:
-    """``path`` (ONNX or IR .xml) compiled on CPU for one request at a time with ``threads`` threads.
+def openvino_compile(path: str | Path, threads: int = 1, precision: str = "f32",
+                     shape: tuple[int, ...] | None = None) -> Any:
+    """``path`` (ONNX or IR .xml) compiled on CPU for one request at a time with ``threads`` threads
+    (for input ``shape`` when given: a file with free dimensions compiled static).
 
     ``precision`` is OpenVINO's inference precision hint: "f32" by default, because on CPUs with
     bf16 units OpenVINO would otherwise run in bf16 and not match PyTorch; "bf16" to opt in.
@@ -26,7 +28,10 @@ def openvino_compile(path: str | Path, threads: int = 1, precision: str = "f32")
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": precision}
     core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), "CPU", config)
+    model = core.read_model(str(path))
+    if shape is not None:
+        model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(list(shape))})
+    return core.compile_model(model, "CPU", config)
 
 
 def convert_to_ir(onnx_path: str | Path, xml_path: str | Path) -> Path:

@@ -60,7 +60,8 @@ RUN_SETS = {
     "search.objective": ("data", "num_classes", "runtime", "threads", "latency_size", "seed", "inherit_from"),
     "train": ("model", "data", "out_dir", "resume", "seed", "pretrained"),
     "finetune": ("backbone", "pretrained", "data", "out_dir", "resume", "seed"),
-    "compress": ("model", "calib", "eval", "out_dir", "img_size", "eval_per_class", "threads", "input_size"),
+    "compress": ("model", "calib", "eval", "out_dir", "img_size", "eval_per_class", "threads", "input_size",
+                 "runtime"),
 }
 
 

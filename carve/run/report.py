@@ -88,17 +88,28 @@ def headline(state: RunState) -> list[Block]:
         c = state.summary("compress")
         kept = [r for r in c["rows"] if r.get("kept", True)]
         first, last = kept[0], kept[-1]
-        if first["latency_ms"] and last["latency_ms"]:
+        if not any(not r["step"].startswith("export") for r in kept[1:]):
+            lines.append(f"Compressed {c['name']}: no step both paid in {c['runtime']} at {c['input_size']} px"
+                         + (f" and kept top-1 within {c['max_drop']:g} point(s)" if c.get("max_drop") is not None
+                            else "") + f"; what ships is the uncompressed model ({redo} compress).")
+        elif first["latency_ms"] and last["latency_ms"]:
             change = (f"top-1 {fmt(first['top1'])} -> {fmt(last['top1'])} %" if first["top1"] is not None
                       and last["top1"] is not None else "top-1 not measured")
             lines.append(f"Compressed {c['name']}: {first['latency_ms'] / last['latency_ms']:.2f}x the speed of the "
                          f"uncompressed model in {c['runtime']} at {c['input_size']} px, {first['size_mb']:.2f} -> "
                          f"{last['size_mb']:.2f} MB, {change} ({redo} compress).")
-        for before, row in zip(c["rows"], c["rows"][1:]):
-            if not row.get("kept", True) and before["latency_ms"] and row["latency_ms"]:
-                lines.append(f"{row['step'].removesuffix(' (not kept)')} was measured at "
-                             f"{before['latency_ms'] / row['latency_ms']:.2f}x the speed of the model before it and "
-                             f"not kept (it did not pay here).")
+        before = c["rows"][0]
+        for row in c["rows"][1:]:
+            if row.get("kept", True):
+                before = row
+                continue
+            step = row["step"].removesuffix(" (not kept)")
+            if row.get("dropped") == "accuracy" and first["top1"] is not None and row["top1"] is not None:
+                lines.append(f"{step} lost {first['top1'] - row['top1']:.2f} top-1 points against the uncompressed "
+                             f"model, more than compress.max_drop ({c['max_drop']:g}) allows, and was not kept.")
+            elif before["latency_ms"] and row["latency_ms"]:
+                lines.append(f"{step} was measured at {before['latency_ms'] / row['latency_ms']:.2f}x the speed of "
+                             f"the model before it and not kept (it did not pay here).")
     return [Para(" ".join(lines), "note")] if lines else []
 
 

@@ -125,8 +125,10 @@ def compress_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> lis
         Para(f"The winner ({s['winner'].replace('_', '-')}: {s['name']}) compressed step by step; every row measured "
              f"in one process at batch 1 and {s['input_size']} px (the deploy resolution) in {s['runtime']}, "
              f"top-1 on the held-out images of {Path(cfg.data.classify).name} at {cfg.train.img_size} px. A step "
-             f"that does not make the model at least {cfg.compress.keep_if_faster or 1}x faster is reported and "
-             f"dropped. Deployable file: {s['onnx'] or 'no ONNX file written'}."),
+             f"that does not make the model at least {cfg.compress.keep_if_faster or 1}x faster"
+             + (f", or takes the top-1 lost against the original past {s['max_drop']:g} point(s) (INT8 returns "
+                f"its most sensitive blocks to FP32 to stay within it)" if s.get("max_drop") is not None else "")
+             + f", is reported and dropped. Deployable file: {s.get('deployable', s.get('onnx')) or 'none written'}."),
         table]
     if s.get("verdicts"):
         blocks.append(Para("Verdicts: " + "; ".join(s["verdicts"]), "note"))

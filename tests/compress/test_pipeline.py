@@ -89,3 +89,32 @@ def test_a_pruning_step_that_does_not_pay_is_dropped(trained_tiny, tmp_path):
     assert pruned.params < original.params
     assert folded.params <= original.params and folded.macs == original.macs  # folded from the unpruned model
     assert "the model before it was kept" in report.verdicts()[0]
+
+
+def test_a_step_that_loses_more_than_max_drop_is_reported_and_dropped(trained_tiny, tmp_path):
+    _, ckpt, _ = trained_tiny
+    steps = [("prune", {"ratio": 0.6}), "fold", ("quantize", {"precision": "int8", "calib_images": 20})]
+    report = pipeline(ckpt, steps, calib=cifar_dir(), eval=cifar_dir(), out_dir=tmp_path, img_size=32,
+                      eval_per_class=10, calib_per_class=2, runtime="onnxruntime", latency=False, max_drop=1.0)
+    original, pruned, fold, int8 = report.rows
+    assert original.top1 - pruned.top1 > 1.0  # 60 % of the channels gone, no finetuning
+    assert pruned.name.endswith("(not kept)") and pruned.notes["kept"] is False
+    assert pruned.notes["accuracy_gate"] == dict(lost=round(original.top1 - pruned.top1, 3), max_drop=1.0)
+    assert fold.macs == original.macs and abs(fold.top1 - original.top1) < 1e-6  # fold went on from the original
+    assert any("more than max_drop 1" in v for v in report.verdicts())
+    assert (int8.params, int8.macs) == (fold.params, fold.macs)  # counted from the kept model, not the dropped one
+    with pytest.raises(ValueError, match="max_drop: an accuracy budget needs held-out data"):
+        pipeline(ckpt, steps[:2], out_dir=tmp_path, img_size=32, latency=False, max_drop=1.0)
+
+
+def test_int8_is_accuracy_controlled_to_the_budget_the_earlier_steps_left(trained_tiny, tmp_path):
+    _, ckpt, _ = trained_tiny
+    report = pipeline(ckpt, [("prune", {"ratio": 0.1}), ("quantize", {"precision": "int8", "calib_images": 20})],
+                      calib=cifar_dir(), eval=cifar_dir(), out_dir=tmp_path, runtime="onnxruntime", img_size=32,
+                      calib_per_class=2, eval_per_class=10, latency=False, max_drop=25.0)
+    original, pruned, int8 = report.rows
+    lost = original.top1 - pruned.top1  # 10 % of a 70k-parameter net's channels, unfinetuned: ~18 points
+    assert 0 < lost <= 25.0 and pruned.notes.get("kept", True)
+    assert int8.notes["max_drop"] == pytest.approx(max(0.0, 25.0 - lost))  # what pruning left of the budget
+    assert int8.notes["accuracy_gate"]["max_drop"] == 25.0
+    assert int8.notes.get("kept", True) == (original.top1 - int8.top1 <= 25.0)

@@ -38,6 +38,7 @@ def test_user_file_merges_over_defaults(tmp_path):
     ("compress: {finetune: {lr: 0}}", "compress.finetune.lr"),
     ("train: {bn_recalibration: -1}", "train.bn_recalibration"),
     ("compress: {prune: 0.3}", "compress.prune_macs"),
+    ("compress: {runtime: onnxruntime}", "compress.runtime"),  # follows zoo.runtime
     ("train: {data: elsewhere}", "train.data"),
     ("search: {objective: {num_classes: 3}}", "search.objective.num_classes"),
     ("train: {warmup_epochs: -1}", "train.warmup_epochs"),

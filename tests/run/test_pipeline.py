@@ -65,7 +65,7 @@ def check_finetune(state):
 
 def check_compress(state):
     s = state.summary("compress")
-    assert (state.root / s["onnx"]).stat().st_size > 1000
+    assert (state.root / s["deployable"]).stat().st_size > 1000
     assert len(s["rows"]) >= 2
     assert png_ok(state.root / s["chart"])
 

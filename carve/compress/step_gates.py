@@ -1,0 +1,51 @@
+"""The pipeline's keep-or-drop gates: a step is carried on only if it pays (speed, timed as a pair with
+the model before it) and keeps the top-1 lost against the original within the budget (accuracy).
+A step that fails a gate keeps its row in the report, marked "(not kept)", with the figures that
+decided it in its notes."""
+
+from __future__ import annotations
+
+from .report import CompressReport
+from .step_timing import Timing
+
+
+def lost(report: CompressReport) -> float:
+    """Top-1 points the last kept row has lost against the original (0 without accuracy)."""
+    first, last = report.rows[0].top1, report.kept_rows()[-1].top1
+    return 0.0 if first is None or last is None else first - last
+
+
+def within(report: CompressReport, max_drop: float) -> bool:
+    """Whether the last step kept the loss against the original within ``max_drop`` points; if not, its row
+    is marked as not kept (it stays in the report) and the caller goes on from the model before it."""
+    row, first = report.rows[-1], report.rows[0].top1
+    if row.top1 is None or first is None:
+        raise ValueError("max_drop: an accuracy budget needs the top-1 of every row (eval data)")
+    lost = first - row.top1
+    row.notes["accuracy_gate"] = dict(lost=round(lost, 3), max_drop=max_drop)
+    if lost <= max_drop + 1e-9:
+        return True
+    row.notes["kept"] = False
+    row.name += " (not kept)"
+    return False
+
+
+def pays(report: CompressReport, min_speedup: float, pair: list[Timing] | None) -> bool:
+    """Whether the last step made the model at least ``min_speedup`` x faster than the kept row before
+    it, timed as a ``pair`` interleaved; if not, its row is marked as not kept (it stays in the report)
+    and the caller goes on from the model before it."""
+    if pair is None:
+        raise ValueError("min_speedup: keeping a step only where it pays needs latency measurements")
+    before, after = pair
+    speedup = before.median_ms / after.median_ms
+    row = report.rows[-1]
+    row.notes["gate"] = dict(before_ms=round(before.median_ms, 4), after_ms=round(after.median_ms, 4),
+                             speedup=round(speedup, 3), min_speedup=min_speedup)
+    if speedup >= min_speedup:
+        return True
+    row.notes["kept"] = False
+    row.name += " (not kept)"
+    return False
+
+
+__all__ = ["lost", "pays", "within"]
