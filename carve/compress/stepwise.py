@@ -188,7 +188,7 @@ class _Runner:
         teacher_path = save_weights(teacher, self.out_dir / "teacher.safetensors")
         cfg = TrainConfig(model=str(student), data=str(self.train_root), out_dir=str(self.out_dir / f"{tag}_finetune"),
                           epochs=epochs, teacher=str(teacher_path), img_size=self.img_size, overwrite=True,
-                          **{"lr": 0.02, "warmup_epochs": 0.0, "cutmix_alpha": 0.0, "workers": 0, "progress": False,
+                          **{"lr": 0.02, "warmup_epochs": 0.0, "cutmix_alpha": 0.0, "workers": 0, "progress": True,
                              "tensorboard": False, **kw})
         return fit(cfg).model.cpu().eval()
 

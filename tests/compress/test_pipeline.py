@@ -9,7 +9,7 @@ from carve.compress.pruning import PruneError
 from .conftest import cifar_dir
 
 
-def test_prune_finetune_with_kd_recovers_accuracy_and_report_is_written(trained_tiny, tmp_path):
+def test_prune_finetune_with_kd_recovers_accuracy_and_report_is_written(trained_tiny, tmp_path, capsys):
     model, weights, top1 = trained_tiny
     data = cifar_dir()
     common = dict(eval=data, out_dir=tmp_path / "a", eval_per_class=20, latency=False)
@@ -18,6 +18,7 @@ def test_prune_finetune_with_kd_recovers_accuracy_and_report_is_written(trained_
                       finetune_epochs=2, finetune={"train_per_class": 100, "val_per_class": 20, "batch_size": 50,
                                                    "lr": 0.5, "aug": "none", "label_smoothing": 0.0},
                       **{**common, "out_dir": tmp_path / "b"})
+    assert "epoch 2" in capsys.readouterr().err  # the KD finetuning shows a progress bar
     original, pruned, folded, exported = report.rows
     assert original.top1 == pytest.approx(top1, abs=0.6)
     assert pruned.macs < 0.7 * original.macs
