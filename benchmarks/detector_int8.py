@@ -1,6 +1,7 @@
 """INT8 detectors against their FP32 graphs: COCO AP / AP50 on held-out images, agreement of the boxes
-and latency here, in ONNX Runtime (static QDQ) and OpenVINO (NNCF), backbone and head INT8 with box
-decoding and NMS in float.
+and latency here, in ONNX Runtime (static QDQ), OpenVINO (NNCF), ExecuTorch and LiteRT (PT2E for
+XNNPACK), backbone and head INT8 with box decoding and NMS in float (ExecuTorch and LiteRT: NMS
+after the program, in Python, and not timed).
 
 Each (checkpoint, runtime) goes through ``carve.finetune.detector_export.export_detector`` with
 ``int8=True`` once: its report holds PyTorch's, the FP32 graph's and the INT8 graph's mAP on the
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from carve.files import save_figure, write_json
-from carve.finetune.detector_export import DetectorExportConfig, export_detector
+from carve.finetune.detector_export import DETECTOR_TARGETS, SUFFIX, DetectorExportConfig, export_detector
 
 RACCOON = Path("../shared/data/raccoon")
 
@@ -42,7 +43,7 @@ def finetune(args: argparse.Namespace, work: Path) -> Path:
 
 def bench(checkpoint: Path, to: str, args: argparse.Namespace, work: Path) -> dict:
     start = time.time()
-    out = work / f"{checkpoint.parent.name}_int8{'.onnx' if to == 'onnx' else '.xml'}"
+    out = work / f"{checkpoint.parent.name}_int8{SUFFIX[to]}"
     report = export_detector(DetectorExportConfig(
         model=str(checkpoint), to=to, out=str(out),
         data=args.data, subset=args.subset, parity_images=args.parity_images, threads=args.threads,
@@ -98,7 +99,7 @@ def plot(rows: list[dict], path: Path) -> None:
     bx.bar([x + 0.2 for x in xs], [r["latency_int8"]["median_ms"] if r["latency_int8"] else 0 for r in rows], 0.4,
            label="INT8")
     bx.set_xticks(list(xs), names, fontsize=8)
-    bx.set(ylabel="ms per call (median, NMS included)", title="latency here")
+    bx.set(ylabel="ms per call (median; NMS included in ONNX Runtime and OpenVINO)", title="latency here")
     bx.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="*", type=Path, help="last.pt / best.pt of carve finetune detect runs "
                                                             "(none: finetune SSDLite on raccoon first)")
-    p.add_argument("--to", nargs="+", default=["onnx", "openvino"], choices=["onnx", "openvino"])
+    p.add_argument("--to", nargs="+", default=["onnx", "openvino"], choices=list(DETECTOR_TARGETS))
     p.add_argument("--data", default=None, help="dataset of the mAP check (default: each run's own)")
     p.add_argument("--subset", default="val", choices=["val", "all"])
     p.add_argument("--calib", default=None, help="calibration dataset (default: --data, else each run's own)")

@@ -3,8 +3,8 @@
 
 A checkpoint of ``carve finetune detect`` (``last.pt``/``best.pt``) is recognised by its format
 and shipped as a detector (boxes, scores, labels; NMS in the graph, or for ExecuTorch and LiteRT
-after the program in carve's post-processing) with a COCO mAP check; with ``--int8`` (ONNX,
-OpenVINO) its backbone and head are INT8, calibrated on the detection dataset ``--calib`` names.
+after the program in carve's post-processing) with a COCO mAP check; with ``--int8``
+its backbone and head are INT8, calibrated on the detection dataset ``--calib`` names.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class DetectionBackbone(nn.Module):
             found = self._first_block_at(32)
             if found is not None:
                 block = self.body.blocks[found[0]][found[1]]
-                if isinstance(getattr(block, "conv_pw", None), nn.Sequential):
+                if isinstance(getattr(block, "conv_pw", None), nn.Sequential) and hasattr(block, "after_expansion"):
                     i = self.strides.index(16)
                     self._expansion_block = f"blocks.{found[0]}.{found[1]}"
                     self.taps[i] = self._expansion_block + ".conv_pw"
@@ -80,9 +80,11 @@ class DetectionBackbone(nn.Module):
                 break
             for bi, block in enumerate(stage):
                 name = f"blocks.{si}.{bi}"
-                if name == self._expansion_block:
-                    found[name + ".conv_pw"] = block.conv_pw(x)
-                x = block(x)
+                if name == self._expansion_block:  # the expansion is computed once, tapped and carried on
+                    expanded = found[name + ".conv_pw"] = block.conv_pw(x)
+                    x = block.after_expansion(expanded, x)
+                else:
+                    x = block(x)
                 found[name] = x
                 if (si, bi) == self._last:
                     break

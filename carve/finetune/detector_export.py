@@ -36,7 +36,7 @@ from carve.train import load_checkpoint
 from .dataset import DetectionDataset
 from .detector_graph import (ONNX_TRANSLATIONS, DetectorGraph, NmsSettings, SingleStageFPNGraph, SSDGraph,
                              graph_input)
-from .detector_programs import POSTPROCESSING, PROGRAM_TARGETS, export_program, with_nms
+from .detector_programs import POSTPROCESSING, PROGRAM_TARGETS, export_program, program_quantization, with_nms
 from .sources import FORMATS
 
 DETECTOR_TARGETS = ("onnx", "openvino") + PROGRAM_TARGETS
@@ -67,8 +67,8 @@ class DetectorExportConfig(Config):
     threads: int = setting(1, ">= 1", help="runtime threads for the mAP check and the latency")
     latency: bool = setting(True, help="time the artefact here with the latency engine")
     protocol: str = setting("quick", choices=tuple(PROTOCOLS), help="latency protocol")
-    int8: bool = setting(False, help="INT8 backbone and head (ONNX: ORT static QDQ; OpenVINO: NNCF); decoding and "
-                                     "NMS stay float")
+    int8: bool = setting(False, help="INT8 backbone and head (ONNX: ORT static QDQ; OpenVINO: NNCF; ExecuTorch, "
+                                     "LiteRT: PT2E for XNNPACK); decoding and NMS stay float")
     calib: str | None = setting(None, help="detection dataset (COCO, YOLO or VOC, read as --format says) whose "
                                            "images calibrate INT8; the mAP check's images are left out")
     calib_split: str | None = setting(None, help="split of calib (default: the run's training split)")
@@ -77,9 +77,6 @@ class DetectorExportConfig(Config):
     def check(self) -> None:
         if not self.model:
             raise self.error("model", "expected a detect checkpoint (last.pt or best.pt of carve finetune detect)")
-        if self.int8 and self.to in PROGRAM_TARGETS:
-            raise self.error("int8", f"INT8 detectors for --to {self.to} are not yet supported (FP32 only; INT8: "
-                                     "--to onnx or openvino)")
         if self.int8 and not self.calib:
             raise self.error("calib", "--int8 needs calibration images (--calib DATA, a detection dataset: COCO, "
                                       "YOLO or VOC, e.g. the run's data)")
@@ -259,8 +256,15 @@ def export_detector(cfg: DetectorExportConfig) -> dict[str, Any]:
     if cfg.to in PROGRAM_TARGETS:
         thresholds = dict(topk_candidates=graph.topk_candidates)
         with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
-            _place(export_program(graph, Path(tmp) / f"model{SUFFIX[cfg.to]}", cfg.to, size, cfg.batch), out)
-        return _report(cfg, model, meta, dataset, size, out, thresholds, nms=graph.nms_settings)
+            fp32 = export_program(graph, Path(tmp) / f"model{SUFFIX[cfg.to]}", cfg.to, size, cfg.batch)
+            if calib is None:
+                _place(fp32, out)
+                return _report(cfg, model, meta, dataset, size, out, thresholds, nms=graph.nms_settings)
+            int8 = export_program(graph, Path(tmp) / f"model_int8{SUFFIX[cfg.to]}", cfg.to, size, cfg.batch, calib)
+            _place(int8, out)
+            quantization = dict(program_quantization(cfg.to), calib=str(cfg.calib), calib_images=calib_count,
+                                batches=len(calib))
+            return _report(cfg, model, meta, dataset, size, out, thresholds, fp32, quantization, nms=graph.nms_settings)
     with tempfile.TemporaryDirectory(prefix="carve_detector_export_") as tmp:
         onnx_file = export_onnx(graph, Path(tmp) / "model.onnx", input_size=size, batch=cfg.batch, in_channels=3,
                                 translations=ONNX_TRANSLATIONS, names=(["images"], OUTPUT_NAMES))
@@ -315,8 +319,12 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
     if quantization is not None:
         report["quantization"] = quantization
     images = _held_out(cfg, dataset)
-    art = open_artefact(out, RUNTIME[cfg.to], cfg.threads)
-    run_all = art.run_all if nms is None else with_nms(art.run_all, nms)
+
+    def runner(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
+        run_all = open_artefact(path, RUNTIME[cfg.to], cfg.threads).run_all
+        return run_all if nms is None else with_nms(run_all, nms)
+
+    run_all = runner(out)
     square = meta["config"]["head"] != "ssdlite"  # SSD resizes to a square itself; the FPN heads keep the aspect
     reference_model = SquareInput(model, size) if square else model
     reference_metrics, reference = evaluate_detector(reference_model, images, batch_size=cfg.batch)
@@ -339,8 +347,7 @@ def _report(cfg: DetectorExportConfig, model: nn.Module, meta: dict[str, Any], d
     if fp32 is not None:
         from .detector_int8 import box_agreement
 
-        float_graph = runtime_predictions(open_artefact(fp32, RUNTIME[cfg.to], cfg.threads).run_all, images, size,
-                                          cfg.batch)
+        float_graph = runtime_predictions(runner(fp32), images, size, cfg.batch)
         float_metrics = coco_metrics(ground_truth, to_coco_results(float_graph, images))
         report["map"]["fp32_graph"] = {k: float_metrics[k] for k in keys}
         report["map"]["int8_minus_fp32_graph"] = {k: exported_metrics[k] - float_metrics[k] for k in keys}

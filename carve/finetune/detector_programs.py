@@ -22,6 +22,7 @@ import torch
 from carve.latency.program_formats import PROGRAMS
 
 from .detector_graph import DetectorGraph, NmsSettings, select_detections
+from .detector_int8 import NETWORK
 
 PROGRAM_TARGETS = tuple(PROGRAMS)
 PRE_NMS_OUTPUTS = ("boxes", "candidates")
@@ -31,9 +32,12 @@ POSTPROCESSING = ("box decoding and per-class candidate scores in the program; c
                   "scaling to the image size (carve.finetune.detector_export.split_detections)")
 
 
-def export_program(graph: DetectorGraph, path: str | Path, target: str, size: int, batch: int) -> Path:
-    """``graph`` up to its candidates as an FP32 ExecuTorch or LiteRT program for a fixed
-    ``batch x 3 x size x size`` input, written to ``path``."""
+def export_program(graph: DetectorGraph, path: str | Path, target: str, size: int, batch: int,
+                   calib: list[torch.Tensor] | None = None) -> Path:
+    """``graph`` up to its candidates as an ExecuTorch or LiteRT program for a fixed
+    ``batch x 3 x size x size`` input, written to ``path``: FP32, or with ``calib`` (batches as the
+    program takes them) its backbone and head INT8 through the target's PT2E quantizer (box
+    decoding and the candidate scores stay float)."""
     if target not in PROGRAM_TARGETS:
         raise ValueError(f"target: expected one of {list(PROGRAM_TARGETS)}, got {target!r}")
     if target == "executorch":
@@ -43,9 +47,20 @@ def export_program(graph: DetectorGraph, path: str | Path, target: str, size: in
     was = graph.pre_nms
     graph.pre_nms = True
     try:
-        return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3)
+        if calib is None:
+            return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3)
+        return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3, calib=calib, only=NETWORK)
     finally:
         graph.pre_nms = was
+
+
+def program_quantization(target: str) -> dict[str, object]:
+    """What an INT8 program's quantization did, for the export report."""
+    quantizer = ("the PT2E XNNPACK quantizer (executorch)" if target == "executorch"
+                 else "litert-torch's PT2E quantizer")
+    return dict(method=f"{quantizer}: static INT8, symmetric, per-channel weights, calibrated in PyTorch; "
+                       "lowered to XNNPACK's INT8 kernels", quantized_modules=list(NETWORK),
+                float="input normalisation, box decoding and candidate scores (in the program); NMS (after it)")
 
 
 def with_nms(run_all: Callable[[np.ndarray], list[np.ndarray]], settings: NmsSettings

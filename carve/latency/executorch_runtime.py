@@ -14,7 +14,7 @@ from torch import nn
 from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
-from .qdq import check_patterns, kept_modules, outside_modules
+from .qdq import check_modules, check_patterns, kept_modules, quantized_nodes
 from .program_formats import PROGRAMS
 
 FORMAT = PROGRAMS["executorch"]
@@ -22,11 +22,12 @@ FORMAT = PROGRAMS["executorch"]
 
 def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch: int = 1,
                in_channels: int | None = None, calib: list[torch.Tensor] | None = None,
-               keep_float: Sequence[str] = ()) -> Path:
+               keep_float: Sequence[str] = (), only: Sequence[str] = ()) -> Path:
     """``model`` (eval, MobileOne deployed) as an ExecuTorch program lowered to XNNPACK for a fixed
-    ``batch x C x size x size`` input; written atomically. With ``calib`` (1 x C x H x W images) it is
-    quantized to INT8 first with the PT2E XNNPACK quantizer (symmetric, per-channel weights), except
-    the modules matching the glob patterns ``keep_float`` (e.g. ``*.se``), which stay FP32."""
+    ``batch x C x size x size`` input; written atomically. With ``calib`` (``batch x C x H x W``
+    images) it is quantized to INT8 first with the PT2E XNNPACK quantizer (symmetric, per-channel
+    weights), except the modules matching the glob patterns ``keep_float`` (e.g. ``*.se``), which
+    stay FP32; ``only``: the submodules (by name) quantized, everything else FP32 (all when empty)."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -39,7 +40,7 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
     if keep_float and calib is None:
         raise ValueError("keep_float: keeping modules in FP32 applies to an INT8 export (give calib)")
     if calib is not None:
-        model = _quantize(model, x, calib, keep_float)
+        model = _quantize(model, x, calib, keep_float, only)
     with torch.no_grad():
         program = to_edge_transform_and_lower(torch.export.export(model, (x,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -48,7 +49,7 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int = 224, batch:
 
 
 def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor],
-              keep_float: Sequence[str] = ()) -> nn.Module:
+              keep_float: Sequence[str] = (), only: Sequence[str] = ()) -> nn.Module:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -57,9 +58,9 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
         raise ValueError("calib: INT8 ExecuTorch export needs calibration images")
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     names = [n for n, _ in model.named_modules() if n]
-    kept = kept_modules(names, check_patterns(keep_float, names))
-    if kept:  # their ops are left unannotated: FP32
-        quantizer.set_filter_function(outside_modules(kept))
+    selected = quantized_nodes(kept_modules(names, check_patterns(keep_float, names)), check_modules(only, names))
+    if selected is not None:  # the other ops are left unannotated: FP32
+        quantizer.set_filter_function(selected)
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for x in calib:

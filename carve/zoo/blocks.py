@@ -57,7 +57,11 @@ class InvertedResidual(Residual):
         self._init_skip(spec, cin, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_dw(self.conv_pw(x) if self._expands else x)
+        return self.after_expansion(self.conv_pw(x) if self._expands else x, x)
+
+    def after_expansion(self, expanded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The block's output from ``expanded``, its 1x1 expansion of the input ``x``."""
+        y = self.conv_dw(expanded)
         if self._has_se:
             y = self.se(y)
         if self._post_se_act:

@@ -40,6 +40,18 @@ def test_expansion_tap_is_the_wider_c4_layer(name: str, kind: str) -> None:
         assert tapped.out_channels[0] > plain.out_channels[0]
 
 
+def test_expansion_tap_computes_the_expansion_once() -> None:
+    tapped = DetectionBackbone("mobilenet_v3_large_075", (16, 32), expansion_tap=True).eval()
+    calls: dict[str, list[torch.Tensor]] = {}
+    for name, module in tapped.body.named_modules():
+        if isinstance(module, torch.nn.Conv2d) or name == tapped.taps[0]:
+            module.register_forward_hook(lambda m, i, o, name=name: calls.setdefault(name, []).append(o))
+    with torch.no_grad():
+        maps = tapped(torch.rand(1, 3, 64, 64))
+    assert all(len(outputs) == 1 for outputs in calls.values())  # no layer runs twice for the tap
+    torch.testing.assert_close(maps["0"], calls[tapped.taps[0]][0], rtol=0, atol=0)
+
+
 def test_freeze_policy_and_frozen_bn() -> None:
     from torchvision.ops.misc import FrozenBatchNorm2d
 

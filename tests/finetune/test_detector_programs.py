@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from carve.cli import main
-from carve.config import ConfigError
 from carve.finetune import load_detector
 from carve.finetune.detection import checkpoint_dataset
-from carve.finetune.detector_export import DetectorExportConfig, detector_graph, graph_input, split_detections
+from carve.finetune.detector_export import detector_graph, graph_input, split_detections
 from carve.finetune.detector_graph import SingleStageFPNGraph
 from carve.finetune.detector_programs import with_nms
 from carve.finetune.heads import build_detector
@@ -81,13 +80,63 @@ def test_with_nms_refuses_a_program_with_other_outputs(checkpoint: Path) -> None
         run(np.zeros((1, 3, SIZE, SIZE), np.float32))
 
 
+SHAPE_OPS = ("reshape", "view", "slice", "select", "permute", "transpose", "flatten", "squeeze", "unsqueeze")
+
+
+def _module(node: torch.fx.Node) -> str:
+    stack = list((node.meta.get("nn_module_stack") or {}).values())
+    return stack[1][0].split(".")[0].removeprefix("L['self'].") if len(stack) > 1 else ""
+
+
+def _quantization(graph: torch.fx.GraphModule) -> tuple[dict[str, list[bool]], list[tuple[str, str]]]:
+    """Per top-level module, whether each convolution takes dequantized activations and weights (INT8
+    once lowered); and (module, op, modules of its consumers) of every op whose output a quantize
+    node takes."""
+    def dequantized(arg: object) -> bool:
+        return isinstance(arg, torch.fx.Node) and "dequantize" in str(arg.target)
+
+    convs: dict[str, list[bool]] = {}
+    outputs = []
+    for node in graph.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if "convolution" in str(node.target) or "conv2d" in str(node.target):
+            convs.setdefault(_module(node), []).append(dequantized(node.args[0]) and dequantized(node.args[1]))
+        elif "quantize_per" in str(node.target) and "dequantize" not in str(node.target):
+            source = node.args[0]
+            if isinstance(source, torch.fx.Node) and source.op == "call_function":
+                consumers = {_module(user) for dq in node.users for user in dq.users}
+                outputs.append((_module(source), str(source.target), consumers))
+    return convs, outputs
+
+
 @pytest.mark.parametrize("to", ["executorch", "litert"])
-def test_int8_with_a_mobile_program_is_refused_as_not_yet(checkpoint: Path, raccoon: Path, to: str,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError, match="DetectorExportConfig.int8.*not yet"):
-        DetectorExportConfig(model=str(checkpoint), to=to, int8=True, calib=str(raccoon)).check()
-    assert main(["export", str(checkpoint), "--to", to, "--int8", "--calib", str(raccoon)]) == 2
-    assert "not yet" in capsys.readouterr().err
+def test_int8_program_quantizes_the_network_and_keeps_decoding_float(checkpoint: Path, to: str) -> None:
+    from carve.finetune.detector_int8 import NETWORK
+    from carve.latency import executorch_runtime, litert_runtime
+    from carve.latency.qdq import ScopeError
+
+    model, meta = load_detector(checkpoint)
+    graph = detector_graph(model, meta, SIZE)
+    graph.pre_nms = True
+    images = [graph_input(im, SIZE)[None] for im in _images(checkpoint, 3)]
+    quantize = executorch_runtime._quantize if to == "executorch" else litert_runtime._quantize
+    done = quantize(graph, images[0], images[1:], only=NETWORK)
+    converted = done if to == "executorch" else done[0]
+    convs, outputs = _quantization(converted)
+    assert set(convs) == {"backbone", "head"} and all(all(v) for v in convs.values())  # every conv INT8
+    # outside the network only the input entering it and reshapes and slices of the head's INT8 outputs
+    # (same scale) are quantized: decoding is float
+    network = {"backbone", "head"}
+    outside = [(op, users) for module, op, users in outputs if module not in network]
+    assert all(users <= network or any(k in op for k in SHAPE_OPS) for op, users in outside), outside
+    assert any(users <= network for _, users in outside)  # the normalised input
+    with torch.no_grad():
+        (boxes, candidates), (qboxes, qcandidates) = graph(images[0]), converted(images[0])
+    assert qboxes.shape == boxes.shape and qcandidates.shape == candidates.shape
+    assert (qboxes - boxes).abs().median() < 2.0  # px at 96 px: INT8 regressions, float decoding
+    with pytest.raises(ScopeError, match="only: no module named \\['neck'\\]"):
+        quantize(graph, images[0], images[1:], only=("neck",))
 
 
 @pytest.mark.slow  # an ExecuTorch lowering or a LiteRT conversion: minutes on the shared machine
@@ -122,3 +171,20 @@ def test_program_alone_with_python_nms_matches_pytorch_on_a_real_image(program: 
     np.testing.assert_array_equal(got["labels"][:top], want["labels"][:top].numpy())
     np.testing.assert_allclose(got["boxes"][:top], want["boxes"][:top].numpy(), rtol=0, atol=0.05)
     np.testing.assert_allclose(got["scores"][:top], want["scores"][:top].numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow  # two lowerings (FP32 and INT8) per target
+@pytest.mark.parametrize("to", ["executorch", "litert"])
+def test_int8_program_export_reports_map_against_its_fp32_program(checkpoint: Path, raccoon: Path, to: str,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / f"det_int8{PROGRAMS[to].suffix}"
+    assert main(["export", str(checkpoint), "--to", to, "--int8", "--calib", str(raccoon), "-o", str(out),
+                 "--parity-images", "6", "--calib-images", "8"]) == 0
+    report = json.loads(out.with_name("det_int8.report.json").read_text())
+    assert report["precision"] == "int8" and report["quantization"]["quantized_modules"] == ["backbone", "head"]
+    assert "PT2E" in report["quantization"]["method"] and report["quantization"]["calib_images"] == 8
+    m = report["map"]
+    assert set(m["fp32_graph"]) == {"AP", "AP50", "AP75"} and m["pytorch"]["AP50"] > 0.1
+    assert abs(m["fp32_graph"]["AP"] - m["pytorch"]["AP"]) <= 0.01  # the FP32 program is PyTorch's detector
+    assert report["int8_vs_fp32_graph"]["mean_iou"] > 0.5  # INT8 boxes land where the FP32 program's do
+    assert report["latency"]["median_ms"] > 0 and report["latency_fp32"]["median_ms"] > 0 and report["speedup_int8"] > 0

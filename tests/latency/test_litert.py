@@ -74,3 +74,21 @@ def test_litert_int8_keeps_matching_modules_in_float(tmp_path: Path) -> None:
     assert p.top1_agreement >= 0.8 and 1e-4 < p.max_abs_diff < 1.0, p
     with pytest.raises(ValueError, match=r"keep_float\[0\]: pattern '\*.nothing' matches no module"):
         export_tflite(model, tmp_path / "bad.tflite", input_size=32, calib=calib, keep_float=["*.nothing"])
+
+
+def test_litert_int8_file_computes_what_its_quantized_graph_does(tmp_path: Path) -> None:
+    import torch
+
+    from carve.latency.litert_runtime import _quantize
+
+    model = tiny_model()
+    with torch.no_grad():  # a classifier with real biases: a bias quantized for the wrong scale shows in the logits
+        model.classifier.bias.uniform_(-2.0, 2.0)
+    images = cifar_images()[0][0]
+    calib = [x[None] for x in images]
+    int8 = open_artefact(export_tflite(model, tmp_path / "int8.tflite", input_size=32, calib=calib))
+    graph, _ = _quantize(model, torch.zeros(1, 3, 32, 32), calib)
+    with torch.no_grad():
+        want = torch.cat([graph(x) for x in calib])
+    got = torch.cat([torch.as_tensor(int8.run(x.numpy())) for x in calib])
+    assert float((got - want).norm() / want.norm()) < 0.05  # the file's own rounding, nothing more
