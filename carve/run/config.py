@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,18 @@ class SearchSection(SearchConfig):
 
 
 @dataclass
+class FinetuneSection(DetectConfig):
+    """``DetectConfig`` plus how many seeds each backbone's detector is finetuned with."""
+
+    seeds: int = setting(3, "positive", help="detection finetunes per backbone (seeds seed, seed+1, ...): the "
+                                             "report gives their mean and spread")
+
+    def detect_config(self) -> DetectConfig:
+        """The stage's own config: these settings without ``seeds``."""
+        return DetectConfig(**{f.name: getattr(self, f.name) for f in fields(DetectConfig)})
+
+
+@dataclass
 class ReportSection(Config):
     title: str = setting("carve run", help="the report's title")
 
@@ -77,7 +89,7 @@ class RunConfig(Config):
     zoo: ZooSection = setting(default_factory=ZooSection)
     search: SearchSection = setting(default_factory=SearchSection)
     train: TrainConfig = setting(default_factory=TrainConfig)
-    finetune: DetectConfig = setting(default_factory=DetectConfig)
+    finetune: FinetuneSection = setting(default_factory=FinetuneSection)
     compress: CompressConfig = setting(default_factory=CompressConfig)
     report: ReportSection = setting(default_factory=ReportSection)
     tiny: dict = field(default_factory=dict, repr=False)

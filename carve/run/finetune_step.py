@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 from dataclasses import replace
 
@@ -14,26 +15,48 @@ DETECTION_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
 
 def run_finetune(cfg: RunConfig, state: RunState) -> dict:
-    """Transfer both trained backbones to detection and evaluate COCO mAP."""
+    """Transfer both trained backbones to detection, once per seed, and evaluate COCO mAP.
+
+    Each metric is the mean over the seeds; each seed's figures are kept beside it."""
     from carve.finetune import detect
 
     train = state.summary("train")
     out = state.step_dir("finetune")
+    f = cfg.finetune
+    base = f.detect_config()
+    seeds = [cfg.seed + i for i in range(f.seeds)]
+    data = cfg.data_path("detect")
     models, prior = {}, None
     for role, m in train["models"].items():
-        role_dir = out / role
-        data = cfg.data_path("detect")
-        print(f"[carve run] finetune: {role} ({m['name']}) -> {cfg.finetune.head} on {data.name}", file=sys.stderr,
-              flush=True)
-        dc = replace(cfg.finetune, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(role_dir),
-                     seed=cfg.seed, resume=(role_dir / "last.pt").is_file())
-        res = detect(dc)
-        metrics = {k: res.metrics.get(k) for k in DETECTION_METRICS}
-        models[role] = dict(name=m["name"], **metrics, examples=rel(state, res.examples_png),
-                            checkpoint=rel(state, res.checkpoint), num_train=res.num_train, num_val=res.num_val,
-                            wall_s=round(res.wall_s, 1))
-        prior = res.metrics.get("prior", prior)
+        results = []
+        for i, seed in enumerate(seeds):
+            run_dir = out / (role if i == 0 else f"{role}_seed{seed}")
+            print(f"[carve run] finetune: {role} ({m['name']}) -> {f.head} on {data.name}, seed {seed} "
+                  f"({i + 1}/{len(seeds)})", file=sys.stderr, flush=True)
+            dc = replace(base, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(run_dir),
+                         seed=seed, resume=(run_dir / "last.pt").is_file())
+            results.append(detect(dc))
+            prior = results[-1].metrics.get("prior", prior)
+        first = results[0]
+        models[role] = dict(name=m["name"], **seed_summary([r.metrics for r in results]), seeds=seeds,
+                            examples=rel(state, first.examples_png), checkpoint=rel(state, first.checkpoint),
+                            num_train=first.num_train, num_val=first.num_val,
+                            wall_s=round(sum(r.wall_s for r in results), 1))
     write_json(out / "metrics.json", models)
-    f = cfg.finetune
     return dict(models=models, prior=prior, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps,
-                data=cfg.data_path("detect").name)
+                data=data.name, seeds=seeds)
+
+
+def seed_summary(runs: list[dict]) -> dict:
+    """Each detection metric's mean over the seeds' ``runs``, the per-seed values (``per_seed``) and
+    the sample standard deviation of AP and AP50 (``AP_std``, ``AP50_std``; 0 for one seed)."""
+    out: dict = {}
+    per_seed = {k: [r.get(k) for r in runs] for k in DETECTION_METRICS}
+    for k, values in per_seed.items():
+        known = [v for v in values if v is not None]
+        out[k] = statistics.fmean(known) if known else None
+    for k in ("AP", "AP50"):
+        known = [v for v in per_seed[k] if v is not None]
+        out[f"{k}_std"] = statistics.stdev(known) if len(known) > 1 else 0.0
+    out["per_seed"] = per_seed
+    return out

@@ -92,20 +92,25 @@ def train_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[B
 def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
     m = s["models"]
     pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
-    rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", pct(m[r]["AP"]), pct(m[r]["AP50"]), pct(m[r]["AP75"]),
-             m[r]["num_train"], m[r]["num_val"], m[r]["wall_s"]] for r in ("found", "hand_designed")]
+    seeds = s.get("seeds") or [None]
+    rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", pct(m[r]["AP"]), pct(m[r]["AP50"]),
+             pct(m[r].get("AP50_std", 0.0)), pct(m[r]["AP75"]), m[r]["num_train"], m[r]["num_val"], m[r]["wall_s"]]
+            for r in ("found", "hand_designed")]
     prior = s.get("prior")
     if prior:
-        rows.append(["no-image prior: 3 centred boxes per image", pct(prior["AP"]), pct(prior["AP50"]), None, 0,
+        rows.append(["no-image prior: 3 centred boxes per image", pct(prior["AP"]), pct(prior["AP50"]), None, None, 0,
                      m["found"]["num_val"], None])
     budget = f"{s['epochs']} epoch(s)" + (f", at most {s['max_steps']} steps" if s.get("max_steps") else "")
     blocks: list[Block] = [
         Para(f"Both trained backbones (one weights file each) transferred to {s['head']} detection on "
              f"{s.get('data', Path(cfg.data.detect).name)} at {s['img_size']} px with the same short budget "
-             f"({budget}); COCO box mAP on the held-out images (pycocotools). The last row is what a "
+             f"({budget}), once per seed ({', '.join(str(x) for x in seeds)}); COCO box mAP on the held-out "
+             f"images (pycocotools), the mean over the seeds, with the seeds' standard deviation of AP50 "
+             f"(time: all seeds). The last row is what a "
              f"detector that sees no image scores (three centred boxes of the commonest class per image): a "
              f"backbone's figures mean something only well above it."),
-        Table(["backbone", "AP (%)", "AP50 (%)", "AP75 (%)", "train images", "val images", "time (s)"], rows)]
+        Table(["backbone", "AP (%)", "AP50 (%)", "AP50 sd", "AP75 (%)", "train images", "val images", "time (s)"],
+              rows)]
     for r in ("found", "hand_designed"):
         blocks += _img(state, m[r].get("examples"), f"Detections on validation images, {r.replace('_', '-')} "
                                                     f"backbone {m[r]['name']}: true boxes green, predicted boxes "

@@ -57,8 +57,11 @@ def check_train(state):
 
 def check_finetune(state):
     s = state.summary("finetune")
-    for m in s["models"].values():
+    assert s["seeds"] == [0, 1]  # tiny: two seeds per backbone, the mean reported
+    for role, m in s["models"].items():
         assert 0.0 <= m["AP"] <= 1.0 and 0.0 <= m["AP50"] <= 1.0
+        assert m["AP50"] == pytest.approx(sum(m["per_seed"]["AP50"]) / 2) and m["AP50_std"] >= 0.0
+        assert (state.root / "finetune" / f"{role}_seed1" / "last.pt").is_file()
         assert png_ok(state.root / m["examples"])
     assert 0.0 <= s["prior"]["AP"] <= s["prior"]["AP50"] <= 1.0  # the no-image floor beside them
 
