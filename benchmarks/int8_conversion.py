@@ -26,6 +26,7 @@ import torch
 from carve.compress.int8_inputs import calibration_images
 from carve.files import save_figure, write_json
 from carve.latency.artefact import open_artefact
+from carve.latency.parity import image_batches
 from carve.latency.program_formats import PROGRAMS
 from carve.zoo import create_model
 from carve.zoo.shipped import manifest, shipped_file
@@ -39,11 +40,7 @@ def held_out(data: str, size: int, images: int, calib_per_class: int) -> tuple[l
 
     calib = calibration_images(eval_loader(data, size, 50, per_class=calib_per_class, workers=0, split=("train",)),
                                10 ** 6)
-    held = []
-    for x, _ in eval_loader(data, size, 50, per_class=0, workers=0, split=("val", "test")):
-        held.append(x)
-        if sum(len(h) for h in held) >= images:
-            break
+    held = image_batches(eval_loader(data, size, 50, per_class=0, workers=0, split=("val", "test")), images)
     return calib, torch.cat(held)[:images]
 
 
