@@ -47,9 +47,8 @@ def export_program(graph: DetectorGraph, path: str | Path, target: str, size: in
     was = graph.pre_nms
     graph.pre_nms = True
     try:
-        if calib is None:
-            return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3)
-        return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3, calib=calib, only=NETWORK)
+        return export(graph.eval(), path, input_size=size, batch=batch, in_channels=3, calib=calib,
+                      only=NETWORK if calib is not None else ())
     finally:
         graph.pre_nms = was
 

@@ -14,7 +14,7 @@ from torch import nn
 from carve.files import write_atomic
 from carve.zoo.mobileone import deployed
 
-from .qdq import check_modules, check_patterns, kept_modules, quantized_nodes
+from .qdq import quantized_nodes
 from .program_formats import PROGRAMS
 
 FORMAT = PROGRAMS["executorch"]
@@ -58,7 +58,7 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
         raise ValueError("calib: INT8 ExecuTorch export needs calibration images")
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     names = [n for n, _ in model.named_modules() if n]
-    selected = quantized_nodes(kept_modules(names, check_patterns(keep_float, names)), check_modules(only, names))
+    selected = quantized_nodes(names, keep_float, only)
     if selected is not None:  # the other ops are left unannotated: FP32
         quantizer.set_filter_function(selected)
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)

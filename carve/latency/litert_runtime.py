@@ -15,7 +15,7 @@ from torch import nn
 
 from carve.zoo.mobileone import deployed
 
-from .qdq import check_modules, check_patterns, kept_modules, quantized_nodes
+from .qdq import quantized_nodes
 from .program_formats import PROGRAMS
 
 FORMAT = PROGRAMS["litert"]
@@ -63,7 +63,7 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
     if not calib:
         raise ValueError("calib: INT8 LiteRT export needs calibration images")
     names = [n for n, _ in model.named_modules() if n]
-    selected = quantized_nodes(kept_modules(names, check_patterns(keep_float, names)), check_modules(only, names))
+    selected = quantized_nodes(names, keep_float, only)
     quantizer = _filtered_quantizer(selected).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)

@@ -82,21 +82,18 @@ def outside_modules(names: Sequence[str]) -> Any:
     return lambda node: not any(f(node) for f in inside)
 
 
-def check_modules(only: Sequence[str], modules: Sequence[str], field: str = "only") -> list[str]:
-    """``only`` (module names) checked against the model's ``modules``."""
-    missing = [m for m in only if m not in modules]
-    if missing:
-        raise ScopeError(f"{field}: no module named {missing} in the model (top-level modules: "
-                         f"{sorted({m.split('.')[0] for m in modules})})")
-    return list(only)
-
-
-def quantized_nodes(kept: Sequence[str], only: Sequence[str] = ()) -> Any:
-    """A PT2E quantizer node filter, or None when every node is quantized: true for the ops that
-    come from one of the modules ``only`` (any module when empty) and from none of ``kept``, and for
-    the graph's inputs and parameters (quantizers ask about an op's weight node too)."""
+def quantized_nodes(modules: Sequence[str], keep_float: Sequence[str] = (), only: Sequence[str] = ()) -> Any:
+    """A PT2E quantizer node filter for a model with these ``modules`` (names), or None when every
+    node is quantized: true for the ops that come from one of the modules ``only`` (any module when
+    empty) and from none matching the glob patterns ``keep_float``, and for the graph's inputs and
+    parameters (quantizers ask about an op's weight node too)."""
     from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
 
+    kept = kept_modules(modules, check_patterns(keep_float, modules))
+    missing = [m for m in only if m not in modules]
+    if missing:
+        raise ScopeError(f"only: no module named {missing} in the model (top-level modules: "
+                         f"{sorted({m.split('.')[0] for m in modules})})")
     if not kept and not only:
         return None
     outside = outside_modules(kept)
@@ -294,6 +291,5 @@ class QdqGraph:
                             nodes_to_exclude=exclude, calibration_cache_path=str(self.cache))
 
 
-__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_modules", "check_patterns", "kept_modules",
-           "matches", "name_nodes", "outside_modules",
-           "quantized_nodes"]
+__all__ = ["CALIBRATIONS", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "kept_modules",
+           "matches", "name_nodes", "outside_modules", "quantized_nodes"]

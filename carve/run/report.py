@@ -80,14 +80,14 @@ def headline(state: RunState) -> list[Block]:
     if state.is_done("finetune"):
         d = state.summary("finetune")
         m = d["models"]
-        seeds = d.get("seeds") or [None]
-        spread = (lambda r, k: f" ± {100 * m[r][f'{k}_std']:.2f}") if len(seeds) > 1 else (lambda r, k: "")
+        many = len(d.get("seeds") or ()) > 1
+
+        def fig(role: str, key: str) -> str:
+            return f"{100 * m[role][key]:.2f}" + (f" ± {100 * m[role][f'{key}_std']:.2f}" if many else "")
         lines.append(f"Detection ({d.get('head', 'ssdlite')}, {d.get('data', 'detection data')}"
-                     + (f", mean ± sd of {len(seeds)} seeds" if len(seeds) > 1 else "") + "): AP50 "
-                     f"{100 * m['found']['AP50']:.2f}{spread('found', 'AP50')} % with the found backbone vs "
-                     f"{100 * m['hand_designed']['AP50']:.2f}{spread('hand_designed', 'AP50')} % with "
-                     f"{m['hand_designed']['name']} (AP {100 * m['found']['AP']:.2f}{spread('found', 'AP')} vs "
-                     f"{100 * m['hand_designed']['AP']:.2f}{spread('hand_designed', 'AP')} %)"
+                     + (f", mean ± sd of {len(d['seeds'])} seeds" if many else "") + f"): AP50 "
+                     f"{fig('found', 'AP50')} % with the found backbone vs {fig('hand_designed', 'AP50')} % with "
+                     f"{m['hand_designed']['name']} (AP {fig('found', 'AP')} vs {fig('hand_designed', 'AP')} %)"
                      + _prior_note(d.get("prior")) + f" ({redo} finetune).")
     if state.is_done("compress"):
         c = state.summary("compress")

@@ -92,7 +92,7 @@ def train_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[B
 def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
     m = s["models"]
     pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
-    seeds = s.get("seeds") or [None]
+    seeds = s.get("seeds") or [cfg.seed]
     rows = [[f"{r.replace('_', '-')}: {m[r]['name']}", pct(m[r]["AP"]), pct(m[r]["AP50"]),
              pct(m[r].get("AP50_std", 0.0)), pct(m[r]["AP75"]), m[r]["num_train"], m[r]["num_val"], m[r]["wall_s"]]
             for r in ("found", "hand_designed")]
