@@ -95,7 +95,7 @@ def train_and_ship(name: str, args: argparse.Namespace, command: str, earlier: d
             eval=dict(input_size=args.img_size, crop_pct=1.0, interpolation="bilinear",
                       mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
             recipe=_recipe_record(cfg), command=command, seed=args.seed, train_s=result["train_s"],
-            metrics=dict(top1=result["top1"], top5=result["top5"])))
+            environment=environment(args), metrics=dict(top1=result["top1"], top5=result["top5"])))
         print(f"{name}: shipped {rec['file']} (sha256 {rec['sha256'][:12]}..., top-1 {rec['top1']:.2f}, "
               f"first 500 held-out {rec['top1_500']:.2f})", flush=True)
     return result
@@ -115,7 +115,8 @@ def regenerate(args: argparse.Namespace, command: str) -> int:
         result = train_and_ship(name, args, command, {})
         diff = round(result["top1"] - shipped["top1"], 2)
         rows.append(dict(model=name, shipped_top1=shipped["top1"], regenerated_top1=result["top1"], diff=diff,
-                         within_1_point=abs(diff) <= 1.0, train_s=result["train_s"], shipped_command=shipped["command"]))
+                         within_1_point=abs(diff) <= 1.0, train_s=result["train_s"], shipped_command=shipped["command"],
+                         shipped_environment=shipped.get("environment"), environment=environment(args)))
         print(f"{name}: shipped {shipped['top1']:.2f}, regenerated {result['top1']:.2f} ({diff:+.2f} points)", flush=True)
     print(f"\n{'model':26s} {'shipped':>8s} {'again':>8s} {'diff':>6s}")
     for r in rows:
@@ -128,6 +129,14 @@ def regenerate(args: argparse.Namespace, command: str) -> int:
             if r["model"] not in args.models]  # other models' regenerations, each with the command that ran it
     write_json(path, dict(recipe=recipe(args), rows=sorted(kept + rows, key=lambda r: r["model"])))
     return 0 if all(r["within_1_point"] for r in rows) else 1
+
+
+def environment(args: argparse.Namespace) -> dict:
+    """Where a model trained (CPU and its instruction sets, torch, threads): the same seed and recipe
+    give the same weights only on the same kernels."""
+    from carve.latency.fingerprint import device_fingerprint
+
+    return {k: v for k, v in device_fingerprint(threads=args.threads).items() if k in ("cpu", "cpu_flags", "python", "torch", "threads")}
 
 
 def _recipe_record(cfg: TrainConfig) -> dict:
