@@ -11,7 +11,7 @@ from carve.latency import QUICK, measure
 from carve.latency.artefact import open_artefact
 from carve.latency.litert_runtime import export_tflite, is_tflite, litert_interpreter
 from carve.latency.parity import check_parity
-from carve.zoo import parse_spec
+from carve.zoo import create_model, parse_spec
 
 from .test_openvino import TINY, cifar_images, tiny_model
 
@@ -92,3 +92,57 @@ def test_litert_int8_file_computes_what_its_quantized_graph_does(tmp_path: Path)
         want = torch.cat([graph(x) for x in calib])
     got = torch.cat([torch.as_tensor(int8.run(x.numpy())) for x in calib])
     assert float((got - want).norm() / want.norm()) < 0.05  # the file's own rounding, nothing more
+
+
+RESIDUAL = dict(name="litert_residual", family="test", stem=dict(channels=16, act="hardswish"),
+                stages=[[dict(kind="ir", out_channels=16, stride=1, expansion=2, act="hardswish"),
+                         dict(kind="ir", out_channels=16, stride=1, expansion=2, act="hardswish", se=dict(ratio=0.25))]],
+                head=dict(num_classes=10, fc_channels=32, fc_act="hardswish"))
+
+
+def test_integer_hardswish_is_hardswish_under_the_same_names() -> None:
+    import torch
+
+    from carve.latency.litert_runtime import IntegerHardswish, with_integer_hardswish
+
+    model = create_model(parse_spec(RESIDUAL)).eval()
+    swapped = with_integer_hardswish(model)
+    assert not any(isinstance(m, torch.nn.Hardswish) for m in swapped.modules())
+    hardswish = sum(isinstance(m, torch.nn.Hardswish) for m in model.modules())  # the caller's model is left alone
+    assert hardswish == 6 and sum(isinstance(m, IntegerHardswish) for m in swapped.modules()) == 6  # stem, 2 per block, head
+    assert [n for n, _ in swapped.named_modules()] == [n for n, _ in model.named_modules()]
+    x = torch.randn(2, 3, 32, 32) * 4
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(x), model(x), rtol=1e-5, atol=1e-6)
+    relu = create_model(parse_spec(dict(RESIDUAL, stem=dict(channels=16, act="relu"), head=dict(num_classes=10),
+                                        stages=[[dict(kind="ir", out_channels=16, stride=1, act="relu")]])))
+    assert with_integer_hardswish(relu) is relu  # nothing to replace: not copied
+
+
+def test_litert_int8_runs_hardswish_and_residual_adds_in_integer_kernels(tmp_path: Path) -> None:
+    import torch
+
+    from carve.latency.litert_runtime import _quantize
+
+    torch.manual_seed(0)
+    model = create_model(parse_spec(RESIDUAL)).eval()
+    images = cifar_images()
+    calib = [x[None] for x in images[0][0]]
+    path = export_tflite(model, tmp_path / "int8.tflite", input_size=32, calib=calib)
+    interpreter = litert_interpreter(path)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = [o for o in interpreter._get_ops_details() if o["op_name"] != "DELEGATE"]
+    assert "HARD_SWISH" not in {o["op_name"] for o in ops}  # XNNPACK has no INT8 HARD_SWISH kernel
+    feature_maps = [o for o in ops if len(shape := tensors[o["outputs"][0]]["shape"]) == 4 and shape[1] > 1]
+    assert {o["op_name"] for o in feature_maps} >= {"CONV_2D", "ADD", "MUL"}
+    assert [o["op_name"] for o in feature_maps if tensors[o["outputs"][0]]["dtype"].__name__ != "int8"] == []
+    shortcuts = [o for o in feature_maps if o["op_name"] == "ADD" and all(
+        len(tensors[i]["shape"]) == 4 and tensors[i]["shape"][1] > 1 for i in o["inputs"])]
+    assert len(shortcuts) == 2  # both blocks are residual
+    graph, _ = _quantize(model, torch.zeros(1, 3, 32, 32), calib)
+    with torch.no_grad():
+        want = torch.cat([graph(x) for x in calib])
+    got = torch.cat([torch.as_tensor(open_artefact(path).run(x.numpy())) for x in calib])
+    assert float((got - want).norm() / want.norm()) < 0.05
+    p = check_parity(model, open_artefact(path).run, images)
+    assert p.top1_agreement >= 0.8, p
