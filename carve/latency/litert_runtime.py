@@ -15,6 +15,7 @@ from torch import nn
 
 from carve.zoo.mobileone import deployed
 
+from .integer_activations import with_integer_hardswish
 from .qdq import quantized_nodes
 from .program_formats import PROGRAMS
 
@@ -93,41 +94,6 @@ def _filtered_quantizer(selected: Any) -> Any:
             return share_pooled_scale(model)
 
     return Filtered()
-
-
-class IntegerHardswish(nn.Module):
-    """Hard-swish written as ``x * relu6(x + 3) / 6``, the INT8 ADD and MUL kernels that XNNPACK runs.
-
-    The converter turns ``nn.Hardswish`` into an INT8 HARD_SWISH, which the XNNPACK delegate does not
-    take: each one ran in TFLite's own kernel between delegate partitions, and MobileNetV3-Large in
-    INT8 took 2.1 times as long as in FP32. The constants are 4-D so that the converter keeps these
-    ops in NHWC (a 0-d constant made it transpose around every one of them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("three", torch.full((1, 1, 1, 1), 3.0), persistent=False)
-        self.register_buffer("sixth", torch.full((1, 1, 1, 1), 1 / 6), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        three, sixth = self.three, self.sixth
-        if x.dim() != 4:  # e.g. after the classifier's hidden linear layer
-            three, sixth = three.view((1,) * x.dim()), sixth.view((1,) * x.dim())
-        return x * (torch.nn.functional.relu6(x + three) * sixth)
-
-
-def with_integer_hardswish(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with each ``nn.Hardswish`` replaced by :class:`IntegerHardswish` (same
-    module names, same function); ``model`` itself when it has none."""
-    import copy
-
-    if not any(isinstance(m, nn.Hardswish) for m in model.modules()):
-        return model
-    model = copy.deepcopy(model)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, nn.Hardswish):
-            parent, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, leaf, IntegerHardswish())
-    return model
 
 
 def annotate_residual_adds(graph: torch.fx.GraphModule, config: Any, selected: Any = None) -> torch.fx.GraphModule:
