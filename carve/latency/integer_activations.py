@@ -2,7 +2,7 @@
 
 ``hardswish(x) = x * relu6(x + 3) / 6``. Neither XNNPACK (under LiteRT) nor ONNX Runtime has an INT8
 hard-swish kernel: left whole, each one leaves INT8 for a dequantize, a float hard-swish and a
-quantize (or, in LiteRT, a TFLite kernel between XNNPACK partitions), and on MobileNetV3-style
+quantize (in LiteRT, a TFLite kernel between XNNPACK partitions), and on MobileNetV3-style
 networks that cost more than INT8 saved. Written as an addition, a clamp and two multiplications,
 it stays in INT8 kernels from one convolution to the next. The same function, so FP32 results do
 not change; only the INT8 graphs are built from the rewritten form.
@@ -11,7 +11,6 @@ not change; only the INT8 graphs are built from the rewritten form.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
@@ -46,35 +45,4 @@ def with_integer_hardswish(model: nn.Module) -> nn.Module:
     return model
 
 
-def split_hardswish(graph: Any) -> int:
-    """Rewrite every ONNX ``HardSwish`` node of ``graph`` (an ``onnx.GraphProto``, in place) as
-    Add(3) -> Clip(0, 6) -> Mul(1/6) -> Mul(x), each new node keeping the old one's metadata (its
-    module); returns how many were rewritten."""
-    from onnx import helper, numpy_helper
-
-    done = 0
-    nodes = []
-    for node in graph.node:
-        if node.op_type != "HardSwish" or node.domain not in ("", "ai.onnx"):
-            nodes.append(node)
-            continue
-        x, y = node.input[0], node.output[0]
-        stem = f"{y}__hswish"
-        if not done:
-            for value, name in ((3.0, "three"), (0.0, "zero"), (6.0, "six"), (1 / 6, "sixth")):
-                graph.initializer.append(numpy_helper.from_array(torch.tensor(value).numpy(), f"hswish_{name}"))
-        parts = [helper.make_node("Add", [x, "hswish_three"], [f"{stem}_shifted"]),
-                 helper.make_node("Clip", [f"{stem}_shifted", "hswish_zero", "hswish_six"], [f"{stem}_clipped"]),
-                 helper.make_node("Mul", [f"{stem}_clipped", "hswish_sixth"], [f"{stem}_gate"]),
-                 helper.make_node("Mul", [x, f"{stem}_gate"], [y])]
-        for part in parts:
-            part.metadata_props.extend(node.metadata_props)
-        nodes.extend(parts)
-        done += 1
-    if done:
-        del graph.node[:]
-        graph.node.extend(nodes)
-    return done
-
-
-__all__ = ["IntegerHardswish", "split_hardswish", "with_integer_hardswish"]
+__all__ = ["IntegerHardswish", "with_integer_hardswish"]
