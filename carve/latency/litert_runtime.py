@@ -16,8 +16,9 @@ from torch import nn
 from carve.zoo.mobileone import deployed
 
 from .integer_activations import with_integer_hardswish
-from .qdq import quantized_nodes
+from .litert_quantizer import filtered_quantizer
 from .program_formats import PROGRAMS
+from .qdq import quantized_nodes
 
 FORMAT = PROGRAMS["litert"]
 
@@ -66,92 +67,13 @@ def _quantize(model: nn.Module, example: torch.Tensor, calib: list[torch.Tensor]
     model = with_integer_hardswish(model)
     names = [n for n, _ in model.named_modules() if n]
     selected = quantized_nodes(names, keep_float, only)
-    quantizer = _filtered_quantizer(selected).set_global(
+    quantizer = filtered_quantizer(selected).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for x in calib:
             prepared(x)
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
-
-
-def _filtered_quantizer(selected: Any) -> Any:
-    """litert-torch's PT2E quantizer annotating only the nodes the filter ``selected`` accepts (all
-    when None); the others stay FP32.
-
-    Its own ``set_module_name`` refuses ``None`` and matches names by a rule that current
-    ``torch.export`` module paths do not follow, so the module filter here is torchao's."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
-
-    class Filtered(PT2EQuantizer):
-        def _annotate_for_static_quantization_config(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            if selected is None:
-                return super()._annotate_for_static_quantization_config(model)
-            return self._annotate_all_static_patterns(model, self.global_config, selected)
-
-        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            model = annotate_residual_adds(super().annotate(model), self.global_config, selected)
-            return share_pooled_scale(model)
-
-    return Filtered()
-
-
-def annotate_residual_adds(graph: torch.fx.GraphModule, config: Any, selected: Any = None) -> torch.fx.GraphModule:
-    """Quantize the additions of two computed tensors (residual shortcuts) that the node filter
-    ``selected`` accepts (all when None).
-
-    litert-torch finds additions by the ``source_fn_stack`` that current ``torch.export`` no longer
-    records, so residual adds stayed FP32 between a DEQUANTIZE and a QUANTIZE, and where residual
-    blocks follow each other the float sum fed the next add directly."""
-    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
-    for node in graph.graph.nodes:
-        if (node.op != "call_function" or str(node.target) != "aten.add.Tensor"
-                or "quantization_annotation" in node.meta or (selected is not None and not selected(node))):
-            continue
-        inputs = node.args[:2]
-        if all(isinstance(a, torch.fx.Node) and a.op == "call_function" and not _is_constant(a) for a in inputs):
-            node.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map={a: get_input_act_qspec(config) for a in inputs},
-                output_qspec=get_output_act_qspec(config), _annotated=True)
-    return graph
-
-
-POOLS = ("aten.mean.dim", "aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default")
-PASS_THROUGH = ("aten.view.default", "aten.reshape.default", "aten.flatten.using_ints", "aten.squeeze.dim",
-                "aten.dropout.default")
-
-
-def share_pooled_scale(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Give the layers a global average pool feeds (through reshapes and dropout) the pool's own
-    quantization parameters, which it shares with its input.
-
-    litert-torch's converter drops the requantization PT2E puts between the pool and the next
-    layer, but keeps that layer's bias quantized for the dropped scale: on MobileNetV2 the
-    classifier's logits came out 37 % off and top-1 agreement with FP32 fell to 52 % (96 % with
-    this)."""
-    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
-
-    for pool in graph.graph.nodes:
-        if pool.op != "call_function" or str(pool.target) not in POOLS or "quantization_annotation" not in pool.meta:
-            continue
-        frontier = [pool]
-        while frontier:
-            node = frontier.pop()
-            for user in node.users:
-                if user.op == "call_function" and str(user.target) in PASS_THROUGH:
-                    frontier.append(user)
-                    continue
-                annotation = user.meta.get("quantization_annotation")
-                if annotation is not None and annotation.input_qspec_map.get(node) is not None:
-                    annotation.input_qspec_map[node] = SharedQuantizationSpec(pool)
-    return graph
-
-
-def _is_constant(node: torch.fx.Node) -> bool:
-    """True when ``node`` is computed from parameters or buffers alone (a reshaped constant)."""
-    return all(a.op == "get_attr" or (a.op == "call_function" and _is_constant(a)) for a in node.all_input_nodes)
 
 
 def is_tflite(data: bytes) -> bool:

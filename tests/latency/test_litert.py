@@ -127,3 +127,43 @@ def test_litert_int8_runs_hardswish_and_residual_adds_in_integer_kernels(tmp_pat
     assert float((got - want).norm() / want.norm()) < 0.05
     p = check_parity(model, open_artefact(path).run, images)
     assert p.top1_agreement >= 0.8, p
+
+
+SHUFFLE = dict(name="litert_shuffle", family="test", stem=dict(channels=16, act="relu"),
+               stages=[[dict(kind="shuffle", out_channels=32, stride=2, act="relu"),
+                        dict(kind="shuffle", out_channels=32, stride=1, act="relu"),
+                        dict(kind="shuffle", out_channels=32, stride=1, act="relu")]],
+               head=dict(num_classes=10))
+
+
+def test_litert_int8_quantizes_each_concatenation_and_shuffle_with_one_scale(tmp_path: Path) -> None:
+    import torch
+
+    from carve.latency.litert_runtime import _quantize
+
+    torch.manual_seed(0)
+    model = create_model(parse_spec(SHUFFLE)).eval()
+    images = cifar_images()
+    calib = [x[None] for x in images[0][0]]
+    graph, _ = _quantize(model, torch.zeros(1, 3, 32, 32), calib)
+
+    def scale(node: torch.fx.Node) -> float:  # of a dequantize node
+        assert "dequantize_per_tensor" in str(node.target), node.format_node()
+        return float(node.args[1])
+
+    cats = [n for n in graph.graph.nodes if str(n.target) == "aten.cat.default"]
+    assert len(cats) == 3
+    for cat in cats:
+        (quantize,) = cat.users  # the concatenation's output is quantized ...
+        assert "quantize_per_tensor" in str(quantize.target)
+        assert {scale(a) for a in cat.args[0]} == {float(quantize.args[1])}  # ... with its inputs' one scale
+        node = quantize
+        for op in ("aten.view.default", "aten.transpose.int", "aten.reshape.default"):  # the channel shuffle
+            node = next(iter(next(iter(node.users)).users))  # past the quantize/dequantize pair
+            assert str(node.target) == op and scale(node.args[0]) == float(quantize.args[1])
+            node = next(iter(node.users))
+    path = export_tflite(model, tmp_path / "int8.tflite", input_size=32, calib=calib)
+    with torch.no_grad():
+        want = torch.cat([graph(x) for x in calib])
+    got = torch.cat([torch.as_tensor(open_artefact(path).run(x.numpy())) for x in calib])
+    assert float((got - want).norm() / want.norm()) < 0.05  # the program computes what its graph does
