@@ -69,6 +69,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         p = report["parity"]
         print(f"parity vs PyTorch on {p['images']} images: top-1 agreement {p['top1_agreement']:.1%}, "
               f"max |diff| {p['max_abs_diff']:.2e}")
+        if "note" in p:
+            print(f"note: {p['note']}")
     _print_coreml(report)
     _print_latency(report)
     return 0 if report.get("package_check", {}).get("ok", True) else 1

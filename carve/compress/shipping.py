@@ -27,6 +27,7 @@ from carve.latency.parity import check_parity, image_batches
 from carve.latency.protocol import PROTOCOLS
 from carve.latency.qdq import check_patterns, kept_modules
 from carve.zoo import create_model
+from carve.zoo.shipped import trained_input_size
 
 from .clustering import CLUSTER_BITS
 from .openvino_int8 import nncf_int8
@@ -202,6 +203,12 @@ def _report(cfg: ExportConfig, model: nn.Module, name: str, out: Path, calib: li
         images = _images(cfg.data, ("val", "test"), cfg.size, 0, cfg.parity_images)
         report["parity"] = dict(check_parity(model, art.run, [torch.cat(images)], cfg.parity_images).to_dict(),
                                 data=str(cfg.data), reference="PyTorch FP32, eval mode")
+        trained = trained_input_size(str(cfg.model))
+        if trained and trained != cfg.size:
+            report["parity"]["note"] = (
+                f"{cfg.model} was trained at {trained} px; at {cfg.size} px it sees inputs it was not trained on, "
+                f"where its top-1 agreement can read low for that reason alone: check parity with --size {trained} "
+                f"(the artefact's speed at {cfg.size} px is what it is)")
     if cfg.latency:
         r = measure_artefact(out, runtime, cfg.threads, 1, cfg.size, PROTOCOLS[cfg.protocol])
         report["latency"] = dict(median_ms=r.median_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, runs=r.runs,

@@ -57,6 +57,20 @@ def record(tag: str, name: str) -> dict[str, Any]:
     return tags[tag][name]
 
 
+def trained_input_size(path: str | Path) -> int | None:
+    """The input size in px the shipped weights file at ``path`` was trained and evaluated at (its
+    manifest record's ``eval.input_size``); None for any file the manifest does not list."""
+    path = Path(path)
+    if not path.is_file() or path.resolve().parent != weights_dir().resolve():
+        return None
+    for records in manifest().values():
+        for rec in records.values():
+            if rec.get("file") == path.name:
+                size = rec.get("eval", {}).get("input_size")
+                return int(size) if size else None
+    return None
+
+
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

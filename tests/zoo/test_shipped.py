@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from carve.zoo import WeightsError, create_model, get_entry, list_models
-from carve.zoo.shipped import manifest, publish, shipped_file, weights_dir
+from carve.zoo.shipped import manifest, publish, record, shipped_file, trained_input_size, weights_dir
 from carve.zoo.supernet import SHIPPED_NAME, extract, load_supernet
 
 TINY_IMAGENET = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tiny-imagenet"
@@ -82,3 +82,14 @@ def test_every_shipped_file_reproduces_its_manifest_top1(tag: str, name: str, mo
     assert abs(top1 - rec["top1_500"]) <= 2.0
     assert rec["spec_hash"] == (supernet.spec if name == SHIPPED_NAME else model.spec).hash()
     assert rec["command"].startswith("python benchmarks/")
+
+
+def test_the_training_size_of_a_shipped_file_comes_from_its_record(tmp_path: Path):
+    tag = "carve:tiny-imagenet"
+    if "carve_075" not in manifest().get(tag, {}):
+        pytest.skip("carve_075 does not ship carve:tiny-imagenet weights")
+    path = shipped_file(tag, "carve_075")
+    assert trained_input_size(path) == record(tag, "carve_075")["eval"]["input_size"] == 64
+    copy = tmp_path / path.name  # the same bytes outside the weights folder are not a shipped file
+    copy.write_bytes(path.read_bytes())
+    assert trained_input_size(copy) is None and trained_input_size(tmp_path / "missing.safetensors") is None
