@@ -4,7 +4,8 @@
 
 The deployed networks (the zoo's strides, no small-input surgery) train at the shards' native
 64 px through ``carve.train.fit``, one model at a time, resumable (re-running continues the model in
-progress from its last checkpoint and skips finished ones). Each finished model is evaluated on
+progress from its last checkpoint and skips finished ones; ``--replace`` ships over a file the manifest
+already holds). Each finished model is evaluated on
 the whole held-out split (10 % of the shards' samples, chosen by key) and shipped as fp16
 safetensors in ``carve/weights/`` with a manifest record (sha256, spec hash, recipe, command,
 seed, held-out top-1/top-5, top-1 of the shipped file on the first 500 held-out images,
@@ -73,7 +74,7 @@ def train_and_ship(name: str, args: argparse.Namespace, command: str, earlier: d
     if done.is_file() and json.loads(done.read_text()).get("recipe") == _recipe_record(cfg):
         print(f"{name}: finished earlier ({done})", flush=True)
         result = json.loads(done.read_text())
-    elif shipped is not None and shipped.get("recipe") == _recipe_record(cfg) and name in earlier:
+    elif not args.replace and shipped is not None and shipped.get("recipe") == _recipe_record(cfg) and name in earlier:
         print(f"{name}: shipped earlier with this recipe (carve/weights/{shipped['file']})", flush=True)
         return earlier[name]
     else:
@@ -86,7 +87,7 @@ def train_and_ship(name: str, args: argparse.Namespace, command: str, earlier: d
                       train_s=round(sum(h["epoch_s"] for h in res.history), 1), wall_s=round(time.perf_counter() - t0, 1),
                       images_per_s=round(res.images_per_s, 1), history=res.history, recipe=_recipe_record(cfg))
         write_json(done, result)
-    if args.ship and (shipped is None or shipped.get("recipe") != _recipe_record(cfg)):
+    if args.ship and (args.replace or shipped is None or shipped.get("recipe") != _recipe_record(cfg)):
         model = create_model(out / "final.safetensors").eval()
         fp16 = create_model(out / "final.safetensors").eval().half().float()  # what the fp16 file holds
         rec = publish(model, name, TAG, dict(
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--no-ship", dest="ship", action="store_false", help="train and report only")
     p.add_argument("--no-latency", dest="latency", action="store_false")
+    p.add_argument("--replace", action="store_true",
+                   help="ship over a file the manifest already holds for this recipe (from the run finished in --out, "
+                        "or a new one): for a shipped file that its command no longer regenerates")
     p.add_argument("--regenerate", action="store_true",
                    help="train the models again from scratch (in --out, nothing shipped or reused) and compare "
                         "each held-out top-1 with the shipped file's (pretrain_regenerate.json)")
