@@ -70,6 +70,8 @@ class DetectConfig(Config):
     resume: bool | str = setting(False, help="true (out_dir/last.pt) or a checkpoint path")
     overwrite: bool = setting(False, help="replace a run already in out_dir (default: refuse, see docs/reliability.md)")
     eval_every: int = setting(1, ">= 1", help="evaluate every N epochs")
+    bn_recalibration: int = setting(20, ">= 0", help="batches of training images (not augmented) that re-estimate "
+                                                    "the BatchNorm statistics before each evaluation (0 = off)")
     device: str = setting("cpu", help="cpu or cuda[:N]")
     progress: bool = setting(True, help="progress bars")
     tensorboard: bool = setting(True, help="TensorBoard logs")

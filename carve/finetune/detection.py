@@ -19,6 +19,7 @@ from torch import nn
 from carve.files import claim_run_dir, writable_dir, write_json
 from carve.train import (LoopState, amp_dtype, build_optimizer, build_scheduler, load_checkpoint, plan_schedule,
                          seed_everything)
+from carve.train.batchnorm import recalibrate_bn
 from carve.train.data import SkipCounter
 from carve.train.ddp import resolve_device
 from carve.train.engine import LossFn, epoch_row, load_trainable, resume, run_epoch, save
@@ -31,7 +32,7 @@ from .heads import build_detector
 from .parameter_efficient import PeftInfo, add_peft, merge_peft
 from .peft_options import PeftSettings, parse_peft
 from .sources import open_dataset
-from .transforms import train_transforms
+from .transforms import eval_transforms, train_transforms
 
 log = logging.getLogger("carve.finetune")
 
@@ -133,6 +134,21 @@ def _train_loader(dataset: DetectionDataset, config: DetectConfig, epoch: int) -
                       num_workers=config.workers, collate_fn=collate)
 
 
+def calibration_batches(dataset: DetectionDataset, config: DetectConfig) -> Any:
+    """The first ``config.bn_recalibration`` batches of ``dataset``'s images, not augmented, in a fixed
+    order (lists of image tensors, as the detector takes them); draws nothing from the global RNG.
+    A batch of one image is left out: BatchNorm in training mode fails on SSD's 1x1 extra maps."""
+    from torch.utils.data import DataLoader, Subset
+
+    plain = dataset.with_transforms(eval_transforms())
+    n = min(len(plain), config.bn_recalibration * config.batch_size)
+    loader = DataLoader(Subset(plain, range(n)), batch_size=config.batch_size, shuffle=False,
+                        num_workers=config.workers, collate_fn=collate, generator=torch.Generator().manual_seed(0))
+    for images, _, _ in loader:
+        if len(images) > 1:
+            yield ([im.as_subclass(torch.Tensor) for im in images],)
+
+
 def _drop_last(n: int, batch_size: int) -> bool:
     # a one-image batch breaks BatchNorm on SSD's 1x1 extra maps; drop it when it is the remainder
     return n > batch_size and n % batch_size == 1
@@ -193,11 +209,11 @@ def detect(config: DetectConfig) -> DetectResult:
     seed_everything(config.seed)
 
     # Data
-    train_set, val_set = load_splits(config)
-    if len(train_set) == 0:
+    plain_train, val_set = load_splits(config)
+    if len(plain_train) == 0:
         raise ValueError(f"{config.data}: no training images")
     fill = [round(255 * m) for m in (0.485, 0.456, 0.406)]
-    train_set = train_set.with_transforms(train_transforms(config.head, config.img_size, fill, config.augment))
+    train_set = plain_train.with_transforms(train_transforms(config.head, config.img_size, fill, config.augment))
 
     # Model
     model = build_detector(config.head, config.backbone, train_set.num_classes, config.img_size,
@@ -249,6 +265,8 @@ def detect(config: DetectConfig) -> DetectResult:
         row = epoch_row(state, stats)
         improved = False
         if epoch + 1 == epochs or (epoch + 1) % config.eval_every == 0:
+            if config.bn_recalibration and len(plain_train) > 1:  # running statistics lag the weights
+                recalibrate_bn(model, calibration_batches(plain_train, config), device)
             metrics, predictions = evaluate_detector(model, val_set, config.batch_size, out_dir, config.workers,
                                                      config.progress, skips)
             row.update(AP=metrics["AP"], AP50=metrics["AP50"], AP75=metrics["AP75"])

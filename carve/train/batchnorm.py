@@ -45,8 +45,10 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, device: torch.device | st
                    channels_last: bool = False) -> int:
     """Replace every BatchNorm's running mean and variance by their average over ``loader``.
 
-    Only the BatchNorm layers run in training mode (dropout and drop-path stay off); the model is
-    left in eval mode. Returns the number of images used (0 and nothing changed without BN layers).
+    The first item of each batch is an image tensor, or a list of image tensors (what a detector
+    takes). Only the BatchNorm layers run in training mode (dropout and drop-path stay off); the
+    model is left in eval mode. Returns the number of images used (0 and nothing changed without BN
+    layers).
     """
     norms = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
     if not norms:
@@ -60,9 +62,13 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, device: torch.device | st
     seen = 0
     try:
         for batch in loader:
-            images = batch[0].to(device)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = batch[0]
+            if isinstance(images, torch.Tensor):
+                images = images.to(device)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+            else:
+                images = [im.to(device) for im in images]
             if len(images):
                 model(images)
                 seen += len(images)

@@ -102,3 +102,35 @@ def test_a_carve_weights_file_is_the_whole_backbone(tmp_path: Path) -> None:
     ours = adapter.body.state_dict()
     theirs = trained.state_dict()
     assert ours and all(torch.equal(v, theirs[k]) for k, v in ours.items())
+
+
+def _first_bn_input_mean(model: torch.nn.Module, batches) -> torch.Tensor:
+    """Per-channel mean of what the detector's first BatchNorm receives over ``batches`` (model in eval mode)."""
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    means = []
+    hook = bn.register_forward_pre_hook(lambda m, args: means.append(args[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        for (images,) in batches:
+            model(images)
+    hook.remove()
+    return torch.stack(means).mean(0), bn.running_mean
+
+
+def test_evaluation_re_estimates_batchnorm_statistics_for_the_final_weights(coco_subset: Path, tmp_path: Path) -> None:
+    kw = dict(head="ssdlite", epochs=2, augment="full", examples=0, eval_every=100)
+    stale = detect(_config(coco_subset, tmp_path / "stale", bn_recalibration=0, **kw))
+    fresh = detect(_config(coco_subset, tmp_path / "fresh", **kw))
+    cfg = _config(coco_subset, tmp_path / "x", **kw)
+    train, _ = detect_mod.load_splits(cfg)
+
+    # the same training: only the BatchNorm statistics differ
+    a, b = stale.model.state_dict(), fresh.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.endswith("running_mean"))
+    for k in a:
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    # re-estimated: the statistics of the final weights on the training images; stale: a blend of older steps
+    data_mean, running = _first_bn_input_mean(fresh.model.eval(), detect_mod.calibration_batches(train, cfg))
+    torch.testing.assert_close(running, data_mean, rtol=1e-4, atol=1e-4)
+    data_mean, running = _first_bn_input_mean(stale.model.eval(), detect_mod.calibration_batches(train, cfg))
+    assert (running - data_mean).abs().max() > 1e-2
