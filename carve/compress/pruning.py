@@ -29,13 +29,15 @@ def check_ratio(ratio: float, name: str = "ratio") -> float:
 
 
 def accumulate_gradients(model: nn.Module, data: Iterable, batches: int = 4) -> None:
-    """Backpropagate cross-entropy on up to ``batches`` (images, labels) batches into ``.grad``."""
+    """Backpropagate cross-entropy on up to ``batches`` (images, labels, ...) batches into ``.grad``
+    (what follows the labels, e.g. the keys a shard loader yields, is ignored)."""
     model.zero_grad()
     was = model.training
     model.eval()
     loss_fn = nn.CrossEntropyLoss()
     n = 0
-    for images, labels in data:
+    for batch in data:
+        images, labels = batch[0], batch[1]
         loss_fn(model(images), labels).backward()
         n += 1
         if n >= batches:

@@ -86,6 +86,16 @@ def test_targets_and_criteria():
         assert p.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_taylor_importance_reads_batches_with_keys_as_shard_loaders_yield_them():
+    model = create_model("carve_100", num_classes=10)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    plain, _ = prune(model, ratio=0.3, importance="taylor", data=[(x, y)])
+    keyed, _ = prune(model, ratio=0.3, importance="taylor", data=[(x, y, ["k0", "k1", "k2", "k3"])])
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), keyed.state_dict().values()))
+    other, _ = prune(model, ratio=0.3, importance="taylor", data=[(x, (y + 1) % 10)])
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), other.state_dict().values()))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(ratio=1.0), "ratio"), (dict(ratio=-0.1), "ratio"), (dict(ratio=0.3, importance="magic"), "importance"),
     (dict(ratio=0.3, importance="taylor"), "data"), (dict(), "exactly one"), (dict(target_macs=1.5), "target_macs"),
