@@ -20,6 +20,14 @@ def compress_runtime(deploy: str) -> str:
     return COMPRESS_RUNTIME[deploy]
 
 
+def finetune_settings(cfg: RunConfig) -> dict:
+    """The KD finetune after pruning: the train step's images per class, batch and BatchNorm
+    re-estimation, unless ``compress.finetune`` sets its own."""
+    t = cfg.train
+    return {**dict(train_per_class=t.train_per_class, batch_size=t.batch_size, bn_recalibration=t.bn_recalibration),
+            **cfg.compress.finetune}
+
+
 def run_compress(cfg: RunConfig, state: RunState) -> dict:
     """Fold, prune and quantize the winner in the deploy runtime; export it; measure."""
     from carve.compress import compress
@@ -29,8 +37,7 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
     winner = train["models"][train["winner"]]
     c, t = cfg.compress, cfg.train
     images = str(cfg.data_path("classify"))
-    finetune = dict(train_per_class=t.train_per_class, batch_size=t.batch_size, bn_recalibration=t.bn_recalibration,
-                    **c.finetune)
+    finetune = finetune_settings(cfg)
     zoo = state.summary("zoo")
     runtime = compress_runtime(zoo["runtime"])
     export = list(c.export) + (["openvino"] if runtime == "openvino" and "openvino" not in c.export else [])
