@@ -52,7 +52,8 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
     deployable = next((r["notes"][fmt] for r in data["rows"] if str(r["notes"].get(fmt, "")).endswith(suffix)), None)
     rows = [dict(step=r["name"], params_m=round(r["params"] / 1e6, 3), macs_m=round(r["macs"] / 1e6, 1),
                  size_mb=round(r["size_bytes"] / 1e6, 3), latency_ms=r["latency_ms"], runtime=r["runtime"],
-                 top1=r["top1"], kept=r["notes"].get("kept", True), dropped=_dropped(r["notes"]))
+                 top1=r["top1"], kept=r["notes"].get("kept", True), dropped=_dropped(r["notes"]),
+                 gate_speedup=(r["notes"].get("gate") or {}).get("speedup"))
             for r in data["rows"]]
     return dict(winner=train["winner"], name=winner["name"], input_size=data["input_size"], runtime=runtime,
                 max_drop=c.max_drop,

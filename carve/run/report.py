@@ -112,6 +112,9 @@ def headline(state: RunState) -> list[Block]:
             if row.get("dropped") == "accuracy" and first["top1"] is not None and row["top1"] is not None:
                 lines.append(f"{step} lost {first['top1'] - row['top1']:.2f} top-1 points against the uncompressed "
                              f"model, more than compress.max_drop ({c['max_drop']:g}) allows, and was not kept.")
+            elif row.get("gate_speedup"):  # the pair the speed gate timed together decided it: quote that
+                lines.append(f"{step} was measured at {row['gate_speedup']:.2f}x the speed of the model before it "
+                             f"(timed as a pair) and not kept (it did not pay here).")
             elif before["latency_ms"] and row["latency_ms"]:
                 lines.append(f"{step} was measured at {before['latency_ms'] / row['latency_ms']:.2f}x the speed of "
                              f"the model before it and not kept (it did not pay here).")

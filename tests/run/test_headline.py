@@ -32,3 +32,11 @@ def test_when_no_step_pays_within_the_budget_the_headline_says_so(tmp_path):
     assert "no step both paid in openvino at 224 px and kept top-1 within 1 point(s)" in text
     # speed compared with the model the gate compared it with: the original, not the dropped pruning
     assert "int8 (onnxruntime) was measured at 0.67x the speed of the model before it" in text
+
+
+def test_a_step_the_speed_gate_dropped_is_quoted_with_the_gates_own_pair(tmp_path):
+    # the final table times every row together and can read otherwise than the pair that decided
+    fold = dict(_row("fold", 1.19, 25.9, False, "speed"), gate_speedup=1.02)
+    text = _text(tmp_path, [_row("original", 1.46, 26.5), _row("prune", 1.11, 25.9), fold, _row("export", 1.09, 25.9)])
+    assert "fold was measured at 1.02x the speed of the model before it (timed as a pair) and not kept" in text
+    assert "0.93x" not in text
