@@ -77,6 +77,18 @@ def batches(data: str, split: str, img_size: int, per_class: int, skip_per_class
     return [(x[i:i + 100], y[i:i + 100]) for i in range(0, len(y), 100)]
 
 
+
+def write_results(stem: str, argv: list[str] | None, args: argparse.Namespace, rows: list[dict], text: str,
+                  images: int, plot_fn) -> None:
+    """``benchmarks/results/STEM.{json,md,png}`` of a benchmark over ``images`` held-out images, with its command."""
+    from carve.files import write_atomic, write_json
+
+    results = Path(args.results)
+    command = f"PYTHONPATH=. python benchmarks/{stem}.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    write_json(results / f"{stem}.json", dict(command=command, args=vars(args), images=images, rows=rows))
+    write_atomic(results / f"{stem}.md", f"`{command}` ({images} held-out images)\n\n{text}\n")
+    plot_fn(rows, results / f"{stem}.png")
+
 def latencies(fp32: torch.nn.Module, int8: list[torch.nn.Module], runtime: str, size: int, threads: int) -> list[float]:
     """Median ms of the FP32 model in ``runtime`` and of each INT8 model (which runs in its own), interleaved."""
     from carve.compress.step_timing import TimedModel, time_together

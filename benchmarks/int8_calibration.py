@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compress_accuracy import MODELS, TAG, batches, load  # noqa: E402
+from compress_accuracy import MODELS, TAG, batches, load, write_results  # noqa: E402
 from weight_clustering import agreement  # noqa: E402
 
 
@@ -101,8 +100,6 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from carve.files import write_atomic, write_json
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
@@ -123,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(run_model(name, args, calibs, test))
     text = table(rows)
     print(text)
-    results = Path(args.results)
-    command = "PYTHONPATH=. python benchmarks/int8_calibration.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    images = sum(len(y) for _, y in test)
-    write_json(results / "int8_calibration.json", dict(command=command, args=vars(args), images=images, rows=rows))
-    write_atomic(results / "int8_calibration.md", f"`{command}` ({images} held-out images)\n\n{text}\n")
-    plot(rows, results / "int8_calibration.png")
+    write_results("int8_calibration", argv, args, rows, text, sum(len(y) for _, y in test), plot)
     return 0
 
 

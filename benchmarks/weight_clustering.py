@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compress_accuracy import batches, load  # noqa: E402  (the shipped weights and held-out shards, read alike)
+from compress_accuracy import batches, load, write_results  # noqa: E402  (the shipped weights and held-out shards, read alike)
 
 MODELS = ("carve_100", "mobilenet_v3_large_100")
 TAG = "carve:tiny-imagenet"
@@ -140,8 +139,6 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from carve.files import write_atomic, write_json
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
@@ -163,12 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(run_model(name, args, test))
     text = table(rows)
     print(text)
-    results = Path(args.results)
-    command = "PYTHONPATH=. python benchmarks/weight_clustering.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    images = sum(len(y) for _, y in test)
-    write_json(results / "weight_clustering.json", dict(command=command, args=vars(args), images=images, rows=rows))
-    write_atomic(results / "weight_clustering.md", f"`{command}` ({images} held-out images)\n\n{text}\n")
-    plot(rows, results / "weight_clustering.png")
+    write_results("weight_clustering", argv, args, rows, text, sum(len(y) for _, y in test), plot)
     return 0
 
 
