@@ -289,7 +289,7 @@ class QdqGraph:
                 return -(-len(images) // CALIBRATION_CHUNK) * CALIBRATION_CHUNK
 
             def set_range(self, start_index: int, end_index: int) -> None:
-                self.it = iter(images[start_index:min(end_index, len(images))])
+                self.it = iter(images[start_index:end_index])
 
             def get_next(self) -> dict[str, Any] | None:
                 x = next(self.it, None)
@@ -303,5 +303,5 @@ class QdqGraph:
                             extra_options={"CalibStridedMinMax": CALIBRATION_CHUNK})
 
 
-__all__ = ["CALIBRATIONS", "CALIBRATION_CHUNK", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns", "kept_modules",
-           "matches", "name_nodes", "outside_modules", "quantized_nodes"]
+__all__ = ["CALIBRATIONS", "CALIBRATION_CHUNK", "QdqGraph", "ScopeError", "ancestors", "block_of", "check_patterns",
+           "kept_modules", "matches", "name_nodes", "outside_modules", "quantized_nodes"]

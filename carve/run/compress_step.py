@@ -24,8 +24,8 @@ def finetune_settings(cfg: RunConfig) -> dict:
     """The KD finetune after pruning: the train step's images per class, batch and BatchNorm
     re-estimation, unless ``compress.finetune`` sets its own."""
     t = cfg.train
-    return {**dict(train_per_class=t.train_per_class, batch_size=t.batch_size, bn_recalibration=t.bn_recalibration),
-            **cfg.compress.finetune}
+    return dict(train_per_class=t.train_per_class, batch_size=t.batch_size,
+                bn_recalibration=t.bn_recalibration) | cfg.compress.finetune
 
 
 def run_compress(cfg: RunConfig, state: RunState) -> dict:
