@@ -33,6 +33,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -77,6 +78,16 @@ def batches(data: str, split: str, img_size: int, per_class: int, skip_per_class
     return [(x[i:i + 100], y[i:i + 100]) for i in range(0, len(y), 100)]
 
 
+
+
+def shipped_parser(doc: str, models: Sequence[str], img_size_help: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark of the shipped Tiny ImageNet weights takes: models, weights, data, size."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(models))
+    ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
+    ap.add_argument("--data", default="../shared/data/tiny-imagenet")
+    ap.add_argument("--img-size", type=int, default=64, help=img_size_help)
+    return ap
 
 def write_results(stem: str, argv: list[str] | None, args: argparse.Namespace, rows: list[dict], text: str,
                   images: int, plot_fn) -> None:
@@ -158,11 +169,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
-    ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
-    ap.add_argument("--data", default="../shared/data/tiny-imagenet")
-    ap.add_argument("--img-size", type=int, default=64, help="evaluation size (the shards' native size)")
+    ap = shipped_parser(__doc__, MODELS, "evaluation size (the shards' native size)")
     ap.add_argument("--input-size", type=int, default=224, help="latency input size")
     ap.add_argument("--eval-per-class", type=int, default=10, help="held-out images per class reported")
     ap.add_argument("--control-per-class", type=int, default=0,

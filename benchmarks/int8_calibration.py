@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compress_accuracy import MODELS, TAG, batches, load, write_results  # noqa: E402
+from compress_accuracy import MODELS, batches, load, shipped_parser, write_results  # noqa: E402
 from weight_clustering import agreement  # noqa: E402
 
 
@@ -100,11 +100,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
-    ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
-    ap.add_argument("--data", default="../shared/data/tiny-imagenet")
-    ap.add_argument("--img-size", type=int, default=64, help="calibration and evaluation size (the shards' native size)")
+    ap = shipped_parser(__doc__, MODELS, "calibration and evaluation size (the shards' native size)")
     ap.add_argument("--calibrations", nargs="+", default=["percentile", "entropy", "minmax"],
                     choices=("percentile", "entropy", "minmax"))
     ap.add_argument("--calib-per-class", type=int, nargs="+", default=[1, 5])

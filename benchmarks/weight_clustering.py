@@ -31,10 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compress_accuracy import batches, load, write_results  # noqa: E402  (the shipped weights and held-out shards, read alike)
+from compress_accuracy import batches, load, shipped_parser, write_results  # noqa: E402  (the shipped weights and held-out shards, read alike)
 
 MODELS = ("carve_100", "mobilenet_v3_large_100")
-TAG = "carve:tiny-imagenet"
 
 
 def agreement(a: torch.nn.Module, b: torch.nn.Module, data: list) -> float:
@@ -139,11 +138,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
-    ap.add_argument("--pretrained", default=TAG, help="weights tag or .safetensors file")
-    ap.add_argument("--data", default="../shared/data/tiny-imagenet")
-    ap.add_argument("--img-size", type=int, default=64, help="evaluation size (the shards' native size)")
+    ap = shipped_parser(__doc__, MODELS, "evaluation size (the shards' native size)")
     ap.add_argument("--input-size", type=int, default=224, help="input size of the Core ML packages")
     ap.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
     ap.add_argument("--group-size", type=int, default=0, help="also one palette per this many output channels")
