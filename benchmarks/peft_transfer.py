@@ -107,7 +107,8 @@ def run_settings(label: str, extra: dict[str, Any], seed: int, args: argparse.Na
     common = dict(data=args.data, out_dir=str(Path(args.out) / label / f"seed{seed}"), overwrite=True,
                   epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                   img_size=args.img_size, pretrained=pretrained, seed=seed, workers=args.workers, device=args.device,
-                  progress=False, tensorboard=False, threads=args.threads, **extra)
+                  bn_recalibration=args.bn_recalibration, progress=False, tensorboard=False, threads=args.threads,
+                  **extra)
     if args.task == "classify":
         return dict(common, model=args.model, small_input=args.small_input, train_per_class=args.train_per_class,
                     val_per_class=args.val_per_class)
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small-input", type=int, default=0)
     p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--val-per-class", type=int, default=100)
+    p.add_argument("--bn-recalibration", type=int, default=20,
+                   help="batches re-estimating BatchNorm statistics before evaluation (0 = the running averages)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")

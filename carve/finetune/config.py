@@ -105,6 +105,9 @@ class ClassifyConfig(TrainConfig):
     backbone_lr_mult: float = setting(0.1, ">= 0", help="scales every non-head parameter's learning rate")
     frozen_bn: bool = setting(False, help="freeze all BatchNorm layers of the body")
     peft: str | None = setting(None, help=PEFT_HELP)
+    bn_recalibration: int = setting(20, ">= 0", help="batches of training images (not augmented) that re-estimate "
+                                                     "the BatchNorm statistics before each evaluation (0 = off): a "
+                                                     "short finetune leaves them describing the pretraining data")
 
     def check(self) -> None:
         super().check()

@@ -79,3 +79,22 @@ def test_linear_probe_trains_only_the_classifier(tiny_folder: Path, tmp_path: Pa
     assert res.trainable_params == 2 * res.model.num_features + 2
     changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
     assert changed == {"classifier.weight", "classifier.bias"}
+
+
+def test_classify_evaluates_with_statistics_of_the_finetuned_weights(tiny_folder: Path, tmp_path: Path) -> None:
+    import copy
+
+    from carve.train import calibration_loader, recalibrate_bn
+
+    kw = dict(model="mobilenet_v2_035", data=str(tiny_folder), epochs=1, batch_size=8, small_input=2, workers=0,
+              progress=False, tensorboard=False, seed=0)
+    res = classify(ClassifyConfig(out_dir=str(tmp_path / "default"), **kw))  # re-estimation on by default
+    again = copy.deepcopy(res.model)
+    recalibrate_bn(again, calibration_loader(tiny_folder, 32, 8, batches=20))
+    stats = {k: v for k, v in res.model.named_buffers() if k.endswith(("running_mean", "running_var"))}
+    for name, value in again.named_buffers():
+        if name in stats:
+            torch.testing.assert_close(stats[name], value)
+    stale = classify(ClassifyConfig(out_dir=str(tmp_path / "stale"), bn_recalibration=0, **kw))
+    drift = [(stats[k] - v).abs().max() for k, v in stale.model.named_buffers() if k in stats]
+    assert max(drift) > 1e-3  # the running average of training steps, not the finetuned weights' statistics
