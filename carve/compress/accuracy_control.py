@@ -6,14 +6,16 @@ calibration shared by every variant). ONNX Runtime variants are re-quantizations
 PT2E variants (``runtime="torch"``) are re-quantized with ``keep_float`` and evaluated without
 compiling, the kept one compiled at the end; OpenVINO variants (``runtime="openvino"``) are NNCF
 quantizations of one export with the FP32 blocks as its ignored scope. The speed gate (``keep_if_faster``) is the
-pipeline's, applied to the result like to any step.
+pipeline's, applied to the result like to any step; given ``speed_gate``, the fully quantized variant
+must pass it before any accuracy is spent (in a runtime where INT8 does not pay, returning layers to
+FP32 adds quantize/dequantize boundaries and FP32 kernels to a model that is already too slow).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from torch import nn
 
@@ -40,14 +42,18 @@ class ControlResult:
     drop: float
     met: bool
     max_drop: float
-    table: SensitivityTable
+    table: SensitivityTable | None  # None: the speed gate stopped it before the table was measured
     trail: list[dict[str, Any]] = field(default_factory=list)
+    too_slow: bool = False  # the fully quantized variant failed ``speed_gate``; no accuracy control ran
 
     def notes(self) -> dict[str, Any]:
         """JSON-ready summary for a report row."""
-        return dict(max_drop=self.max_drop, drop=round(self.drop, 3), met=self.met, fp32_top1=self.fp32_top1,
-                    int8_top1=self.int8_top1, kept_float=list(self.keep_float), variants_tried=len(self.trail),
-                    trail=self.trail)
+        notes = dict(max_drop=self.max_drop, drop=round(self.drop, 3), met=self.met, fp32_top1=self.fp32_top1,
+                     int8_top1=self.int8_top1, kept_float=list(self.keep_float), variants_tried=len(self.trail),
+                     trail=self.trail)
+        if self.too_slow:
+            notes["accuracy_control"] = "skipped: the fully quantized model did not pay"
+        return notes
 
 
 def check_max_drop(max_drop: Any) -> float:
@@ -63,11 +69,15 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
                     calibration: str = "percentile", granularity: str = "block",
                     prune_ratios: Sequence[float] = (), prunable: nn.Module | None = None,
                     table: SensitivityTable | None = None, threads: int | None = None,
-                    compile: bool = True) -> tuple[ControlResult, ArchSpec]:
+                    compile: bool = True,
+                    speed_gate: Callable[[nn.Module], bool] | None = None) -> tuple[ControlResult, ArchSpec]:
     """INT8 of ``model`` losing at most ``max_drop`` top-1 points on ``eval`` (``(images, labels)``
     batches): quantize everything (but ``keep_float``); while the drop is larger, keep the next most
     sensitive unit of ``table`` (measured here when not given) in FP32. ``result.met`` is False when
     even all units in FP32 do not meet it (the last variant is returned, and says so).
+
+    ``speed_gate``: called once with the fully quantized variant, before the sensitivity table; False
+    returns that variant as it is (``result.too_slow``, no table, one variant in the trail).
     """
     max_drop = check_max_drop(max_drop)
     if eval is None:
@@ -83,10 +93,6 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
         keep = list(check_patterns(keep_float, graph.module_names()))
     except ScopeError as exc:
         raise QuantizeError(str(exc)) from None
-    if table is None:
-        table = measure_sensitivity(model, calib, eval, out, granularity=granularity, prune_ratios=prune_ratios,
-                            prunable=prunable, threads=threads, graph=graph)
-    fp32 = table.fp32_top1
 
     def build(patterns: list[str]) -> nn.Module:
         if runtime == "onnxruntime":
@@ -96,14 +102,25 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
         return quantize_pt2e(model, spec, images, calib_images=len(images), keep_float=patterns, compile=False)[0]
 
     trail: list[dict[str, Any]] = []
-    candidates = [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
-    while True:
-        q = build(keep)
+    q = build(keep) if speed_gate is not None else None
+    too_slow = q is not None and not speed_gate(q)
+    if too_slow:
+        fp32 = table.fp32_top1 if table is not None else top1(model, eval)[0]
         t = top1(q, eval)[0]
         trail.append(dict(keep_float=list(keep), top1=t, drop=fp32 - t))
-        if fp32 - t <= max_drop or not candidates:
-            break
-        keep.append(candidates.pop(0))
+    else:
+        if table is None:
+            table = measure_sensitivity(model, calib, eval, out, granularity=granularity,
+                                        prune_ratios=prune_ratios, prunable=prunable, threads=threads, graph=graph)
+        fp32 = table.fp32_top1
+        candidates = [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
+        while True:
+            q = q if q is not None and not trail else build(keep)
+            t = top1(q, eval)[0]
+            trail.append(dict(keep_float=list(keep), top1=t, drop=fp32 - t))
+            if fp32 - t <= max_drop or not candidates:
+                break
+            keep.append(candidates.pop(0))
     if runtime == "torch" and compile:
         q = Int8Model(q.converted, q.example, compile=True)
     tag = f"int8-{FLOWS[runtime]}(calib={len(images)}, max_drop={max_drop:g}, " \
@@ -111,7 +128,8 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
     q.carve_steps = list(getattr(model, "carve_steps", [])) + [tag]
     q.keep_float = list(keep)
     result = ControlResult(model=q, keep_float=list(keep), fp32_top1=fp32, int8_top1=t, drop=fp32 - t,
-                           met=fp32 - t <= max_drop, max_drop=max_drop, table=table, trail=trail)
+                           met=fp32 - t <= max_drop, max_drop=max_drop, table=table, trail=trail,
+                           too_slow=too_slow)
     return result, spec
 
 

@@ -9,6 +9,7 @@ uses ``carve.train.fit`` with the unpruned model as the KD teacher.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -262,6 +263,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         kw = dict(kw)
         min_speedup = kw.pop("min_speedup", None)
         before = (trainable, model, spec, folded)
+        speed_first: list[Timing] = []  # a quantize step's fully quantized pair, timed before accuracy control
         if name == "fold":
             model, spec = fold(model, spec) if spec is not None else (fold_any(model), None)
             folded = True
@@ -319,12 +321,16 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
             if step_drop is not None:
                 kw.pop("precision", None)
+                if min_speedup is not None and latency and sens is None:  # accuracy only on an INT8 that pays
+                    kw["speed_gate"] = partial(_pays_fully_quantized, runner, model, min_speedup, speed_first)
                 res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=step_drop,
                                             runtime=rt, prunable=trainable, threads=runner.threads,
                                             prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
                 model = res.model
                 notes.update(res.notes())
-                if sens is not None:
+                if not res.too_slow:
+                    speed_first.clear()  # the model kept differs from the one timed: the gate times it again
+                if sens is not None and res.table is not None:
                     res.table.write(out)
                     report.files.update({f"sensitivity_{k}": v for k, v in res.table.files.items()})
             else:
@@ -351,7 +357,10 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         notes["step_s"] = round(time.perf_counter() - t0, 1)
         report.add(runner.row(label, model, spec, report.kept_rows()[-1], size, notes))
         models.append(model)
-        if max_drop is not None and name != "export" and not within(report, max_drop):
+        if speed_first:  # INT8 did not pay even fully quantized: dropped for speed, whatever its accuracy
+            pays(report, min_speedup, speed_first)
+            trainable, model, spec, folded = before
+        elif max_drop is not None and name != "export" and not within(report, max_drop):
             trainable, model, spec, folded = before
         elif min_speedup is not None and not pays(report, min_speedup, runner.time([before[1], model], runner.in_channels)
                                                  if latency else None):
@@ -362,6 +371,13 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         report.reference["timing"] = "every row timed together, interleaved in one process"
     report.write()
     return report
+
+
+def _pays_fully_quantized(runner: _Runner, before: nn.Module, min_speedup: float, pair: list[Timing],
+                          quantized: nn.Module) -> bool:
+    """``controlled_int8``'s speed gate: ``quantized`` timed as a pair with ``before`` (kept in ``pair``)."""
+    pair[:] = runner.time([before, quantized], runner.in_channels)
+    return pair[0].median_ms / pair[1].median_ms >= min_speedup
 
 
 def _graph_prune(model: nn.Module, runner: _Runner, ratio: float | None, iters: int, epochs: int,
