@@ -5,6 +5,10 @@ decided it in its notes."""
 
 from __future__ import annotations
 
+from typing import Callable
+
+from torch import nn
+
 from .report import CompressReport
 from .step_timing import Timing
 
@@ -48,4 +52,12 @@ def pays(report: CompressReport, min_speedup: float, pair: list[Timing] | None) 
     return False
 
 
-__all__ = ["lost", "pays", "within"]
+def pair_pays(time: Callable[[list[nn.Module]], list[Timing]], before: nn.Module, min_speedup: float,
+              pair: list[Timing], after: nn.Module) -> bool:
+    """Whether ``after`` is ``min_speedup`` x faster than ``before``, timed together by ``time`` (the
+    timings are left in ``pair``): the accuracy-controlled INT8 step's gate on its fully quantized model."""
+    pair[:] = time([before, after])
+    return pair[0].median_ms / pair[1].median_ms >= min_speedup
+
+
+__all__ = ["lost", "pair_pays", "pays", "within"]

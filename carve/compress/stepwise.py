@@ -1,9 +1,8 @@
 """``pipeline``: apply compression steps in order and measure the model after each one.
 
-Every row of the report is measured in this process: parameters, MACs, artefact size, latency
-(``carve.latency.measure``) and top-1 (``carve.train.evaluate``). Pruning works on the
-trainable (unfolded) model and re-applies folding when it came first; finetuning after pruning
-uses ``carve.train.fit`` with the unpruned model as the KD teacher.
+Every row is measured in this process: parameters, MACs, size, latency and top-1. Pruning works on
+the trainable (unfolded) model, re-applies folding when it came first, and finetunes with
+``carve.train.fit`` and the unpruned model as the KD teacher.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from .quantization import RUNTIMES, Int8Model, OrtModel, quantize
 from .report import CompressReport, StepRow
 from .sensitivity import SensitivityTable, measure_sensitivity
 from .step_export import EXPORT_FORMATS, QUANTIZED, export_step
-from .step_gates import lost, pays, within
+from .step_gates import lost, pair_pays, pays, within
 from .step_timing import TimedModel, Timing, time_together
 
 STEPS = ("fold", "prune", "lowrank", "cluster", "quantize", "export")
@@ -322,14 +321,13 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             if step_drop is not None:
                 kw.pop("precision", None)
                 if min_speedup is not None and latency and sens is None:  # accuracy only on an INT8 that pays
-                    kw["speed_gate"] = partial(_pays_fully_quantized, runner, model, min_speedup, speed_first)
+                    kw["speed_gate"] = partial(pair_pays, partial(runner.time, in_channels=runner.in_channels),
+                                               model, min_speedup, speed_first)
                 res, spec = controlled_int8(model, spec, runner.calib, runner.eval, out, max_drop=step_drop,
                                             runtime=rt, prunable=trainable, threads=runner.threads,
                                             prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
-                model = res.model
+                model, speed_first[:] = res.model, speed_first if res.too_slow else []  # kept: timed again below
                 notes.update(res.notes())
-                if not res.too_slow:
-                    speed_first.clear()  # the model kept differs from the one timed: the gate times it again
                 if sens is not None and res.table is not None:
                     res.table.write(out)
                     report.files.update({f"sensitivity_{k}": v for k, v in res.table.files.items()})
@@ -357,13 +355,10 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         notes["step_s"] = round(time.perf_counter() - t0, 1)
         report.add(runner.row(label, model, spec, report.kept_rows()[-1], size, notes))
         models.append(model)
-        if speed_first:  # INT8 did not pay even fully quantized: dropped for speed, whatever its accuracy
-            pays(report, min_speedup, speed_first)
-            trainable, model, spec, folded = before
-        elif max_drop is not None and name != "export" and not within(report, max_drop):
-            trainable, model, spec, folded = before
-        elif min_speedup is not None and not pays(report, min_speedup, runner.time([before[1], model], runner.in_channels)
-                                                 if latency else None):
+        if (not pays(report, min_speedup, speed_first) if speed_first  # INT8 too slow even fully quantized
+                else (max_drop is not None and name != "export" and not within(report, max_drop))
+                or min_speedup is not None and not pays(report, min_speedup, runner.time(
+                    [before[1], model], runner.in_channels) if latency else None)):
             trainable, model, spec, folded = before
     if latency:
         for row, t in zip(report.rows, runner.time(models, runner.in_channels)):
@@ -371,13 +366,6 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         report.reference["timing"] = "every row timed together, interleaved in one process"
     report.write()
     return report
-
-
-def _pays_fully_quantized(runner: _Runner, before: nn.Module, min_speedup: float, pair: list[Timing],
-                          quantized: nn.Module) -> bool:
-    """``controlled_int8``'s speed gate: ``quantized`` timed as a pair with ``before`` (kept in ``pair``)."""
-    pair[:] = runner.time([before, quantized], runner.in_channels)
-    return pair[0].median_ms / pair[1].median_ms >= min_speedup
 
 
 def _graph_prune(model: nn.Module, runner: _Runner, ratio: float | None, iters: int, epochs: int,
