@@ -101,26 +101,21 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
             return OvModel(nncf_int8(graph.fp32_path, out / "model_int8.xml", images, patterns), threads)
         return quantize_pt2e(model, spec, images, calib_images=len(images), keep_float=patterns, compile=False)[0]
 
+    q = build(keep)  # the fully quantized variant, always the first one tried
+    too_slow = speed_gate is not None and not speed_gate(q)
+    if table is None and not too_slow:
+        table = measure_sensitivity(model, calib, eval, out, granularity=granularity, prune_ratios=prune_ratios,
+                                    prunable=prunable, threads=threads, graph=graph)
+    fp32 = top1(model, eval)[0] if table is None else table.fp32_top1
+    candidates = [] if too_slow else [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
     trail: list[dict[str, Any]] = []
-    q = build(keep) if speed_gate is not None else None
-    too_slow = q is not None and not speed_gate(q)
-    if too_slow:
-        fp32 = table.fp32_top1 if table is not None else top1(model, eval)[0]
+    while True:
         t = top1(q, eval)[0]
         trail.append(dict(keep_float=list(keep), top1=t, drop=fp32 - t))
-    else:
-        if table is None:
-            table = measure_sensitivity(model, calib, eval, out, granularity=granularity,
-                                        prune_ratios=prune_ratios, prunable=prunable, threads=threads, graph=graph)
-        fp32 = table.fp32_top1
-        candidates = [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
-        while True:
-            q = q if q is not None and not trail else build(keep)
-            t = top1(q, eval)[0]
-            trail.append(dict(keep_float=list(keep), top1=t, drop=fp32 - t))
-            if fp32 - t <= max_drop or not candidates:
-                break
-            keep.append(candidates.pop(0))
+        if fp32 - t <= max_drop or not candidates:
+            break
+        keep.append(candidates.pop(0))
+        q = build(keep)
     if runtime == "torch" and compile:
         q = Int8Model(q.converted, q.example, compile=True)
     tag = f"int8-{FLOWS[runtime]}(calib={len(images)}, max_drop={max_drop:g}, " \
