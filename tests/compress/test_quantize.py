@@ -3,7 +3,7 @@ import torch
 
 from carve.compress import QuantizeError, quantize
 from carve.compress import state_size
-from carve.compress.stepwise import _graph_bytes
+from carve.compress.step_runner import graph_bytes
 from carve.compress.quantization import Int8Model, OrtModel
 from carve.zoo import create_model
 
@@ -35,7 +35,7 @@ def test_int8_pt2e_agrees_with_fp32_on_real_images(trained_tiny):
     names = {str(n.target) for n in q.converted.graph.nodes}
     assert any("quantize_per_tensor" in t for t in names)  # really quantized
     assert _agreement(model, q, test) >= 0.85
-    assert _graph_bytes(q) < 0.5 * state_size(model)  # int8 weights, not fp32 ones
+    assert graph_bytes(q) < 0.5 * state_size(model)  # int8 weights, not fp32 ones
 
 
 def test_bf16_cast_runs_close():

@@ -68,7 +68,7 @@ def test_killed_train_finetune_and_compress_steps_resume(tmp_path):
 
     # 3. again: finetune keeps the finished detector and trains the other; killed inside compress
     # once the pruned model is written
-    third = carve_run(out, config, kill=("carve.compress.stepwise:save_weights", "pruned", 1))
+    third = carve_run(out, config, kill=("carve.compress.step_prune:save_weights", "pruned", 1))
     assert killed(third), third.stderr[-3000:]
     assert "train: already done, skipped" in third.stderr
     assert done("finetune") and not done("compress")
