@@ -119,23 +119,28 @@ def run_settings(label: str, extra: dict[str, Any], seed: int, args: argparse.Na
 def one_run(label: str, extra: dict[str, Any], seed: int, args: argparse.Namespace,
             pretrained: bool | str) -> dict[str, Any]:
     """Score, trainable parameters, speed and peak memory of one finetune, in a fresh process (cached
-    in its folder's ``result.json``: a re-run continues where it stopped)."""
+    in its folder's ``result.json`` with its settings: a re-run with the same settings continues where
+    it stopped, one with other settings runs again)."""
     import json
 
     from carve.files import write_json
 
     done = Path(args.out) / label / f"seed{seed}" / "result.json"
+    settings = run_settings(label, extra, seed, args, pretrained)
     if done.is_file():
-        return json.loads(done.read_text())
+        cached = json.loads(done.read_text())
+        if cached.pop("settings", None) == json.loads(json.dumps(settings)):
+            return cached
+        print(f"{label} seed {seed}: settings differ from the cached run in {done.parent}; running it again")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(args.task, run_settings(label, extra, seed, args, pretrained), queue))
+    proc = ctx.Process(target=_child, args=(args.task, settings, queue))
     proc.start()
     result = dict(method=label, seed=seed, **queue.get())  # before join: a full queue would block the child's exit
     proc.join()
     if proc.exitcode != 0:
         raise RuntimeError(f"{label} seed {seed}: the run failed (exit code {proc.exitcode}); see its log above")
-    write_json(done, result)
+    write_json(done, dict(result, settings=settings))
     print(f"{label:10s} seed {seed}: {METRIC[args.task]} {result['score']:6.2f} %  {result['trainable']:>10,} "
           f"trainable  {result['images_per_s']:7.1f} img/s  peak {result['peak_mib']:7.0f} MiB", flush=True)
     return result
@@ -161,7 +166,9 @@ def summary(runs: list[dict[str, Any]], label: str) -> dict[str, Any]:
 
 def lora_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's floor: the best LoRA within 2 points of full finetuning with <= 10 % of its parameters."""
-    full = next(r for r in rows if r["method"] == "full")
+    full = next((r for r in rows if r["method"] == "full"), None)
+    if full is None or not any(r["method"].startswith("lora") for r in rows):
+        return dict(met=None, why="needs both full finetuning and LoRA runs (--methods)")
     lora = [r for r in rows if r["method"].startswith("lora") and r["trainable"] <= 0.1 * full["trainable"]]
     if not lora:
         return dict(met=False, why="no LoRA run trains <= 10 % of full finetuning's parameters")
@@ -205,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default=TAG, help="weights tag or file ('none': random init on purpose)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ranks", type=int, nargs=2, default=[4, 16])
+    p.add_argument("--methods", nargs="+", help="only these methods (default: all); results get their names")
     p.add_argument("--data", help="default: CIFAR-10 (classify), raccoon (detect)")
     p.add_argument("--epochs", type=int, help="default: 5 (classify), 8 (detect)")
     p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps (0 = none), e.g. for a smoke run")
@@ -229,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/{stem}"
     pretrained, init = resolve_pretrained(args.model, args.pretrained)
     table = methods(args.ranks, args.task)
+    if args.methods:
+        unknown = [m for m in args.methods if m not in table]
+        if unknown:
+            p.error(f"--methods: unknown {unknown}; expected some of {list(table)}")
+        table = {k: v for k, v in table.items() if k in args.methods}
+        stem += "_" + "_".join(table)
     runs = [one_run(label, extra, s, args, pretrained) for label, extra in table.items() for s in args.seeds]
     rows = [summary(runs, label) for label in table]
     verdict = lora_verdict(rows)
