@@ -6,7 +6,8 @@ Each backbone shipped under ``carve:tiny-imagenet`` and the same architecture fr
 initialisation are finetuned with ``carve.finetune.detect`` on raccoon's own split (160 training /
 40 held-out images, PASCAL VOC layout) with the same budget and seeds; COCO AP and AP50 on the
 held-out images, mean and spread over the seeds, beside what a detector that sees no image scores
-(three centred boxes per image: raccoons are large and central, so AP50 has a high floor). Every
+(three centred boxes per image: raccoons are large and central, so AP50 has a high floor), and what
+each backbone adds above that prior: pretrained against random init. Every
 run is cached under ``--out`` (re-running continues where it stopped). Prints a table, writes
 ``raccoon_transfer.json`` and a PNG.
 """
@@ -61,6 +62,15 @@ def summary(runs: list[dict[str, Any]], name: str, init: str) -> dict[str, Any]:
     return out
 
 
+def gain_ratio(pretrained: float, random: float, prior: float) -> float | None:
+    """How many times more AP50 the pretrained backbone adds over the no-image prior than random init
+    adds; None when random init does not rise above the prior (any gain of the pretrained one is then
+    all the backbone's)."""
+    if random <= prior:
+        return None
+    return round((pretrained - prior) / (random - prior), 2)
+
+
 def box_prior(data: str, split: str = "val") -> dict[str, float]:
     """AP/AP50 (%) of a detector that sees no image (``carve.finetune.evaluate.box_prior``)."""
     from carve.finetune.data_voc import read_voc
@@ -106,16 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     runs = [one_run(n, init, s, args) for n in args.models for init in ("pretrained", "random") for s in args.seeds]
     rows = [summary(runs, n, init) for n in args.models for init in ("pretrained", "random")]
-    print(f"\n{'backbone':24s} {'init':10s} {'AP50 (%)':>14s} {'AP (%)':>14s}  ratio AP50 pretrained/random")
+    prior = box_prior(args.data)
+    print(f"\n{'backbone':24s} {'init':10s} {'AP50 (%)':>14s} {'AP (%)':>14s}  {'AP50/random':>11s}  "
+          f"{'AP50 above prior':>16s}  {'gain/random gain':>16s}")
     for r in rows:
-        ratio = ""
+        r["AP50_above_prior"] = round(r["AP50"] - prior["AP50"], 2)
+        ratio = gain = ""
         if r["init"] == "pretrained":
             rand = next(x for x in rows if x["model"] == r["model"] and x["init"] == "random")
-            ratio = f"{r['AP50'] / rand['AP50']:.2f}x" if rand["AP50"] else "inf"
             r["ratio_vs_random"] = None if not rand["AP50"] else round(r["AP50"] / rand["AP50"], 2)
+            ratio = "inf" if r["ratio_vs_random"] is None else f"{r['ratio_vs_random']:.2f}x"
+            r["gain_vs_random_gain"] = gain_ratio(r["AP50"], rand["AP50"], prior["AP50"])
+            gain = (f"{r['gain_vs_random_gain']:.2f}x" if r["gain_vs_random_gain"] is not None
+                    else "random <= prior" if r["AP50"] > prior["AP50"] else "none above prior")
         print(f"{r['model']:24s} {r['init']:10s} {r['AP50']:7.2f} ± {r['AP50_std']:4.2f} {r['AP']:7.2f} ± "
-              f"{r['AP_std']:4.2f}  {ratio}")
-    prior = box_prior(args.data)
+              f"{r['AP_std']:4.2f}  {ratio:>11s}  {r['AP50_above_prior']:+16.2f}  {gain:>16s}")
     print(f"{'centred-box prior':24s} {'none':10s} {prior['AP50']:7.2f}        {prior['AP']:7.2f}         "
           "(three fixed boxes per image, no learning)")
     out = Path(args.results)
