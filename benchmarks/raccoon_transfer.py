@@ -118,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summary(runs, n, init) for n in args.models for init in ("pretrained", "random")]
     prior = box_prior(args.data)
     print(f"\n{'backbone':24s} {'init':10s} {'AP50 (%)':>14s} {'AP (%)':>14s}  {'AP50/random':>11s}  "
-          f"{'AP50 above prior':>16s}  {'gain/random gain':>16s}")
+          f"{'AP50 above prior':>16s}  {'gain/random gain':>16s}  {'AP above prior':>14s}")
     for r in rows:
         r["AP50_above_prior"] = round(r["AP50"] - prior["AP50"], 2)
+        r["AP_above_prior"] = round(r["AP"] - prior["AP"], 2)
         ratio = gain = ""
         if r["init"] == "pretrained":
             rand = next(x for x in rows if x["model"] == r["model"] and x["init"] == "random")
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             gain = (f"{r['gain_vs_random_gain']:.2f}x" if r["gain_vs_random_gain"] is not None
                     else "random <= prior" if r["AP50"] > prior["AP50"] else "none above prior")
         print(f"{r['model']:24s} {r['init']:10s} {r['AP50']:7.2f} ± {r['AP50_std']:4.2f} {r['AP']:7.2f} ± "
-              f"{r['AP_std']:4.2f}  {ratio:>11s}  {r['AP50_above_prior']:+16.2f}  {gain:>16s}")
+              f"{r['AP_std']:4.2f}  {ratio:>11s}  {r['AP50_above_prior']:+16.2f}  {gain:>16s}  "
+              f"{r['AP_above_prior']:+14.2f}")
     print(f"{'centred-box prior':24s} {'none':10s} {prior['AP50']:7.2f}        {prior['AP']:7.2f}         "
           "(three fixed boxes per image, no learning)")
     out = Path(args.results)
