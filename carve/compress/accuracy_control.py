@@ -52,7 +52,8 @@ class ControlResult:
                      int8_top1=self.int8_top1, kept_float=list(self.keep_float), variants_tried=len(self.trail),
                      trail=self.trail)
         if self.too_slow:
-            notes["accuracy_control"] = "skipped: the fully quantized model did not pay"
+            notes["accuracy_control"] = ("skipped: the fully quantized model is too slow to pay even with "
+                                         "blocks returned to FP32")
         return notes
 
 
