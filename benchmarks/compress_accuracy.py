@@ -90,14 +90,16 @@ def shipped_parser(doc: str, models: Sequence[str], img_size_help: str) -> argpa
     return ap
 
 def write_results(stem: str, argv: list[str] | None, args: argparse.Namespace, rows: list[dict], text: str,
-                  images: int, plot_fn) -> None:
-    """``benchmarks/results/STEM.{json,md,png}`` of a benchmark over ``images`` held-out images, with its command."""
+                  images: int | None, plot_fn) -> None:
+    """``benchmarks/results/STEM.{json,md,png}`` of a benchmark over ``images`` held-out images (None: it
+    scores none), with its command."""
     from carve.files import write_atomic, write_json
 
     results = Path(args.results)
     command = f"PYTHONPATH=. python benchmarks/{stem}.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     write_json(results / f"{stem}.json", dict(command=command, args=vars(args), images=images, rows=rows))
-    write_atomic(results / f"{stem}.md", f"`{command}` ({images} held-out images)\n\n{text}\n")
+    scored = "" if images is None else f" ({images} held-out images)"
+    write_atomic(results / f"{stem}.md", f"`{command}`{scored}\n\n{text}\n")
     plot_fn(rows, results / f"{stem}.png")
 
 def latencies(fp32: torch.nn.Module, int8: list[torch.nn.Module], runtime: str, size: int, threads: int) -> list[float]:

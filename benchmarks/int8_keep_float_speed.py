@@ -20,7 +20,6 @@ Writes ``benchmarks/results/int8_keep_float_speed.{json,md,png}``.
 
 from __future__ import annotations
 
-import shlex
 import statistics
 import sys
 import time
@@ -28,8 +27,7 @@ from pathlib import Path
 
 import torch
 
-from carve.files import write_atomic, write_json
-from compress_accuracy import MODELS, batches, load, shipped_parser
+from compress_accuracy import MODELS, batches, load, shipped_parser, write_results
 
 
 def variants(units: list[str], modules: list[str]) -> dict[str, list[str]]:
@@ -129,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: done in {results[-1]['seconds']} s", flush=True)
     text = table(results)
     print(text)
-    out = Path(args.results)
-    command = "PYTHONPATH=. python benchmarks/int8_keep_float_speed.py " + shlex.join(sys.argv[1:] if argv is None
-                                                                                    else argv)
-    write_json(out / "int8_keep_float_speed.json", dict(command=command, args=vars(args), results=results))
-    write_atomic(out / "int8_keep_float_speed.md", f"`{command}`\n\n{text}\n")
-    plot(results, out / "int8_keep_float_speed.png")
-    print(f"wrote {out / 'int8_keep_float_speed'}.{{json,md,png}}")
+    write_results("int8_keep_float_speed", argv, args, results, text, None, plot)
     return 0
 
 
