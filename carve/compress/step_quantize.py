@@ -47,17 +47,17 @@ def quantize_step(model: nn.Module, spec: ArchSpec | None, trainable: nn.Module,
         step_drop = left if step_drop is None else min(step_drop, left)
     sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
     notes: dict[str, Any] = {}
+    pair: list[Timing] = []  # filled by the speed gate on the fully quantized model
     too_slow: list[Timing] = []
     if step_drop is not None:
         kw.pop("precision", None)
         if min_speedup is not None and runner.latency and sens is None:  # accuracy only on an INT8 that pays
-            kw["speed_gate"] = partial(pair_pays, runner.time, model, min_speedup, too_slow)
+            kw["speed_gate"] = partial(pair_pays, runner.time, model, min_speedup, pair)
         res, spec = controlled_int8(model, spec, runner.calib, runner.eval, runner.out_dir, max_drop=step_drop,
                                     runtime=rt, prunable=trainable, threads=runner.threads,
                                     prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
         model = res.model
-        if not res.too_slow:
-            too_slow.clear()  # the kept variant is timed again by the pipeline's gate
+        too_slow = pair if res.too_slow else []  # otherwise the kept variant is timed by the pipeline's gate
         notes.update(res.notes())
         if sens is not None and res.table is not None:
             res.table.write(runner.out_dir)
