@@ -157,7 +157,8 @@ def test_peer_tags_fail_fast_offline(monkeypatch):
         timm.create_model("carve_mobilenet_v3_small_100", pretrained=True)
 
 
-def test_unknown_tags_and_models_without_weights():
+def test_unknown_tags_and_models_without_weights(monkeypatch):
+    monkeypatch.setenv("CARVE_OFFLINE", "1")  # both fail before any download; offline makes sure of it
     with pytest.raises(WeightsError, match="known: torchvision:IMAGENET1K_V1"):
         create_model("mobilenet_v2_100", pretrained="timm:nope")
     with pytest.raises(WeightsError, match="no published weights"):
