@@ -4,6 +4,7 @@ that pruning and quantization-aware training use."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,10 +86,18 @@ class StepRunner:
         self.img_size, self.input_size, self.runtime = img_size, input_size, runtime
         self.threads, self.latency = threads, latency
         self.model_name, self.in_channels = "model", 3  # set from the model once loaded
+        self._exports: tempfile.TemporaryDirectory | None = None  # exports reused across timing calls
+
+    def close(self) -> None:
+        """Remove the exports kept for timing (they also go when the runner is collected)."""
+        if self._exports is not None:
+            self._exports.cleanup()
+            self._exports = None
 
     def row(self, name: str, model: nn.Module, spec: ArchSpec | None, prev: StepRow | None, size: int | None = None,
-            notes: dict | None = None) -> StepRow:
-        """Everything but latency, which the pipeline measures for all rows together at the end."""
+            notes: dict | None = None, top1: float | None = None) -> StepRow:
+        """Everything but latency, which the pipeline measures for all rows together at the end;
+        ``top1`` when already measured on this model (a step that left it as it was)."""
         plain = not isinstance(model, QUANTIZED)
         params = count_params(model) if plain else (prev.params if prev else 0)
         macs = conv_macs(model, self.input_size, self.in_channels) if plain else (prev.macs if prev else 0)
@@ -97,8 +106,7 @@ class StepRunner:
         if not plain:
             rt = "int8-" + ("torch-inductor" if isinstance(model, Int8Model)
                             else "openvino" if isinstance(model, OvModel) else "onnxruntime")
-        top1 = None
-        if self.eval is not None:
+        if top1 is None and self.eval is not None:
             from carve.train import evaluate
 
             top1 = float(evaluate(model, self.eval, img_size=self.img_size, device="cpu")["top1"])
@@ -112,8 +120,12 @@ class StepRunner:
         return TimedModel(model, self.runtime if (self.runtime in ("onnxruntime", "openvino") and plain) else "eager")
 
     def time(self, models: Sequence[nn.Module]) -> list[Timing]:
-        """``models`` timed together, interleaved, at the pipeline's input size."""
-        return time_together([self.timed(m) for m in models], self.input_size, self.in_channels, self.threads)
+        """``models`` timed together, interleaved, at the pipeline's input size; a model timed again
+        reuses its export."""
+        if self._exports is None:
+            self._exports = tempfile.TemporaryDirectory(prefix="carve-timing-")
+        return time_together([self.timed(m) for m in models], self.input_size, self.in_channels, self.threads,
+                             onnx_dir=Path(self._exports.name))
 
     def qat_data(self, finetune: dict) -> Epochs:
         """Shuffled (images, labels) batches of the training split, reshuffled each pass."""

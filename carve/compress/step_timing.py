@@ -7,6 +7,7 @@ gate and the final table both use these figures.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,25 @@ class Timing:
     runs: int
 
 
+def export_key(model: nn.Module) -> str:
+    """What a model's export depends on but its weights' values: its spec (when it has one), module
+    tree and tensor shapes. Folding, pruning and factorising change it; finetuning does not."""
+    from carve.latency.runtime import model_key
+
+    h = hashlib.sha256(repr(model).encode())
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+    return f"{model_key(model)}-{h.hexdigest()[:12]}"
+
+
 def time_together(models: Sequence[TimedModel], input_size: int, in_channels: int,
-                  threads: int | None = None) -> list[Timing]:
-    """Time ``models`` round-robin with the latency engine's protocol; results in input order."""
+                  threads: int | None = None, onnx_dir: Path | None = None) -> list[Timing]:
+    """Time ``models`` round-robin with the latency engine's protocol; results in input order.
+
+    ``onnx_dir``: a folder kept across calls, where each model's export is stored by its architecture
+    (``export_key``), so a model timed again (a gate's pair, then the final table) is not exported
+    again; without it every call exports into a temporary folder.
+    """
     from carve.latency.comparison import interleave
     from carve.latency.fingerprint import physical_cores
     from carve.latency.protocol import Protocol, summarize, warm_up
@@ -47,9 +64,10 @@ def time_together(models: Sequence[TimedModel], input_size: int, in_channels: in
     threads = threads or physical_cores()
     block = 20 if any(m.runtime in ("onnxruntime", "openvino") for m in models) else 1
     with tempfile.TemporaryDirectory() as tmp, torch_threads(threads), torch.inference_mode():
-        runners = [make_runner(m.model, m.runtime, "cpu", 1, input_size, threads, onnx_dir=Path(tmp),
-                               key=f"step{i}", in_channels=in_channels, clock=protocol.clock)
-                   for i, m in enumerate(models)]
+        keys = [export_key(m.model) if onnx_dir is not None else f"step{i}" for i, m in enumerate(models)]
+        runners = [make_runner(m.model, m.runtime, "cpu", 1, input_size, threads, onnx_dir=onnx_dir or Path(tmp),
+                               key=key, in_channels=in_channels, clock=protocol.clock)
+                   for key, m in zip(keys, models)]
         for r in runners:
             warm_up(r.timed, protocol)
         samples = interleave([r.timed for r in runners], protocol, block)

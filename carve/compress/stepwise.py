@@ -176,7 +176,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
             size = notes.get("onnx_bytes") or notes.get("openvino_bytes")
             label = "export"
         notes["step_s"] = round(time.perf_counter() - t0, 1)
-        report.add(runner.row(label, model, spec, report.kept_rows()[-1], size, notes))
+        prev = report.kept_rows()[-1]
+        report.add(runner.row(label, model, spec, prev, size, notes, top1=prev.top1 if model is before[1] else None))
         models.append(model)
         if too_slow:  # INT8 not fast enough even fully quantized: dropped on the pair already timed
             kept = pays(report, min_speedup, too_slow)
@@ -190,6 +191,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         for row, t in zip(report.rows, runner.time(models)):
             row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = t.median_ms, t.p10_ms, t.p90_ms
         report.reference["timing"] = "every row timed together, interleaved in one process"
+    runner.close()
     report.write()
     return report
 

@@ -1,7 +1,8 @@
 import pytest
+import torch
 from torch import nn
 
-from carve.compress.step_timing import TimedModel, time_together
+from carve.compress.step_timing import TimedModel, export_key, time_together
 
 
 def _net(width: int) -> nn.Module:
@@ -21,3 +22,26 @@ def test_models_timed_together_come_back_in_order_and_rank_by_work(runtime):
 def test_nothing_to_time_is_an_error():
     with pytest.raises(ValueError, match="models"):
         time_together([], input_size=32, in_channels=3)
+
+
+def test_a_model_timed_again_reuses_its_export_and_a_new_architecture_gets_its_own(tmp_path):
+    small = _net(4)
+    time_together([TimedModel(small, "onnxruntime")], input_size=32, in_channels=3, threads=1, onnx_dir=tmp_path)
+    (first,) = list(tmp_path.glob("*.onnx"))
+    stamp = first.stat().st_mtime_ns
+    with torch.no_grad():  # new weights, same architecture (a finetune): the export is reused
+        small[0].weight.mul_(2)
+    time_together([TimedModel(small, "onnxruntime"), TimedModel(_net(8), "onnxruntime")], input_size=32,
+                  in_channels=3, threads=1, onnx_dir=tmp_path)
+    files = sorted(tmp_path.glob("*.onnx"))
+    assert len(files) == 2 and first in files and first.stat().st_mtime_ns == stamp
+
+
+def test_export_key_follows_the_architecture_not_the_weights():
+    net = _net(4)
+    key = export_key(net)
+    with torch.no_grad():
+        net[0].weight.zero_()
+    assert export_key(net) == key
+    assert export_key(_net(8)) != key
+    assert export_key(nn.Sequential(*list(net)[:2], nn.Identity(), *list(net)[2:])) != key
