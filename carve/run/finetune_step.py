@@ -9,6 +9,7 @@ from dataclasses import replace
 from carve.files import write_json
 
 from .config import RunConfig
+from .side_by_side import available_cores, one_thread_each
 from .state import RunState, rel
 
 DETECTION_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
@@ -26,22 +27,35 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
     base = f.detect_config()
     seeds = [cfg.seed + i for i in range(f.seeds)]
     data = cfg.data_path("detect")
+    runs = [(role, m, seed, out / (role if i == 0 else f"{role}_seed{seed}"))
+            for role, m in train["models"].items() for i, seed in enumerate(seeds)]
+    side_by_side = (cfg.jobs or available_cores()) > 1 and len(runs) > 1
+    configs = [replace(base, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(run_dir), seed=seed,
+                       resume=(run_dir / "last.pt").is_file(), progress=base.progress and not side_by_side)
+               for role, m, seed, run_dir in runs]
+    print(f"[carve run] finetune: {len(runs)} finetunes ({', '.join(train['models'])} x seeds "
+          f"{', '.join(map(str, seeds))}) -> {f.head} on {data.name}, each on one thread"
+          f"{', side by side' if side_by_side else ''}", file=sys.stderr, flush=True)
+    finished = [0]
+
+    def report(i: int, result) -> None:
+        role, m, seed, _ = runs[i]
+        finished[0] += 1
+        ap50 = result.metrics.get("AP50")
+        print(f"[carve run] finetune: {role} ({m['name']}), seed {seed}: AP50 "
+              f"{'-' if ap50 is None else f'{100 * ap50:.2f} %'} in {result.wall_s:.0f} s "
+              f"({finished[0]}/{len(runs)})", file=sys.stderr, flush=True)
+
+    results = one_thread_each(detect, configs, cfg.jobs, on_done=report)
     models, prior = {}, None
     for role, m in train["models"].items():
-        results = []
-        for i, seed in enumerate(seeds):
-            run_dir = out / (role if i == 0 else f"{role}_seed{seed}")
-            print(f"[carve run] finetune: {role} ({m['name']}) -> {f.head} on {data.name}, seed {seed} "
-                  f"({i + 1}/{len(seeds)})", file=sys.stderr, flush=True)
-            dc = replace(base, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(run_dir),
-                         seed=seed, resume=(run_dir / "last.pt").is_file())
-            results.append(detect(dc))
-            prior = results[-1].metrics.get("prior", prior)
-        first = results[0]
-        models[role] = dict(name=m["name"], **seed_summary([r.metrics for r in results]), seeds=seeds,
+        mine = [r for (r_role, *_), r in zip(runs, results) if r_role == role]
+        prior = next((r.metrics["prior"] for r in mine if "prior" in r.metrics), prior)
+        first = mine[0]
+        models[role] = dict(name=m["name"], **seed_summary([r.metrics for r in mine]), seeds=seeds,
                             examples=rel(state, first.examples_png), checkpoint=rel(state, first.checkpoint),
                             num_train=first.num_train, num_val=first.num_val,
-                            wall_s=round(sum(r.wall_s for r in results), 1))
+                            wall_s=round(sum(r.wall_s for r in mine), 1))
     write_json(out / "metrics.json", models)
     return dict(models=models, prior=prior, head=f.head, img_size=f.img_size, epochs=f.epochs, max_steps=f.max_steps,
                 data=data.name, seeds=seeds)
