@@ -181,12 +181,15 @@ def package_aoti(model: Int8Model | nn.Module, path: str | Path, example: torch.
 
 
 class OrtModel(nn.Module):
-    """An ONNX Runtime session behind a module interface (batch-1 graph, looped over the batch)."""
+    """An ONNX Runtime session behind a module interface (batch-1 graph, looped over the batch).
+
+    Its threads do not spin-wait: the pipeline times it in turn with FP32 sessions
+    (``onnx_session``)."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__()
         self.path = Path(path)
-        self.session = onnx_session(self.path, threads)
+        self.session = onnx_session(self.path, threads, spinning=False)
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ def time_together(models: Sequence[TimedModel], input_size: int, in_channels: in
     with tempfile.TemporaryDirectory() as tmp, torch_threads(threads), torch.inference_mode():
         keys = [export_key(m.model) if onnx_dir is not None else f"step{i}" for i, m in enumerate(models)]
         runners = [make_runner(m.model, m.runtime, "cpu", 1, input_size, threads, onnx_dir=onnx_dir or Path(tmp),
-                               key=key, in_channels=in_channels, clock=protocol.clock)
+                               key=key, in_channels=in_channels, clock=protocol.clock, spinning=False)
                    for key, m in zip(keys, models)]
         for r in runners:
             warm_up(r.timed, protocol)

@@ -61,8 +61,10 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
     """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
 
     ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime and OpenVINO, whose sessions disturb
-    each other through thread spinning when interleaved call by call. Absolute times drift on
-    shared machines; the ratios are the figure to trust.
+    each other through thread spinning when interleaved call by call; ONNX Runtime sessions are
+    also made without spin-waiting (``onnx_session``), which blocks alone did not prevent. Absolute
+    times drift on shared machines and read higher than a model timed alone; the ratios are the
+    figure to trust.
     """
     from .remote import is_remote
 
@@ -86,7 +88,7 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
         runners, warm = [], []
         for m in models:
             runners.append(make_runner(m, runtime, device, batch, input_size, threads, channels_last,
-                                       clock=protocol.clock))
+                                       clock=protocol.clock, spinning=False))
             warm.append(warm_up(runners[-1].timed, protocol))
             bar.update(1)
         shown = [0]

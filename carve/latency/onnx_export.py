@@ -99,9 +99,14 @@ def _quiet_export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, *
         logging.getLogger("torch.onnx").setLevel(level)
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:
     """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads (1 inter-op;
-    default: the physical cores this process may use)."""
+    default: the physical cores this process may use).
+
+    ``spinning``: ONNX Runtime's default, idle intra-op threads spin-wait for a while after each call.
+    Alone in a process that makes a small model faster; beside other sessions timed in turn, the
+    spin of one steals the cores of the next (benchmarks/interleave_identical.py), so sessions
+    timed together turn it off."""
     import onnxruntime as ort
 
     from .fingerprint import physical_cores
@@ -119,4 +124,6 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

@@ -111,9 +111,10 @@ def _cuda_timer(fn: Callable[[], Any], device: torch.device) -> Callable[[], flo
 def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", batch: int = 1,
                 input_size: int = 224, threads: int = 1, channels_last: bool = False,
                 onnx_dir: Path | None = None, key: str | None = None, in_channels: int | None = None,
-                clock: str = "wall") -> Runner:
+                clock: str = "wall", spinning: bool = True) -> Runner:
     """Prepare a copy of ``model`` for timing (the caller's module is left as it was); call inside
-    ``torch.inference_mode()`` and ``torch_threads``."""
+    ``torch.inference_mode()`` and ``torch_threads``. ``spinning=False`` for runners timed in turn
+    with others: ONNX Runtime's idle threads then do not spin-wait (``onnx_session``)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {list(RUNTIMES)}, got {runtime!r}")
     if clock not in CLOCKS:
@@ -140,7 +141,7 @@ def make_runner(model: nn.Module, runtime: str = "eager", device: str = "cpu", b
                           clock)
     if runtime == "onnxruntime":
         return _ort_runner(model, dev, batch, input_size, cin, threads, onnx_dir, key or model_key(model), cond,
-                           clock)
+                           clock, spinning)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
     x = torch.randn(batch, cin, input_size, input_size, device=dev).contiguous(memory_format=fmt)
@@ -173,7 +174,7 @@ def cached_onnx(model: nn.Module, batch: int, size: int, cin: int, onnx_dir: Pat
 
 
 def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin: int, threads: int,
-                onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str) -> Runner:
+                onnx_dir: Path | None, key: str, cond: dict[str, Any], clock: str, spinning: bool = True) -> Runner:
     import numpy as np
     import onnxruntime as ort
 
@@ -185,7 +186,8 @@ def _ort_runner(model: nn.Module, dev: torch.device, batch: int, size: int, cin:
             raise RuntimeError("runtime='onnxruntime' on CUDA needs onnxruntime-gpu (CUDAExecutionProvider)")
         session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
     else:
-        session = onnx_session(path, threads)
+        session = onnx_session(path, threads, spinning)
+        cond["spinning"] = spinning
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal((batch, cin, size, size), dtype=np.float32)}
     return Runner(cpu_timer(lambda: session.run(None, feed), clock), cond)

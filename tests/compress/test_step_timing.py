@@ -45,3 +45,19 @@ def test_export_key_follows_the_architecture_not_the_weights():
     assert export_key(net) == key
     assert export_key(_net(8)) != key
     assert export_key(nn.Sequential(*list(net)[:2], nn.Identity(), *list(net)[2:])) != key
+
+
+def test_an_onnx_runtime_graph_behind_a_module_does_not_spin_wait(tmp_path):
+    """The pipeline times its INT8 graphs (OrtModel) in turn with FP32 sessions that do not spin-wait;
+    a spinning one would steal their cores (benchmarks/interleave_identical.py)."""
+    from carve.compress.quantization import OrtModel
+    from carve.latency.onnx_export import export_onnx
+
+    net = _net(4)
+    path = export_onnx(net, tmp_path / "net.onnx", input_size=16)
+    model = OrtModel(path, threads=1)
+    options = model.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-5)

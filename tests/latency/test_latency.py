@@ -82,6 +82,26 @@ def test_onnxruntime_runtime_on_tiny_model(onnx_cache_dir: Path, monkeypatch: py
     assert np.abs(session.run(None, {session.get_inputs()[0].name: x})[0] - ref).max() < 1e-4
 
 
+def test_sessions_timed_in_turn_do_not_spin_wait(onnx_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model timed alone keeps ONNX Runtime's spin-wait (as deployed); sessions timed in turn with
+    others turn it off."""
+    from carve.latency.onnx_export import onnx_session
+
+    monkeypatch.setenv("CARVE_CACHE_DIR", str(onnx_cache_dir))
+    alone = measure(create_model(tiny_spec()).eval(), input_size=32, threads=1, runtime="onnxruntime", cache=False,
+                    protocol=QUICK)
+    assert alone.conditions["spinning"] is True
+    c = compare([tiny_spec(8, 1, "small"), tiny_spec(16, 1, "wider")], input_size=32, threads=1,
+                runtime="onnxruntime", protocol=QUICK)
+    assert [r.conditions["spinning"] for r in c.results] == [False, False]
+
+    key = "session.intra_op.allow_spinning"
+    path = Path(alone.conditions["onnx_file"])
+    assert onnx_session(path, 1, spinning=False).get_session_options().get_session_config_entry(key) == "0"
+    with pytest.raises(Exception, match=key):  # not set: ONNX Runtime's default, spinning
+        onnx_session(path, 1).get_session_options().get_session_config_entry(key)
+
+
 def test_compare_interleaves_and_ranks(db: LatencyCache) -> None:
     small, big = tiny_spec(8, 1, "small"), tiny_spec(64, 6, "big")
     c = compare([small, big], input_size=64, threads=1, protocol=QUICK)
