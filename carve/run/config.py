@@ -86,9 +86,9 @@ class RunConfig(Config):
     pretrained: str = setting("carve:tiny-imagenet", help="the shipped weights every model of the run starts from")
     seed: int = setting(0, help="seed of every step")
     threads: int | None = setting(None, "positive", help="torch threads for the whole run (default: torch's)")
-    jobs: int | None = setting(None, "positive", help="trainings and detection finetunes run side by side, each "
-                                                      "in its own process on one thread (default: one per "
-                                                      "core); the figures do not depend on it")
+    jobs: int | None = setting(None, "positive", help="detection finetunes run side by side, each in its own "
+                                                      "process on one thread (default: one per core); the "
+                                                      "figures do not depend on it")
     zoo: ZooSection = setting(default_factory=ZooSection)
     search: SearchSection = setting(default_factory=SearchSection)
     train: TrainConfig = setting(default_factory=TrainConfig)

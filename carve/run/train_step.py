@@ -7,19 +7,9 @@ from dataclasses import replace
 from torch import nn
 
 from carve.files import write_json
-from carve.train import FitResult, TrainConfig
 
 from .config import RunConfig
-from .side_by_side import available_cores, one_thread_each
 from .state import RunState, rel
-
-
-def fit_one(training: tuple[TrainConfig, nn.Module]) -> FitResult:
-    """``carve.train.fit`` of one (config, model) pair: a module-level function a worker process can run."""
-    from carve.train import fit
-
-    config, model = training
-    return fit(config, model=model)
 
 
 def starting_points(cfg: RunConfig, state: RunState, zoo: dict, search: dict) -> tuple[dict[str, nn.Module], str]:
@@ -56,6 +46,7 @@ def starting_points(cfg: RunConfig, state: RunState, zoo: dict, search: dict) ->
 def run_train(cfg: RunConfig, state: RunState) -> dict:
     """Train the best found model and the strongest hand-designed model with the same short recipe."""
     from carve.latency import PROTOCOLS, compare
+    from carve.train import fit
     from carve.zoo import create_model, profile
 
     from . import plots
@@ -63,23 +54,13 @@ def run_train(cfg: RunConfig, state: RunState) -> dict:
     zoo, search = state.summary("zoo"), state.summary("search")
     out = state.step_dir("train")
     start, footing = starting_points(cfg, state, zoo, search)
-    side_by_side = (cfg.jobs or available_cores()) > 1
-    trainings = [(replace(cfg.train, model=model.spec.name, data=str(cfg.data_path("classify")),
-                          out_dir=str(out / role), seed=cfg.seed, resume=(out / role / "last.pt").is_file(),
-                          progress=cfg.train.progress and not side_by_side), model)
-                 for role, model in start.items()]
-    roles = list(start)
-    print(f"[carve run] train: {', '.join(f'{r} ({m.spec.name})' for r, m in start.items())}, each on one "
-          f"thread{', side by side' if side_by_side else ''}", file=sys.stderr, flush=True)
-
-    def report(i: int, res: FitResult) -> None:
-        print(f"[carve run] train: {roles[i]}: held-out top-1 {res.final_top1:.2f} % in {res.wall_s:.0f} s",
-              file=sys.stderr, flush=True)
-
-    results = one_thread_each(fit_one, trainings, cfg.jobs, on_done=report)
     models, histories = {}, {}
-    for role, res in zip(roles, results):
-        spec = start[role].spec
+    for role, model in start.items():
+        spec = model.spec
+        tc = replace(cfg.train, model=spec.name, data=str(cfg.data_path("classify")), out_dir=str(out / role),
+                     seed=cfg.seed, resume=(out / role / "last.pt").is_file())
+        print(f"[carve run] train: {role} ({spec.name})", file=sys.stderr, flush=True)
+        res = fit(tc, model=model)
         prof = profile(create_model(spec), zoo["input_size"])
         histories[f"{role}: {spec.name}"] = res.history
         last = res.history[-1] if res.history else {}

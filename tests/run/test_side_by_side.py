@@ -1,16 +1,11 @@
 """Jobs side by side: one torch thread each, the same results however many run at once."""
 
 import os
-import shutil
-from dataclasses import replace
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from carve.run import RunState, load_config, run_pipeline
 from carve.run.side_by_side import one_thread_each
-from carve.train.checkpoint import load_checkpoint
 
 
 def train_a_little(seed: int) -> dict:
@@ -61,30 +56,3 @@ def test_a_failing_call_is_raised_after_the_others_finish():
     assert sorted(finished) == [(0, 0), (1, 10)]
     with pytest.raises(ValueError, match="seed 2 is bad"):
         one_thread_each(fail_on_two, [2, 0], jobs=1)
-
-
-def test_the_runs_trainings_and_finetunes_side_by_side_give_the_same_weights(tiny_run, tmp_path, test_weights,
-                                                                              monkeypatch, capfd):
-    """The tiny run trains and finetunes in this process (jobs: 1); its train and finetune steps again
-    with jobs 2, in worker processes, leave every trained model's and detector's weights bit for bit
-    the same."""
-    monkeypatch.setenv("CARVE_WEIGHTS_DIR", str(test_weights))
-    again = tmp_path / "run"
-    shutil.copytree(tiny_run.root, again)
-    for step in ("train", "finetune"):
-        shutil.rmtree(again / step)
-    outcome = run_pipeline(replace(load_config(tiny=True), jobs=2), again, steps=["train", "finetune"])
-    err = capfd.readouterr().err
-    assert outcome.ok and "train: found (carve_found), hand_designed" in err and err.count("side by side") == 2
-    for role in ("found", "hand_designed"):
-        first = load_file(tiny_run.root / "train" / role / "final.safetensors")
-        second = load_file(again / "train" / role / "final.safetensors")
-        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
-    runs = sorted(p.name for p in (tiny_run.root / "finetune").iterdir() if (p / "last.pt").is_file())
-    assert runs == ["found", "found_seed1", "hand_designed", "hand_designed_seed1"]
-    for name in runs:
-        first = load_checkpoint(tiny_run.root / "finetune" / name / "last.pt")["model"]
-        second = load_checkpoint(again / "finetune" / name / "last.pt")["model"]
-        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
-    before = RunState(tiny_run.root).summary("finetune")["models"]
-    assert RunState(again).summary("finetune")["models"]["found"]["per_seed"] == before["found"]["per_seed"]
