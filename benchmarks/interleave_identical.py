@@ -11,7 +11,9 @@ uses since this measurement), and original and pruned each alone in the process,
 
     PYTHONPATH=. python benchmarks/interleave_identical.py --run runs/default --repeats 3
 
-Prints a table and writes ``benchmarks/results/interleave_identical.json`` and a PNG.
+``--runtime openvino`` times the same rows in OpenVINO as carve makes its sessions.
+
+Prints a table and writes ``benchmarks/results/interleave_identical[_openvino].json`` and a PNG.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino"),
+                        help="openvino: its sessions as carve makes them (no spin-wait switch)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     run = Path(args.run)
@@ -54,14 +58,15 @@ def main() -> None:
     pruned = create_model(str(run / "compress" / "pruned.safetensors")).eval()
     folded, _ = fold(pruned, pruned.spec)
     models = [original, pruned, folded, pruned]
-    variants = {"spinning (ORT default)": True, "no spinning": False}
+    variants = ({"spinning (ORT default)": True, "no spinning": False} if args.runtime == "onnxruntime"
+                else {"openvino": False})
     results, alone = [], []
     real_session = onnx_export.onnx_session
     for variant, spinning in variants.items():
         onnx_export.onnx_session = sessions(spinning)
         try:
             for repeat in range(args.repeats):
-                timings = time_together([TimedModel(m, "onnxruntime") for m in models], 224, 3, args.threads)
+                timings = time_together([TimedModel(m, args.runtime) for m in models], 224, 3, args.threads)
                 row = dict(variant=variant, repeat=repeat, medians_ms=[round(t.median_ms, 4) for t in timings],
                            p10_ms=[round(t.p10_ms, 4) for t in timings], p90_ms=[round(t.p90_ms, 4) for t in timings])
                 row["same_graph_ratio"] = round(row["medians_ms"][3] / row["medians_ms"][1], 3)
@@ -72,7 +77,7 @@ def main() -> None:
                       + f"  | again/pruned {row['same_graph_ratio']:.3f}  speed-up {row['speedup_pruned_row']:.2f}x"
                         f" / {row['speedup_again_row']:.2f}x", flush=True)
                 # each model alone in the process: the speed-up as deployed, one session at a time
-                solo = [time_together([TimedModel(m, "onnxruntime")], 224, 3, args.threads)[0].median_ms
+                solo = [time_together([TimedModel(m, args.runtime)], 224, 3, args.threads)[0].median_ms
                         for m in (original, pruned)]
                 alone.append(dict(variant=variant, repeat=repeat, original_ms=round(solo[0], 4),
                                   pruned_ms=round(solo[1], 4), speedup=round(solo[0] / solo[1], 3)))
@@ -90,12 +95,13 @@ def main() -> None:
         solo = ", ".join(f"{r['speedup']:.2f}x" for r in alone if r["variant"] == variant)
         print(f"| {variant} | {same} | {first} | {later} | {solo} |")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "interleave_identical.json"
-    out.write_text(json.dumps(dict(run=str(run), threads=args.threads, rows=list(ROWS), results=results, alone=alone,
-                                   command="PYTHONPATH=. python benchmarks/interleave_identical.py "
-                                           f"--run {args.run} --repeats {args.repeats}"
-), indent=1))
-    plot(results, list(variants), RESULTS / "interleave_identical.png")
+    stem = "interleave_identical" + ("" if args.runtime == "onnxruntime" else f"_{args.runtime}")
+    out = RESULTS / f"{stem}.json"
+    command = (f"PYTHONPATH=. python benchmarks/interleave_identical.py --run {args.run} --repeats {args.repeats}"
+               + ("" if args.runtime == "onnxruntime" else f" --runtime {args.runtime}"))
+    out.write_text(json.dumps(dict(run=str(run), runtime=args.runtime, threads=args.threads, rows=list(ROWS),
+                                   results=results, alone=alone, command=command), indent=1))
+    plot(results, list(variants), RESULTS / f"{stem}.png")
     print(f"wrote {out}")
 
 
