@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,49 @@ def test_killed_train_finetune_and_compress_steps_resume(tmp_path):
     assert (out / "train" / "done.json").read_bytes() == train_marker
     assert (out / "finetune" / "done.json").read_bytes() == finetune_marker
     assert detector.read_bytes() == detector_bytes
+
+
+def _workers(pid: int) -> list[int]:
+    """The multiprocessing worker processes (spawned) among ``pid``'s children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline")
+            if cmdline.exists() and b"spawn_main" in cmdline.read_bytes():
+                found.append(int(child))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
+
+
+@pytest.mark.slow  # a tiny run killed in its finetune step, then run again: about 60 s
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker processes from /proc (Linux)")
+def test_a_run_killed_while_finetunes_run_side_by_side_leaves_no_worker_and_resumes(tmp_path):
+    config = tmp_path / "side-by-side.yaml"
+    config.write_text("jobs: 2\nfinetune: {max_steps: 40}\n")  # long enough to be killed while the workers train
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "carve.cli", "run", "--tiny", "--config", str(config), "--out", str(out),
+            "--steps", STEPS]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 600
+    while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        workers = _workers(proc.pid)
+    assert len(workers) == 2, proc.stderr.read()[-3000:] if proc.poll() is not None else "no workers seen"
+    time.sleep(3)  # the workers are finetuning
+    proc.kill()
+    proc.wait()
+    time.sleep(3)
+    assert not [w for w in workers if _alive(w)]  # they died with the run: nothing left writing
+    assert not (out / "finetune" / "done.json").exists()
+
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train: already done, skipped" in again.stderr and "side by side" in again.stderr
+    summary = json.loads((out / "finetune" / "done.json").read_text())["summary"]
+    assert summary["seeds"] == [0, 1] and set(summary["models"]) == {"found", "hand_designed"}
