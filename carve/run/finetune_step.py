@@ -9,7 +9,7 @@ from dataclasses import replace
 from carve.files import write_json
 
 from .config import RunConfig
-from .side_by_side import available_cores, one_thread_each
+from .side_by_side import one_thread_each, worker_count
 from .state import RunState, rel
 
 DETECTION_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
@@ -29,7 +29,7 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
     data = cfg.data_path("detect")
     runs = [(role, m, seed, out / (role if i == 0 else f"{role}_seed{seed}"))
             for role, m in train["models"].items() for i, seed in enumerate(seeds)]
-    side_by_side = (cfg.jobs or available_cores()) > 1 and len(runs) > 1
+    side_by_side = worker_count(cfg.jobs, len(runs)) > 1
     configs = [replace(base, backbone=str(state.root / m["weights"]), data=str(data), out_dir=str(run_dir), seed=seed,
                        resume=(run_dir / "last.pt").is_file(), progress=base.progress and not side_by_side)
                for role, m, seed, run_dir in runs]

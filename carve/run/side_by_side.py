@@ -25,11 +25,12 @@ R = TypeVar("R")
 PR_SET_PDEATHSIG = 1
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def worker_count(jobs: int | None, items: int) -> int:
+    """How many of ``items`` calls ``one_thread_each`` runs at once: ``jobs``, by default one per CPU
+    this process may use, never more than there are calls; 1 means in this process."""
+    from carve.latency.fingerprint import allowed_cpus
+
+    return max(1, min(jobs or len(allowed_cpus()), items))
 
 
 def _start_worker(parent: int) -> None:
@@ -44,14 +45,14 @@ def one_thread_each(fn: Callable[[T], R], items: Sequence[T], jobs: int | None =
                     on_done: Callable[[int, R], None] | None = None) -> list[R]:
     """``[fn(item) for item in items]``, each call on one torch thread, up to ``jobs`` at once.
 
-    ``jobs`` defaults to one per available core. With one job (or one item) the calls run in this
+    ``jobs``: see ``worker_count``. With one job (or one item) the calls run in this
     process, one after another; otherwise each runs in a spawned worker process, so ``fn`` must be
     importable and ``items`` and results picklable. ``on_done(index, result)`` is called here as each
     call finishes. If a call fails, the calls already running finish (their work is kept), those not
     started are cancelled, and the first failure is raised.
     """
-    jobs = min(jobs or available_cores(), len(items))
-    if jobs <= 1:
+    jobs = worker_count(jobs, len(items))
+    if jobs == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
