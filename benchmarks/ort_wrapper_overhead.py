@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from carve.compress.quantization import OrtModel
-from carve.latency.runtime import make_runner, torch_threads
+from carve.latency.runtime import cpu_timer, make_runner, torch_threads
+from spin_long_blocks import timed_block
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def median_ms(fn, calls: int, discard: int) -> float:
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times[discard:]))
 
 
 def main() -> None:
@@ -55,10 +46,8 @@ def main() -> None:
     with torch_threads(args.threads), torch.inference_mode():
         runner = make_runner(model, "eager", "cpu", 1, args.size, args.threads, in_channels=3)
         for p in range(args.passes):
-            bare = median_ms(lambda: model.session.run(None, feed), args.block, args.discard)
-            module = median_ms(lambda: model(x), args.block, args.discard)
-            timed = [runner.timed() for _ in range(args.block)]
-            engine = float(np.median(timed[args.discard:]))
+            ways = [cpu_timer(lambda: model.session.run(None, feed)), cpu_timer(lambda: model(x)), runner.timed]
+            bare, module, engine = [float(np.median(timed_block(t, args.block, args.discard))) for t in ways]
             rows.append(dict(passed=p, session_ms=round(bare, 4), ortmodel_ms=round(module, 4),
                              eager_runner_ms=round(engine, 4)))
             print(f"pass {p}: bare session {bare:.3f} ms, OrtModel(x) {module:.3f} ms (x{module / bare:.2f}), "

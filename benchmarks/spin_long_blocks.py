@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from carve.latency.onnx_export import onnx_session
+from carve.latency.runtime import cpu_timer
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def timed_block(timed: Callable[[], float], calls: int, discard: int) -> list[float]:
+    """``calls`` timings (ms) of ``timed`` in a row, the first ``discard`` dropped."""
+    return [timed() for _ in range(calls)][discard:]
 
 
 def main() -> None:
@@ -44,16 +50,12 @@ def main() -> None:
         for spinning in (True, False):
             sessions = [onnx_session(path, args.threads, spinning=spinning) for path in (args.first, args.second)]
             feeds = [{s.get_inputs()[0].name: x} for s in sessions]
+            calls = [cpu_timer(lambda s=s, f=f: s.run(None, f)) for s, f in zip(sessions, feeds)]
             samples: list[list[float]] = [[], []]
             for _ in range(args.rounds):
-                for i, (session, feed) in enumerate(zip(sessions, feeds)):
-                    block = []
-                    for _ in range(args.block):
-                        t0 = time.perf_counter()
-                        session.run(None, feed)
-                        block.append(time.perf_counter() - t0)
-                    samples[i].extend(block[args.discard:])
-            ms = [1000 * float(np.median(s)) for s in samples]
+                for kept, timed in zip(samples, calls):
+                    kept.extend(timed_block(timed, args.block, args.discard))
+            ms = [float(np.median(s)) for s in samples]
             rows.append(dict(passed=p, spinning=spinning, first_ms=round(ms[0], 4), second_ms=round(ms[1], 4),
                              speedup=round(ms[0] / ms[1], 3)))
             print(f"pass {p} spin-wait {'on ' if spinning else 'off'}: {ms[0]:.3f} ms vs {ms[1]:.3f} ms -> "
