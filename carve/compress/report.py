@@ -13,7 +13,8 @@ from carve.files import save_figure
 
 @dataclass
 class StepRow:
-    """The model after one step, measured in the pipeline's process."""
+    """The model after one step, measured in the pipeline's process; ``speedup``: the first row's time
+    over this row's, paired round by round in the final table (None when not timed)."""
 
     name: str
     spec_name: str
@@ -26,6 +27,15 @@ class StepRow:
     runtime: str
     top1: float | None
     notes: dict[str, Any] = field(default_factory=dict)
+    speedup: float | None = None
+
+    def speedup_over(self, first: "StepRow") -> float | None:
+        """How many times faster than ``first`` (an earlier row of the same table) this row ran."""
+        if self.speedup and first.speedup:
+            return self.speedup / first.speedup
+        if self.latency_ms and first.latency_ms:
+            return first.latency_ms / self.latency_ms
+        return None
 
 
 @dataclass
@@ -54,8 +64,8 @@ class CompressReport:
         for row in self.rows[1:]:
             parts = [f"{row.name}:"]
             gate = row.notes.get("gate")
-            if gate or (prev.latency_ms and row.latency_ms):
-                speed = gate["speedup"] if gate else prev.latency_ms / row.latency_ms
+            speed = gate["speedup"] if gate else row.speedup_over(prev)
+            if speed is not None:
                 parts.append(f"{speed:.2f}x the speed of the previous row" + (" (timed as a pair)" if gate else ""))
                 if not row.notes.get("kept", True) and "gate" in row.notes:
                     parts.append("(did not pay here; the model before it was kept)")
@@ -87,12 +97,13 @@ class CompressReport:
         base = self.rows[0]
         lines = [f"# Compression report: {self.model}", "",
                  f"Latency: batch 1, {self.input_size} px, median of the latency engine's runs, measured in one "
-                 f"process; speed-up is against the original row.", "",
+                 f"process; speed-up is against the original row, paired round by round.", "",
                  "| step | params (M) | MACs (M) | size (MB) | latency (ms) | speed-up | runtime | top-1 |",
                  "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             lat = f"{r.latency_ms:.3f}" if r.latency_ms is not None else "-"
-            sp = f"{base.latency_ms / r.latency_ms:.2f}x" if r.latency_ms and base.latency_ms else "-"
+            speed = r.speedup_over(base)
+            sp = f"{speed:.2f}x" if speed else "-"
             top1 = f"{r.top1:.2f}" if r.top1 is not None else "-"
             lines.append(f"| {r.name} | {r.params / 1e6:.3f} | {r.macs / 1e6:.1f} | {r.size_bytes / 1e6:.2f} | "
                          f"{lat} | {sp} | {r.runtime} | {top1} |")

@@ -28,10 +28,31 @@ class TimedModel:
 
 @dataclass(frozen=True)
 class Timing:
+    """One model's figures from a ``time_together`` call; ``ratio``: its time over the first model's,
+    paired round by round (``carve.latency.protocol.paired_ratio``), the figure gates decide on."""
+
     median_ms: float
     p10_ms: float
     p90_ms: float
     runs: int
+    ratio: float = 1.0
+    windows: int = 1
+
+    def speedup_over(self, first: "Timing") -> float:
+        """How many times faster than ``first`` (the first model of the same call) this model ran."""
+        return first.ratio / self.ratio
+
+
+def pooled(timings: Sequence[Timing]) -> Timing:
+    """One model's figures from several ``time_together`` windows: the median of each figure over the
+    windows, their calls added up."""
+    import statistics
+
+    if not timings:
+        raise ValueError("timings: expected at least one window")
+    med = lambda key: statistics.median(getattr(t, key) for t in timings)  # noqa: E731
+    return Timing(med("median_ms"), med("p10_ms"), med("p90_ms"), sum(t.runs for t in timings), med("ratio"),
+                  sum(t.windows for t in timings))
 
 
 def export_key(model: nn.Module) -> str:
@@ -55,7 +76,7 @@ def time_together(models: Sequence[TimedModel], input_size: int, in_channels: in
     """
     from carve.latency.comparison import interleave
     from carve.latency.fingerprint import physical_cores
-    from carve.latency.protocol import Protocol, summarize, warm_up
+    from carve.latency.protocol import Protocol, paired_ratio, summarize, warm_up
     from carve.latency.runtime import make_runner, torch_threads
 
     if not models:
@@ -72,4 +93,5 @@ def time_together(models: Sequence[TimedModel], input_size: int, in_channels: in
             warm_up(r.timed, protocol)
         samples = interleave([r.timed for r in runners], protocol, block)
     stats = [summarize(s) for s in samples]
-    return [Timing(s.median_ms, s.p10_ms, s.p90_ms, len(x)) for s, x in zip(stats, samples)]
+    return [Timing(s.median_ms, s.p10_ms, s.p90_ms, len(x), paired_ratio(x, samples[0], block)[0])
+            for s, x in zip(stats, samples)]

@@ -26,7 +26,7 @@ from .pruning import check_ratio
 from .quantization import RUNTIMES
 from .report import CompressReport
 from .step_export import EXPORT_FORMATS, export_step
-from .step_gates import pays, within
+from .step_gates import decisive_pair, pays, within
 from .step_prune import prune_step
 from .step_quantize import quantize_step, sensitivity_table
 from .step_runner import StepRunner, data_root, eval_batches
@@ -184,12 +184,15 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         else:
             kept = max_drop is None or name == "export" or within(report, max_drop)
             if kept and min_speedup is not None:
-                kept = pays(report, min_speedup, runner.time([before[1], model]) if latency else None)
+                kept = pays(report, min_speedup,
+                            decisive_pair(runner.time, before[1], model, min_speedup) if latency else None)
         if not kept:
             trainable, model, spec, folded = before
     if latency:
-        for row, t in zip(report.rows, runner.time(models)):
+        timings = runner.time(models)
+        for row, t in zip(report.rows, timings):
             row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = t.median_ms, t.p10_ms, t.p90_ms
+            row.speedup = round(t.speedup_over(timings[0]), 4)
         report.reference["timing"] = "every row timed together, interleaved in one process"
     runner.close()
     report.write()

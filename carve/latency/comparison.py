@@ -11,13 +11,14 @@ from tqdm import tqdm
 
 from .fingerprint import device_fingerprint, physical_cores
 from .result import LatencyResult
-from .protocol import Protocol, is_stable, summarize, warm_up
+from .protocol import Protocol, is_stable, paired_ratio, summarize, warm_up
 from .runtime import make_runner, model_key, resolve_model, torch_threads
 
 
 @dataclass
 class Comparison:
-    """Interleaved results, in input order; ``ratios[i]`` is median i / median 0."""
+    """Interleaved results, in input order; ``ratios[i]`` is model i's time over model 0's, the median
+    over rounds of their paired block medians (``paired_ratio``)."""
 
     names: list[str]
     results: list[LatencyResult]
@@ -35,22 +36,29 @@ class Comparison:
         return "\n".join(lines)
 
 
+MIN_ROUNDS = 10  # rounds before a ratio may be called stable: one slow round can't decide it
+
+
 def interleave(timed: Sequence[Callable[[], float]], protocol: Protocol, block: int = 1,
                tick: Callable[[float], None] | None = None) -> list[list[float]]:
-    """Timed samples of several warmed-up calls taken round-robin, ``block`` calls each per round, until
-    every median is stable, ``max_runs`` is reached or ``max_time_s`` per call has passed (``tick``
-    gets the elapsed seconds after each round)."""
+    """Timed samples of several warmed-up calls taken round-robin, ``block`` calls each per round, the
+    order reversed every other round (A B, B A: drift within a round cancels), until every median is
+    stable after at least ``MIN_ROUNDS`` rounds, ``max_runs`` is reached or ``max_time_s`` per call
+    has passed (``tick`` gets the elapsed seconds after each round). Ratios between them are taken
+    round by round (``paired_ratio``)."""
     samples: list[list[float]] = [[] for _ in timed]
-    budget, start = protocol.max_time_s * len(timed), time.perf_counter()
+    budget, start, rounds = protocol.max_time_s * len(timed), time.perf_counter(), 0
     while True:
-        for t, s in zip(timed, samples):
-            s.extend(t() for _ in range(block))
+        order = range(len(timed)) if rounds % 2 == 0 else range(len(timed) - 1, -1, -1)
+        for i in order:
+            samples[i].extend(timed[i]() for _ in range(block))
+        rounds += 1
         n, elapsed = len(samples[0]), time.perf_counter() - start
         if tick is not None:
             tick(elapsed)
         if n >= protocol.max_runs or elapsed > budget and n >= protocol.min_runs:
             return samples
-        if all(is_stable(s, protocol) for s in samples):
+        if rounds >= MIN_ROUNDS and all(is_stable(s, protocol) for s in samples):
             return samples
 
 
@@ -58,13 +66,13 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
             batch: int = 1, input_size: int = 224, threads: int | None = None, runtime: str = "eager",
             channels_last: bool = False, protocol: Protocol | None = None, block: int | None = None,
             progress: bool = False) -> Comparison:
-    """Time the models round-robin (A B C A B C ...) in this process and report ratios to the first.
+    """Time the models round-robin (A B C, C B A, ...) in this process and report ratios to the first.
 
     ``block`` calls per model per round: 1 by default, 20 for ONNX Runtime and OpenVINO, whose sessions disturb
     each other through thread spinning when interleaved call by call; ONNX Runtime sessions are
     also made without spin-waiting (``onnx_session``), which blocks alone did not prevent. Absolute
-    times drift on shared machines and read higher than a model timed alone; the ratios are the
-    figure to trust.
+    times drift on shared machines and read higher than a model timed alone; the ratios, paired
+    round by round, are the figure to trust.
     """
     from .remote import is_remote
 
@@ -106,5 +114,4 @@ def compare(models_or_specs: Sequence[Any], names: Sequence[str] | None = None, 
         results.append(LatencyResult(st.median_ms, st.p10_ms, st.p90_ms, st.runs, st.outliers, cond, fp,
                                      mean_ms=st.mean_ms, outlier_ms=st.outlier_ms, warmup_runs=w,
                                      first_call_ms=first, ci_rel=st.ci_rel))
-    base = results[0].median_ms
-    return Comparison(list(names), results, [r.median_ms / base for r in results])
+    return Comparison(list(names), results, [paired_ratio(s, samples[0], block)[0] for s in samples])

@@ -99,6 +99,25 @@ def is_stable(samples_ms: list[float], protocol: Protocol) -> bool:
     return len(samples_ms) >= protocol.min_runs and median_ci_rel(sorted(samples_ms)) <= protocol.rel_ci
 
 
+def block_ratios(samples_ms: list[float], reference_ms: list[float], block: int) -> list[float]:
+    """Per round of an interleaved timing, the median of this model's ``block`` calls over the median
+    of the reference's block in the same round."""
+    if block < 1:
+        raise ValueError(f"block: expected >= 1, got {block}")
+    n = min(len(samples_ms), len(reference_ms)) // block * block
+    return [quantile(sorted(samples_ms[i:i + block]), 0.5) / quantile(sorted(reference_ms[i:i + block]), 0.5)
+            for i in range(0, n, block)]
+
+
+def paired_ratio(samples_ms: list[float], reference_ms: list[float], block: int) -> tuple[float, float]:
+    """The median of ``block_ratios`` and the relative half-width of its 95% CI: a slow spell of the
+    machine that spans a round slows both models in it and cancels."""
+    ratios = sorted(block_ratios(samples_ms, reference_ms, block))
+    if not ratios:
+        raise ValueError("paired_ratio: expected at least one full round of both models")
+    return quantile(ratios, 0.5), median_ci_rel(ratios)
+
+
 def time_runs(timed_call: Callable[[], float], protocol: Protocol) -> list[float]:
     """Timed runs until the median is stable (or the run/time limits are reached)."""
     samples: list[float] = []

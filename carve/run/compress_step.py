@@ -53,12 +53,22 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
     rows = [dict(step=r["name"], params_m=round(r["params"] / 1e6, 3), macs_m=round(r["macs"] / 1e6, 1),
                  size_mb=round(r["size_bytes"] / 1e6, 3), latency_ms=r["latency_ms"], runtime=r["runtime"],
                  top1=r["top1"], kept=r["notes"].get("kept", True), dropped=_dropped(r["notes"]),
-                 gate_speedup=(r["notes"].get("gate") or {}).get("speedup"))
+                 speedup=r.get("speedup"), gate_speedup=(r["notes"].get("gate") or {}).get("speedup"))
             for r in data["rows"]]
     return dict(winner=train["winner"], name=winner["name"], input_size=data["input_size"], runtime=runtime,
                 max_drop=c.max_drop,
                 rows=rows, verdicts=data["verdicts"], deployable=rel(state, deployable), chart=rel(state, report.files.get("png")),
                 markdown=rel(state, report.files.get("markdown")))
+
+
+def speed_over(row: dict, first: dict) -> float | None:
+    """How many times faster than ``first`` a row of the compress step's summary ran: paired in the
+    final table where recorded (``speedup``), else the ratio of the medians (runs before it was)."""
+    if row.get("speedup") and first.get("speedup"):
+        return row["speedup"] / first["speedup"]
+    if row.get("latency_ms") and first.get("latency_ms"):
+        return first["latency_ms"] / row["latency_ms"]
+    return None
 
 
 def _dropped(notes: dict) -> str | None:

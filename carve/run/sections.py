@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from .blocks import Block, Image, Para, Table
+from .compress_step import speed_over
 from .config import RunConfig
 from .state import RunState
 
@@ -120,12 +121,11 @@ def finetune_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> lis
 
 def compress_section(s: dict, state: RunState, cfg: RunConfig, out: Path) -> list[Block]:
     rows = s["rows"]
-    base = rows[0]["latency_ms"]
+    speeds = [speed_over(r, rows[0]) for r in rows]
     table = Table(["step", "params (M)", "MACs (M)", "size (MB)", "latency (ms)", "speed-up", "runtime",
                    "held-out top-1 (%)"],
                   [[r["step"], r["params_m"], r["macs_m"], r["size_mb"], r["latency_ms"],
-                    f"{base / r['latency_ms']:.2f}x" if base and r["latency_ms"] else None, r["runtime"], r["top1"]]
-                   for r in rows])
+                    f"{x:.2f}x" if x else None, r["runtime"], r["top1"]] for r, x in zip(rows, speeds)])
     blocks: list[Block] = [
         Para(f"The winner ({s['winner'].replace('_', '-')}: {s['name']}) compressed step by step; every row measured "
              f"in one process at batch 1 and {s['input_size']} px (the deploy resolution) in {s['runtime']}, "

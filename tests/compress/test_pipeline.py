@@ -69,7 +69,10 @@ def test_quantization_is_kept_only_where_it_pays(trained_tiny, tmp_path, min_spe
     original, int8, exported = report.rows
     assert int8.latency_ms and int8.notes.get("kept", True) is kept
     gate = int8.notes["gate"]  # the keep-or-drop decision timed the pair interleaved
-    assert gate["speedup"] == pytest.approx(gate["before_ms"] / gate["after_ms"], rel=1e-2)
+    assert gate["speedup"] > 0 and gate["before_ms"] > 0 and gate["after_ms"] > 0
+    # the final table's speed-ups are paired round by round against the original row, and reported so
+    assert original.speedup == 1.0 and int8.speedup > 0
+    assert f"| {int8.speedup_over(original):.2f}x |" in report.markdown()
     assert all(r.latency_ms > 0 for r in report.rows) and "interleaved" in report.reference["timing"]
     assert ("not kept" in int8.name) is not kept
     if kept:  # the deployable is the INT8 graph

@@ -17,6 +17,8 @@ def test_models_timed_together_come_back_in_order_and_rank_by_work(runtime):
                             threads=1)
     assert len(timings) == 2 and all(t.runs >= 5 and t.p10_ms <= t.median_ms <= t.p90_ms for t in timings)
     assert timings[0].median_ms < timings[1].median_ms
+    assert timings[0].ratio == 1.0 and timings[1].ratio > 1.0  # paired round by round against the first
+    assert timings[1].speedup_over(timings[0]) == pytest.approx(1 / timings[1].ratio)
 
 
 def test_nothing_to_time_is_an_error():

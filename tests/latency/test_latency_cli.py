@@ -39,7 +39,8 @@ def test_bench_zoo_pairs_each_model_with_its_twin() -> None:
     assert peer_model("carve_100") is None
     rows = bench_zoo(["mobilenet_v3_small_075"], input_size=32, threads=1, vs_peers=True, protocol=QUICK)
     (row,) = rows
-    assert row["peer"] == name and row["ratio"] == pytest.approx(row["median_ms"] / row["peer_median_ms"])
+    # the ratio is paired round by round (compare), so close to the medians' ratio but not equal to it
+    assert row["peer"] == name and row["ratio"] == pytest.approx(row["median_ms"] / row["peer_median_ms"], rel=0.25)
     assert "ours/twin" in format_rows(rows)
     with pytest.raises(KeyError, match="unknown model"):
         bench_zoo(["no_such_net"], protocol=QUICK)
