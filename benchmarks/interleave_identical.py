@@ -8,6 +8,8 @@ pruned row and the export row are the same graph. This script times, in ONNX Run
 with ONNX Runtime's intra-op spin-wait on (its default: each session's idle threads spin for a
 while after a call, on the cores the next session needs) and off (what carve's interleaved timing
 uses since this measurement), and original and pruned each alone in the process, as deployed.
+Each table's figures are given as the ratio of medians and paired round by round (``Timing.ratio``,
+what ``compare`` and the compress gates read since then).
 
     PYTHONPATH=. python benchmarks/interleave_identical.py --run runs/default --repeats 3
 
@@ -72,10 +74,15 @@ def main() -> None:
                 row["same_graph_ratio"] = round(row["medians_ms"][3] / row["medians_ms"][1], 3)
                 row["speedup_pruned_row"] = round(row["medians_ms"][0] / row["medians_ms"][1], 3)
                 row["speedup_again_row"] = round(row["medians_ms"][0] / row["medians_ms"][3], 3)
+                # the same three figures paired round by round, as compare and the compress gates read them
+                row["paired_same_graph_ratio"] = round(timings[3].ratio / timings[1].ratio, 3)
+                row["paired_speedup_pruned_row"] = round(timings[1].speedup_over(timings[0]), 3)
+                row["paired_speedup_again_row"] = round(timings[3].speedup_over(timings[0]), 3)
                 results.append(row)
                 print(f"{variant:24s} #{repeat}: " + "  ".join(f"{n} {ms:.3f}" for n, ms in zip(ROWS, row["medians_ms"]))
-                      + f"  | again/pruned {row['same_graph_ratio']:.3f}  speed-up {row['speedup_pruned_row']:.2f}x"
-                        f" / {row['speedup_again_row']:.2f}x", flush=True)
+                      + f"  | again/pruned {row['same_graph_ratio']:.3f} (paired {row['paired_same_graph_ratio']:.3f})"
+                        f"  speed-up {row['speedup_pruned_row']:.2f}x / {row['speedup_again_row']:.2f}x (paired "
+                        f"{row['paired_speedup_pruned_row']:.2f}x / {row['paired_speedup_again_row']:.2f}x)", flush=True)
                 # each model alone in the process: the speed-up as deployed, one session at a time
                 solo = [time_together([TimedModel(m, args.runtime)], 224, 3, args.threads)[0].median_ms
                         for m in (original, pruned)]
@@ -85,15 +92,16 @@ def main() -> None:
                       f"speed-up {solo[0] / solo[1]:.2f}x", flush=True)
         finally:
             onnx_export.onnx_session = real_session
-    print("\n| variant | same graph, later row / earlier row (each repeat) | speed-up from the pruned row | from the "
-          "later row | each alone: speed-up |\n|---|---|---|---|---|")
+    print("\n| variant | figure | same graph, later row / earlier row (each repeat) | speed-up from the pruned row | "
+          "from the later row | each alone: speed-up |\n|---|---|---|---|---|---|")
     for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
-        same = ", ".join(str(r["same_graph_ratio"]) for r in rows)
-        first = ", ".join(f"{r['speedup_pruned_row']:.2f}x" for r in rows)
-        later = ", ".join(f"{r['speedup_again_row']:.2f}x" for r in rows)
         solo = ", ".join(f"{r['speedup']:.2f}x" for r in alone if r["variant"] == variant)
-        print(f"| {variant} | {same} | {first} | {later} | {solo} |")
+        for figure, prefix in (("medians", ""), ("paired", "paired_")):
+            same = ", ".join(str(r[f"{prefix}same_graph_ratio"]) for r in rows)
+            first = ", ".join(f"{r[f'{prefix}speedup_pruned_row']:.2f}x" for r in rows)
+            later = ", ".join(f"{r[f'{prefix}speedup_again_row']:.2f}x" for r in rows)
+            print(f"| {variant} | {figure} | {same} | {first} | {later} | {solo if figure == 'medians' else ''} |")
     RESULTS.mkdir(exist_ok=True)
     stem = "interleave_identical" + ("" if args.runtime == "onnxruntime" else f"_{args.runtime}")
     out = RESULTS / f"{stem}.json"
