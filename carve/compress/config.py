@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carve.config import Config, ConfigError, build, setting
+from carve.latency.protocol import PROTOCOLS
 from carve.train.config import TrainConfig
 
 from .clustering import CLUSTER_BITS
@@ -74,6 +75,8 @@ class CompressConfig(Config):
     small_input: int = setting(0, ">= 0", help="for zoo names: early strides removed")
     threads: int | None = setting(None, ">= 1", help="latency threads (default: physical cores)")
     latency: bool = setting(True, help="measure latency")
+    protocol: str = setting("full", choices=tuple(PROTOCOLS), help="the latency engine's protocol every gate and "
+                                                                   "the final table time with")
     out_dir: str = setting("runs/compress", help="output folder")
     finetune: dict[str, Any] = setting(default_factory=dict, help="extra TrainConfig fields of the KD finetuning "
                                                                   "after pruning")

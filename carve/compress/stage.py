@@ -18,4 +18,5 @@ def compress(config: CompressConfig) -> CompressReport:
                     finetune=dict(c.finetune), img_size=c.img_size, input_size=c.input_size,
                     calib_per_class=c.calib_per_class, eval_per_class=c.eval_per_class, num_classes=c.num_classes,
                     small_input=c.small_input, threads=c.threads, latency=c.latency, max_drop=c.max_drop,
+                    protocol=c.protocol,
                     sensitivity=dict(prune_ratios=list(c.sensitivity_prune)) if c.sensitivity else None)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from carve.latency.protocol import PROTOCOLS
 from carve.zoo import ArchSpec, count_params, save_weights
 
 from .artefacts import state_size
@@ -81,10 +82,10 @@ class StepRunner:
     """Measures rows; holds the data, the latency settings and the output folder of one pipeline."""
 
     def __init__(self, out_dir: Path, calib: Any, evald: Any, train_root: Path | None, img_size: int,
-                 input_size: int, runtime: str, threads: int | None, latency: bool):
+                 input_size: int, runtime: str, threads: int | None, latency: bool, protocol: str = "full"):
         self.out_dir, self.calib, self.eval, self.train_root = out_dir, calib, evald, train_root
         self.img_size, self.input_size, self.runtime = img_size, input_size, runtime
-        self.threads, self.latency = threads, latency
+        self.threads, self.latency, self.protocol = threads, latency, protocol
         self.model_name, self.in_channels = "model", 3  # set from the model once loaded
         self._exports: tempfile.TemporaryDirectory | None = None  # exports reused across timing calls
 
@@ -125,7 +126,7 @@ class StepRunner:
         if self._exports is None:
             self._exports = tempfile.TemporaryDirectory(prefix="carve-timing-")
         return time_together([self.timed(m) for m in models], self.input_size, self.in_channels, self.threads,
-                             onnx_dir=Path(self._exports.name))
+                             onnx_dir=Path(self._exports.name), protocol=PROTOCOLS[self.protocol])
 
     def qat_data(self, finetune: dict) -> Epochs:
         """Shuffled (images, labels) batches of the training split, reshuffled each pass."""

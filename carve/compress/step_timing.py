@@ -11,10 +11,13 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from carve.latency.protocol import Protocol
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,10 @@ def export_key(model: nn.Module) -> str:
 
 
 def time_together(models: Sequence[TimedModel], input_size: int, in_channels: int,
-                  threads: int | None = None, onnx_dir: Path | None = None) -> list[Timing]:
-    """Time ``models`` round-robin with the latency engine's protocol; results in input order.
+                  threads: int | None = None, onnx_dir: Path | None = None,
+                  protocol: "Protocol | None" = None) -> list[Timing]:
+    """Time ``models`` round-robin with the latency engine's ``protocol`` (its full one by default);
+    results in input order.
 
     ``onnx_dir``: a folder kept across calls, where each model's export is stored by its architecture
     (``export_key``), so a model timed again (a gate's pair, then the final table) is not exported
@@ -81,7 +86,7 @@ def time_together(models: Sequence[TimedModel], input_size: int, in_channels: in
 
     if not models:
         raise ValueError("models: expected at least one model to time")
-    protocol = Protocol()
+    protocol = protocol or Protocol()
     threads = threads or physical_cores()
     block = 20 if any(m.runtime in ("onnxruntime", "openvino") for m in models) else 1
     with tempfile.TemporaryDirectory() as tmp, torch_threads(threads), torch.inference_mode():

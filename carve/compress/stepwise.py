@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from carve.files import writable_dir
+from carve.latency.protocol import PROTOCOLS
 from carve.zoo import ArchSpec, create_model
 
 from .accuracy_control import check_max_drop
@@ -81,7 +82,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
              calib_per_class: int = 20, eval_per_class: int = 0, num_classes: int | None = None,
              small_input: int = 0, threads: int | None = None, latency: bool = True,
              compare_compiled: bool = False, sensitivity: dict[str, Any] | None = None,
-             max_drop: float | None = None) -> CompressReport:
+             max_drop: float | None = None, protocol: str = "full") -> CompressReport:
     """Compress ``model_or_ckpt`` (module, zoo name, spec or weights file) step by step and report.
 
     ``steps``: names from ``STEPS`` or ``(name, kwargs)`` pairs passed to the step function, e.g.
@@ -94,7 +95,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     sensitivity.json/.md/.png. A quantize step with ``max_drop`` runs ``controlled_int8``.
     ``max_drop``: top-1 points on ``eval`` the result may lose against the original; a step that
     takes the loss past it is reported and dropped (``notes["accuracy_gate"]``), and an INT8 step
-    is accuracy-controlled to what is left of it.
+    is accuracy-controlled to what is left of it. ``protocol``: the latency engine's protocol every
+    gate and the final table time with ("full" or "quick", ``carve.latency.PROTOCOLS``).
     """
     plan = parse_steps(steps)
     if max_drop is not None:
@@ -104,6 +106,8 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     out = writable_dir(out_dir)  # before any work: a compression must not fail at its last write
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     needs_calib = sensitivity is not None or any(n == "quantize" and k.get("precision", "int8") == "int8"
                                                  for n, k in plan)
     evald = data_root(eval, "eval")
@@ -115,7 +119,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     train_root = data_root(train, "train") if train is not None else (evald if isinstance(evald, Path) else None)
     runner = StepRunner(out, eval_batches(calib, ("train",), img_size, calib_per_class, 50),
                         eval_batches(evald, ("val", "test"), img_size, eval_per_class), train_root, img_size,
-                        input_size or img_size, runtime, threads, latency)
+                        input_size or img_size, runtime, threads, latency, protocol)
 
     original = _load(model_or_ckpt, num_classes, small_input).eval()
     spec: ArchSpec | None = getattr(original, "spec", None)  # None: a user's module, pruned over its graph
@@ -193,7 +197,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
         for row, t in zip(report.rows, timings):
             row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = t.median_ms, t.p10_ms, t.p90_ms
             row.speedup = round(t.speedup_over(timings[0]), 4)
-        report.reference["timing"] = "every row timed together, interleaved in one process"
+        report.reference["timing"] = f"every row timed together, interleaved in one process ({protocol} protocol)"
     runner.close()
     report.write()
     return report

@@ -43,7 +43,8 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
     export = list(c.export) + (["openvino"] if runtime == "openvino" and "openvino" not in c.export else [])
     cc = replace(c, model=str(state.root / winner["weights"]), calib=images, eval=images, out_dir=str(out),
                  img_size=t.img_size, input_size=zoo["input_size"], eval_per_class=t.val_per_class,
-                 threads=cfg.zoo.threads, finetune=finetune, runtime=runtime, export=export)
+                 threads=cfg.zoo.threads, protocol=cfg.zoo.protocol, finetune=finetune, runtime=runtime,
+                 export=export)
     print(f"[carve run] compress: {winner['name']} ({train['winner']}): {', '.join(s if isinstance(s, str) else s[0] for s in cc.plan())}",
           file=sys.stderr, flush=True)
     report = compress(cc)

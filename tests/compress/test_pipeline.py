@@ -122,3 +122,24 @@ def test_int8_is_accuracy_controlled_to_the_budget_the_earlier_steps_left(traine
     assert int8.notes["max_drop"] == pytest.approx(max(0.0, 25.0 - lost))  # what pruning left of the budget
     assert int8.notes["accuracy_gate"]["max_drop"] == 25.0
     assert int8.notes.get("kept", True) == (original.top1 - int8.top1 <= 25.0)
+
+
+def test_every_row_is_timed_with_the_protocol_asked_for(trained_tiny, tmp_path, monkeypatch):
+    from carve.compress import step_runner
+    from carve.latency import QUICK
+
+    _, weights, _ = trained_tiny
+    used = []
+    real = step_runner.time_together
+
+    def spy(*args, **kw):
+        used.append(kw["protocol"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(step_runner, "time_together", spy)
+    report = pipeline(weights, [("fold", {"min_speedup": 1e-6})], out_dir=tmp_path, threads=1, runtime="onnxruntime",
+                      protocol="quick")
+    assert used and all(p == QUICK for p in used)  # the fold gate's pair and the final table
+    assert "(quick protocol)" in report.reference["timing"] and all(r.latency_ms > 0 for r in report.rows)
+    with pytest.raises(ValueError, match="protocol: expected one of full, quick, got 'slow'"):
+        pipeline(weights, ["fold"], out_dir=tmp_path, protocol="slow")
