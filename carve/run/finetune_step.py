@@ -46,7 +46,8 @@ def run_finetune(cfg: RunConfig, state: RunState) -> dict:
               f"{'-' if ap50 is None else f'{100 * ap50:.2f} %'} in {result.wall_s:.0f} s "
               f"({finished[0]}/{len(runs)})", file=sys.stderr, flush=True)
 
-    results = one_thread_each(detect, configs, cfg.jobs, on_done=report)
+    # a backbone's MACs foretell its finetune's time: the larger ones start first
+    results = one_thread_each(detect, configs, cfg.jobs, on_done=report, cost=[m["macs_m"] for _, m, _, _ in runs])
     models, prior = {}, None
     for role, m in train["models"].items():
         mine = [r for (r_role, *_), r in zip(runs, results) if r_role == role]

@@ -42,15 +42,20 @@ def _start_worker(parent: int) -> None:
 
 
 def one_thread_each(fn: Callable[[T], R], items: Sequence[T], jobs: int | None = None,
-                    on_done: Callable[[int, R], None] | None = None) -> list[R]:
+                    on_done: Callable[[int, R], None] | None = None,
+                    cost: Sequence[float] | None = None) -> list[R]:
     """``[fn(item) for item in items]``, each call on one torch thread, up to ``jobs`` at once.
 
     ``jobs``: see ``worker_count``. With one job (or one item) the calls run in this
     process, one after another; otherwise each runs in a spawned worker process, so ``fn`` must be
     importable and ``items`` and results picklable. ``on_done(index, result)`` is called here as each
     call finishes. If a call fails, the calls already running finish (their work is kept), those not
-    started are cancelled, and the first failure is raised.
+    started are cancelled, and the first failure is raised. ``cost``: each call's expected cost (any
+    unit); with several jobs the costliest start first, so that short calls fill the end and the
+    workers finish together (results stay in input order).
     """
+    if cost is not None and len(cost) != len(items):
+        raise ValueError(f"cost: expected one per item ({len(items)}), got {len(cost)}")
     jobs = worker_count(jobs, len(items))
     if jobs == 1:
         threads = torch.get_num_threads()
@@ -66,7 +71,8 @@ def one_thread_each(fn: Callable[[T], R], items: Sequence[T], jobs: int | None =
             torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        order = range(len(items)) if cost is None else sorted(range(len(items)), key=lambda i: -cost[i])
+        futures = {pool.submit(fn, items[i]): i for i in order}
         results: dict[int, R] = {}
         failure: BaseException | None = None
         for future in as_completed(futures):

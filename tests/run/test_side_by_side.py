@@ -1,6 +1,7 @@
 """Jobs side by side: one torch thread each, the same results however many run at once."""
 
 import os
+import time
 
 import pytest
 import torch
@@ -28,6 +29,21 @@ def fail_on_two(seed: int) -> int:
     if seed == 2:
         raise ValueError("seed 2 is bad")
     return seed * 10
+
+
+def started_at(seconds: float) -> float:
+    """When the call started (wall clock, comparable across processes); then it sleeps ``seconds``."""
+    start = time.time()
+    time.sleep(seconds)
+    return start
+
+
+def test_the_costliest_calls_start_first_and_results_keep_their_order():
+    items = [0.3, 0.3, 0.6, 0.6]
+    starts = one_thread_each(started_at, items, jobs=2, cost=items)
+    assert max(starts[2], starts[3]) < min(starts[0], starts[1])  # without cost, 0 and 1 would start first
+    with pytest.raises(ValueError, match=r"cost: expected one per item \(4\), got 1"):
+        one_thread_each(started_at, items, jobs=2, cost=[1.0])
 
 
 def test_side_by_side_calls_run_on_one_thread_each_in_worker_processes_with_the_same_results():
