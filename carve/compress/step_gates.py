@@ -15,7 +15,9 @@ from .step_timing import Timing, pooled
 FP32_BLOCKS_GAIN = 1.25
 """How much faster returning blocks to FP32 may make an INT8 graph than the fully quantized one: in
 ONNX Runtime it skips their QuantizeLinear/DequantizeLinear glue, up to 1.16x measured (the first half
-of mobilenet_v3_large_100 in FP32, ``benchmarks/int8_keep_float_speed.py``)."""
+of mobilenet_v3_large_100 in FP32, ``benchmarks/int8_keep_float_speed.py``, with spin-wait on); timed
+without spin-wait, as the gates now time, at most 1.05x. Kept at 1.25: too large only costs an
+accuracy control that the gate then drops, too small would drop a variant that pays."""
 
 
 GATE_MARGIN = 0.05
