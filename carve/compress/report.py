@@ -31,11 +31,19 @@ class StepRow:
 
     def speedup_over(self, first: "StepRow") -> float | None:
         """How many times faster than ``first`` (an earlier row of the same table) this row ran."""
-        if self.speedup and first.speedup:
-            return self.speedup / first.speedup
-        if self.latency_ms and first.latency_ms:
-            return first.latency_ms / self.latency_ms
-        return None
+        return speed_between(self.speedup, self.latency_ms, first.speedup, first.latency_ms)
+
+
+def speed_between(speedup: float | None, latency_ms: float | None, first_speedup: float | None,
+                  first_latency_ms: float | None) -> float | None:
+    """How many times faster a row ran than an earlier ``first`` row of the same table: from their paired
+    ``speedup``s where both were recorded, else from their medians (reports written before them);
+    None when either was not timed."""
+    if speedup and first_speedup:
+        return speedup / first_speedup
+    if latency_ms and first_latency_ms:
+        return first_latency_ms / latency_ms
+    return None
 
 
 @dataclass

@@ -8,6 +8,7 @@ gate and the final table both use these figures.
 from __future__ import annotations
 
 import hashlib
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,6 @@ class Timing:
 def pooled(timings: Sequence[Timing]) -> Timing:
     """One model's figures from several ``time_together`` windows: the median of each figure over the
     windows, their calls added up."""
-    import statistics
-
     if not timings:
         raise ValueError("timings: expected at least one window")
     med = lambda key: statistics.median(getattr(t, key) for t in timings)  # noqa: E731

@@ -63,13 +63,10 @@ def run_compress(cfg: RunConfig, state: RunState) -> dict:
 
 
 def speed_over(row: dict, first: dict) -> float | None:
-    """How many times faster than ``first`` a row of the compress step's summary ran: paired in the
-    final table where recorded (``speedup``), else the ratio of the medians (runs before it was)."""
-    if row.get("speedup") and first.get("speedup"):
-        return row["speedup"] / first["speedup"]
-    if row.get("latency_ms") and first.get("latency_ms"):
-        return first["latency_ms"] / row["latency_ms"]
-    return None
+    """How many times faster than ``first`` a row of the compress step's summary ran (``speed_between``)."""
+    from carve.compress.report import speed_between
+
+    return speed_between(row.get("speedup"), row.get("latency_ms"), first.get("speedup"), first.get("latency_ms"))
 
 
 def _dropped(notes: dict) -> str | None:

@@ -98,10 +98,10 @@ def headline(state: RunState) -> list[Block]:
             lines.append(f"Compressed {c['name']}: no step both paid in {c['runtime']} at {c['input_size']} px"
                          + (f" and kept top-1 within {c['max_drop']:g} point(s)" if c.get("max_drop") is not None
                             else "") + f"; what ships is the uncompressed model ({redo} compress).")
-        elif speed_over(last, first):
+        elif compressed := speed_over(last, first):
             change = (f"top-1 {fmt(first['top1'])} -> {fmt(last['top1'])} %" if first["top1"] is not None
                       and last["top1"] is not None else "top-1 not measured")
-            lines.append(f"Compressed {c['name']}: {speed_over(last, first):.2f}x the speed of the "
+            lines.append(f"Compressed {c['name']}: {compressed:.2f}x the speed of the "
                          f"uncompressed model in {c['runtime']} at {c['input_size']} px, {first['size_mb']:.2f} -> "
                          f"{last['size_mb']:.2f} MB, {change} ({redo} compress).")
         before = c["rows"][0]
@@ -116,8 +116,8 @@ def headline(state: RunState) -> list[Block]:
             elif row.get("gate_speedup"):  # the pair the speed gate timed together decided it: quote that
                 lines.append(f"{step} was measured at {row['gate_speedup']:.2f}x the speed of the model before it "
                              f"(timed as a pair) and not kept (it did not pay here).")
-            elif speed_over(row, before):
-                lines.append(f"{step} was measured at {speed_over(row, before):.2f}x the speed of "
+            elif speed := speed_over(row, before):
+                lines.append(f"{step} was measured at {speed:.2f}x the speed of "
                              f"the model before it and not kept (it did not pay here).")
     return [Para(" ".join(lines), "note")] if lines else []
 
