@@ -27,9 +27,11 @@ inheritance: the largest and the smallest sub-network trained alone from scratch
 epochs (``--inherit-epochs``) with the shipped weights' recipe (``pretrain_tiny_imagenet.recipe``,
 warm-up shortened to the supernet's 0.5 epoch), against their top-1 with the supernet's weights.
 
-ranking: ``--rank-count`` sub-networks spread over MACs (the largest and the smallest included):
+ranking: ``--rank-count`` sub-networks spread evenly in log-MACs between the smallest and the
+largest (both included; the others drawn from the space with ``--seed``, see ``spread_subnets``):
 top-1 with inherited weights against top-1 when each is trained alone from scratch with one short
-recipe (``--alone-epochs``, ``--alone-per-class``); Kendall tau.
+recipe (the shipped weights' recipe cut to ``--alone-epochs`` on ``--alone-per-class`` images per
+class, warm-up 0.3 epoch, channels-last); Kendall tau. Each training resumes from its folder.
 
 Prints a table per part and writes JSON and a PNG to ``--results`` (JSON after every part).
 """
@@ -215,30 +217,66 @@ def held_out_scorer(supernet: torch.nn.Module, data: str) -> SupernetAccuracy:
     return SupernetAccuracy(supernet, data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
 
 
-def ranking(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, study: Any, out: Path,
-            score: SupernetAccuracy) -> dict:
+def spread_subnets(supernet: Any, count: int, seed: int, draws: int = 400) -> dict[str, Any]:
+    """``count`` sub-networks spread evenly in log-MACs: the largest, the smallest and, between them, the
+    nearest of ``draws`` seeded draws to each target (each draw leans every choice towards one end of
+    its options by a random amount, so the draws cover the whole range, not only its middle)."""
+    import math
+
+    space, rng = supernet.space, random.Random(seed)
+
+    def macs(spec: Any) -> float:
+        return profile(create_model(supernet.fit_spec(spec)), 224).macs / 1e6
+
+    def leaning_draw() -> Any:
+        q, params = rng.random(), {}
+        for name, options in space.choices():
+            ordered = sorted(options)
+            i = round(q * (len(ordered) - 1) + rng.gauss(0.0, 0.7))
+            params[name] = ordered[min(max(i, 0), len(ordered) - 1)]
+        return space.spec_of(params)
+
+    ends = dict(largest=supernet.largest(), smallest=supernet.smallest())
+    low, high = macs(ends["smallest"]), macs(ends["largest"])
+    pool = [(macs(spec), spec) for spec in (leaning_draw() for _ in range(draws))]
+    picks = {"smallest": ends["smallest"]}
+    for k in range(1, count - 1):
+        target = math.log(low) + k * (math.log(high) - math.log(low)) / (count - 1)
+        i = min(range(len(pool)), key=lambda j: abs(math.log(pool[j][0]) - target))
+        picks[f"subnet_{k:02d}"] = pool.pop(i)[1]
+    picks["largest"] = ends["largest"]
+    return picks
+
+
+def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
     """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
-    rows = sorted(found["rows"], key=lambda r: r["macs_m"])
-    picks = [rows[round(i * (len(rows) - 1) / (args.rank_count - 3))] for i in range(args.rank_count - 2)]
-    specs = dict(largest=supernet.largest(), smallest=supernet.smallest())
-    specs.update({f"trial_{r['number']}": trial_spec(study, r["number"])[0] for r in picks})
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pretrain_tiny_imagenet import recipe
+
+    short = argparse.Namespace(data=args.data, epochs=args.alone_epochs, img_size=64, lr=0.4,
+                               eval_every=args.alone_epochs, seed=args.seed, train_per_class=args.alone_per_class,
+                               val_per_class=0)
     out_rows = []
-    for name, spec in specs.items():
+    for name, spec in spread_subnets(supernet, args.rank_count, args.seed).items():
         spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
         inherited = round(float(score(spec)), 2)
-        tc = TrainConfig(model=spec.name, data=args.data, out_dir=str(out / "alone" / name), epochs=args.alone_epochs,
-                         train_per_class=args.alone_per_class, val_per_class=0, img_size=64, batch_size=128,
-                         lr=0.4, warmup_epochs=0.3, cutmix_alpha=0.0, mix_prob=0.0, bn_recalibration=20,
-                         workers=args.workers, seed=args.seed, progress=False,
-                         resume=(out / "alone" / name / "last.pt").is_file())
+        folder = out / "alone" / name
+        tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
+            **recipe(short), "warmup_epochs": 0.3, "channels_last": True, "workers": args.workers,
+            "resume": (folder / "last.pt").is_file()})
+        t0 = time.perf_counter()
         alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
         macs = round(profile(create_model(spec), 224).macs / 1e6, 1)
-        out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone))
-        print(f"{name:12s} {macs:7.1f} M MACs  inherited {inherited:6.2f}  alone {alone:6.2f}", flush=True)
+        out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone,
+                             train_s=round(time.perf_counter() - t0, 1), spec=spec.to_dict()))
+        print(f"{name:12s} {macs:7.1f} M MACs  inherited {inherited:6.2f}  alone {alone:6.2f}  "
+              f"({out_rows[-1]['train_s']:.0f} s)", flush=True)
     tau = kendall_tau([r["inherited"] for r in out_rows], [r["alone"] for r in out_rows])
+    by_macs = [r["macs_m"] for r in out_rows]
     return dict(rows=out_rows, kendall_tau=round(tau, 3),
-                alone_recipe=dict(epochs=args.alone_epochs, train_per_class=args.alone_per_class, img_size=64,
-                                  lr=0.4, batch_size=128, init="random"))
+                tau_macs=dict(inherited=round(kendall_tau(by_macs, [r["inherited"] for r in out_rows]), 3),
+                              alone=round(kendall_tau(by_macs, [r["alone"] for r in out_rows]), 3)),
+                alone_recipe=dict(recipe(short), warmup_epochs=0.3, channels_last=True, init="random"))
 
 
 def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
@@ -373,12 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency table {found['table_s']:.0f} s; search: {found['candidates']} candidates in "
           f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
     save()
-    supernet, study = load_supernet(args.supernet), load_study(found["study"], found["storage"])
+    supernet = load_supernet(args.supernet)
     scorer = functools.cache(lambda: held_out_scorer(supernet, args.data))  # read once for both parts
     if "result" in args.parts:
+        study = load_study(found["study"], found["storage"])
         run_part("result", result(args, found, supernet, study, out))
     if "ranking" in args.parts:
-        run_part("ranking", ranking(args, found, supernet, study, out, scorer()))
+        run_part("ranking", ranking(args, supernet, out, scorer()))
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
     if "inheritance" in args.parts:
         run_part("inheritance", inheritance(args, supernet, out, scorer()))
