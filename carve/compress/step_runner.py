@@ -152,7 +152,7 @@ class StepRunner:
                           epochs=epochs, teacher=str(teacher_path), img_size=self.img_size, overwrite=True,
                           **{"lr": 0.02, "warmup_epochs": 0.0, "cutmix_alpha": 0.0, "workers": 0, "progress": True,
                              "tensorboard": False, **kw})
-        return fit(cfg).model.cpu().eval()
+        return fit(cfg).model.cpu().eval().to(memory_format=torch.contiguous_format)  # as the other steps leave it
 
 
 __all__ = ["Epochs", "StepRunner", "data_root", "eval_batches", "graph_bytes"]

@@ -62,6 +62,7 @@ class DetectConfig(Config):
     frozen_bn: bool = setting(False, help="freeze every backbone BatchNorm")
     augment: str = setting("full", choices=AUGMENT_LEVELS, help="training augmentation")
     amp: str = setting("none", choices=AMP_MODES, help="mixed precision")
+    channels_last: bool = setting(False, help="channels_last weights (faster on CPU for depthwise backbones)")
     grad_clip: float = setting(0.0, ">= 0", help="gradient norm clip (0 = none)")
     fpn_channels: int = setting(256, ">= 1", help="FPN width (two-stage and FPN heads)")
     expansion_tap: bool = setting(True, help="SSDLite: tap the stride-16 expansion, not the block output")

@@ -218,7 +218,8 @@ def detect(config: DetectConfig) -> DetectResult:
     # Model
     model = build_detector(config.head, config.backbone, train_set.num_classes, config.img_size,
                            pretrained=config.pretrained, freeze=config.freeze, frozen_bn=config.frozen_bn,
-                           expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels).to(device)
+                           expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     prefix, adapter = find_backbone(model)
     spec = check_input_size(adapter.spec, config.img_size, "img_size")
     settings, info = config.peft_settings(), None

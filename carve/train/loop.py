@@ -169,7 +169,8 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     teacher = None
     criterion: nn.Module = label_loss
     if config.teacher:
-        teacher = load_teacher(config.teacher, num_classes, config.small_input, pretrained=True).to(device)
+        teacher = load_teacher(config.teacher, num_classes, config.small_input, pretrained=True).to(
+            device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
         criterion = DistillLoss(label_loss, config.kd_alpha, config.kd_temperature)
     mixer = BatchMixer(num_classes, config.mixup_alpha, config.cutmix_alpha, config.mix_prob, config.switch_prob)
     skips = SkipCounter()

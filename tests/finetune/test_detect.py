@@ -134,3 +134,23 @@ def test_evaluation_re_estimates_batchnorm_statistics_for_the_final_weights(coco
     torch.testing.assert_close(running, data_mean, rtol=1e-4, atol=1e-4)
     data_mean, running = _first_bn_input_mean(stale.model.eval(), detect_mod.calibration_batches(train, cfg))
     assert (running - data_mean).abs().max() > 1e-2
+
+
+def test_channels_last_trains_the_same_detector_in_the_faster_layout(coco_subset: Path, tmp_path: Path) -> None:
+    kw = dict(head="ssdlite", epochs=1, max_steps=2, augment="none", examples=0, eval_every=100)
+    plain = detect(_config(coco_subset, tmp_path / "plain", **kw))
+    fast = detect(_config(coco_subset, tmp_path / "fast", channels_last=True, **kw))
+
+    convs = [m.weight for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)  # the depthwise and 3x3 kernels really moved
+    # the same two steps, up to the order of floating-point sums (weights are not compared: a BatchNorm's shift
+    # before another BatchNorm has a gradient of exactly zero, so its value is float noise in either layout)
+    for key in ("train_loss", "loss_classification", "loss_bbox_regression"):
+        assert fast.history[0][key] == pytest.approx(plain.history[0][key], rel=1e-4), key
+
+    model, _ = load_detector(fast.checkpoint)  # the checkpoint loads into an ordinary detector
+    image = torch.rand(3, 96, 96)
+    with torch.no_grad():
+        ours, theirs = fast.model.eval()([image])[0], model.eval()([image])[0]
+    torch.testing.assert_close(ours["scores"], theirs["scores"], rtol=1e-4, atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from carve.train import fit, kd_loss, load_teacher
@@ -56,3 +57,24 @@ def test_fit_trains_a_peer_module(tiny_data, tmp_path):
     result = fit(config(tiny_data, tmp_path, model=model, epochs=1, train_per_class=16))
     assert result.model is model and result.spec is None
     assert (tmp_path / "final.safetensors").is_file()
+
+
+def test_channels_last_distils_from_a_channels_last_teacher_with_the_same_losses(tiny_data, tmp_path, monkeypatch):
+    from carve.train import loop
+
+    small = dict(epochs=1, cutmix_alpha=0.0, train_per_class=8)
+    teacher_run = fit(config(tiny_data, tmp_path / "teacher", **small))
+    teachers = []
+    real = loop.load_teacher
+    monkeypatch.setattr(loop, "load_teacher", lambda *a, **k: teachers.append(real(*a, **k)) or teachers[-1])
+    kw = dict(teacher=str(teacher_run.best_path), kd_alpha=0.5, seed=1, **small)
+    plain = fit(config(tiny_data, tmp_path / "plain", **kw))
+    fast = fit(config(tiny_data, tmp_path / "fast", channels_last=True, **kw))
+
+    def weights(model):
+        return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    assert all(w.is_contiguous() for w in weights(teachers[0]))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights(teachers[1]))
+    assert any(not w.is_contiguous() for w in weights(teachers[1]))
+    assert fast.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
