@@ -64,19 +64,12 @@ from carve.zoo import create_model, profile
 from carve.zoo.shipped import manifest
 from carve.zoo.supernet import SHIPPED_NAME, extract, load_supernet
 
+sys.path.insert(0, str(Path(__file__).parent))
+from supernet_ranking import held_out_scorer, inheritance, ranking  # noqa: E402  (a sibling script)
+
 TAG = "carve:tiny-imagenet"
 REFERENCE = "mobilenet_v3_large_100"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-a of two paired lists (ties count as neither agreeing nor disagreeing)."""
-    n, s = len(a), 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            d = (a[i] - a[j]) * (b[i] - b[j])
-            s += (d > 0) - (d < 0)
-    return 2 * s / (n * (n - 1)) if n > 1 else float("nan")
 
 
 def speed(args: argparse.Namespace, out: Path) -> dict:
@@ -210,94 +203,6 @@ def result(args: argparse.Namespace, found: dict, supernet: torch.nn.Module, stu
               + ", ".join(f"{n} {top1[n]:.2f} % at {ms[n]:.2f} ms" for n in within), flush=True)
     return dict(zoo_ms={k: round(v, 3) for k, v in zoo_ms.items()}, reference=REFERENCE, budgets=budgets,
                 table_scale=round(scale, 3), selection_per_class=args.select_per_class, test_images=test.images())
-
-
-def held_out_scorer(supernet: torch.nn.Module, data: str) -> SupernetAccuracy:
-    """Top-1 on all held-out images, BatchNorm re-estimated on 50 batches: how ranking and inheritance score."""
-    return SupernetAccuracy(supernet, data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
-
-
-def spread_subnets(supernet: Any, count: int, seed: int, draws: int = 400) -> dict[str, Any]:
-    """``count`` sub-networks spread evenly in log-MACs: the largest, the smallest and, between them, the
-    nearest of ``draws`` seeded draws to each target (each draw leans every choice towards one end of
-    its options by a random amount, so the draws cover the whole range, not only its middle)."""
-    import math
-
-    space, rng = supernet.space, random.Random(seed)
-
-    def macs(spec: Any) -> float:
-        return profile(create_model(supernet.fit_spec(spec)), 224).macs / 1e6
-
-    def leaning_draw() -> Any:
-        q, params = rng.random(), {}
-        for name, options in space.choices():
-            ordered = sorted(options)
-            i = round(q * (len(ordered) - 1) + rng.gauss(0.0, 0.7))
-            params[name] = ordered[min(max(i, 0), len(ordered) - 1)]
-        return space.spec_of(params)
-
-    ends = dict(largest=supernet.largest(), smallest=supernet.smallest())
-    low, high = macs(ends["smallest"]), macs(ends["largest"])
-    pool = [(macs(spec), spec) for spec in (leaning_draw() for _ in range(draws))]
-    picks = {"smallest": ends["smallest"]}
-    for k in range(1, count - 1):
-        target = math.log(low) + k * (math.log(high) - math.log(low)) / (count - 1)
-        i = min(range(len(pool)), key=lambda j: abs(math.log(pool[j][0]) - target))
-        picks[f"subnet_{k:02d}"] = pool.pop(i)[1]
-    picks["largest"] = ends["largest"]
-    return picks
-
-
-def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
-    """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from pretrain_tiny_imagenet import recipe
-
-    short = argparse.Namespace(data=args.data, epochs=args.alone_epochs, img_size=64, lr=0.4,
-                               eval_every=args.alone_epochs, seed=args.seed, train_per_class=args.alone_per_class,
-                               val_per_class=0)
-    out_rows = []
-    for name, spec in spread_subnets(supernet, args.rank_count, args.seed).items():
-        spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
-        inherited = round(float(score(spec)), 2)
-        folder = out / "alone" / name
-        tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
-            **recipe(short), "warmup_epochs": 0.3, "channels_last": True, "workers": args.workers,
-            "resume": (folder / "last.pt").is_file()})
-        t0 = time.perf_counter()
-        alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
-        macs = round(profile(create_model(spec), 224).macs / 1e6, 1)
-        out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone,
-                             train_s=round(time.perf_counter() - t0, 1), spec=spec.to_dict()))
-        print(f"{name:12s} {macs:7.1f} M MACs  inherited {inherited:6.2f}  alone {alone:6.2f}  "
-              f"({out_rows[-1]['train_s']:.0f} s)", flush=True)
-    tau = kendall_tau([r["inherited"] for r in out_rows], [r["alone"] for r in out_rows])
-    by_macs = [r["macs_m"] for r in out_rows]
-    return dict(rows=out_rows, kendall_tau=round(tau, 3),
-                tau_macs=dict(inherited=round(kendall_tau(by_macs, [r["inherited"] for r in out_rows]), 3),
-                              alone=round(kendall_tau(by_macs, [r["alone"] for r in out_rows]), 3)),
-                alone_recipe=dict(recipe(short), warmup_epochs=0.3, channels_last=True, init="random"))
-
-
-def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
-    """The largest and the smallest sub-network: supernet weights against trained alone for its epochs."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from pretrain_tiny_imagenet import recipe
-
-    shipped = argparse.Namespace(data=args.data, epochs=args.inherit_epochs, img_size=64, lr=0.4,
-                                 eval_every=args.inherit_epochs, seed=args.seed, train_per_class=args.inherit_per_class,
-                                 val_per_class=0)
-    rows = []
-    for name, spec in dict(smallest=supernet.smallest(), largest=supernet.largest()).items():
-        spec = spec.replace(name=f"alone_{name}")
-        inherited = round(float(score(spec)), 2)
-        cfg = TrainConfig(model=spec.name, out_dir=str(out / "inherit" / name), **{
-            **recipe(shipped), "warmup_epochs": 0.5, "resume": (out / "inherit" / name / "last.pt").is_file()})
-        res = fit(cfg, model=create_model(spec))
-        alone = round(float(res.final_top1), 2)
-        rows.append(dict(subnet=name, inherited=inherited, alone=alone, gap=round(inherited - alone, 2)))
-        print(f"{name:9s} inherited {inherited:6.2f}  alone ({args.inherit_epochs} epochs) {alone:6.2f}", flush=True)
-    return dict(rows=rows, epochs=args.inherit_epochs, within_2_points=all(abs(r["gap"]) <= 2 for r in rows))
 
 
 def plot(report: dict, path: Path) -> None:
