@@ -28,7 +28,7 @@ epochs (``--inherit-epochs``) with the shipped weights' recipe (``pretrain_tiny_
 warm-up shortened to the supernet's 0.5 epoch), against their top-1 with the supernet's weights.
 
 ranking: ``--rank-count`` sub-networks spread evenly in log-MACs between the smallest and the
-largest (both included; the others drawn from the space with ``--seed``, see ``spread_subnets``):
+largest (both included; the others drawn from the space with ``--seed``, see ``supernet_ranking.spread_subnets``):
 top-1 with inherited weights against top-1 when each is trained alone from scratch with one short
 recipe (the shipped weights' recipe cut to ``--alone-epochs`` on ``--alone-per-class`` images per
 class, warm-up 0.3 epoch, channels-last); Kendall tau. Each training resumes from its folder.
