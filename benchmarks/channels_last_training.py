@@ -25,6 +25,7 @@ import torch
 
 from carve.files import save_figure, write_json
 from carve.finetune import build_detector
+from carve.train.engine import memory_format
 from carve.zoo import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,35 +33,30 @@ CLASSIFY = ("carve_100", "mobilenet_v3_large_100")
 DETECT = ("carve_100", "mobilenet_v3_large_100")
 
 
-def classification_step(name: str, channels_last: bool) -> Callable[[], None]:
-    model = create_model(name, num_classes=202).train()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
+def sgd_step(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    """One training step of ``model`` (forward and loss, backward, SGD) as a call."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    images = torch.randn(64, 3, 64, 64).contiguous(memory_format=fmt)
-    labels = torch.randint(0, 202, (64,))
 
     def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
         opt.zero_grad()
-        loss.backward()
+        loss().backward()
         opt.step()
     return step
+
+
+def classification_step(name: str, channels_last: bool) -> Callable[[], None]:
+    layout = memory_format(channels_last)
+    model = create_model(name, num_classes=202).train().to(memory_format=layout)
+    images = torch.randn(64, 3, 64, 64).contiguous(memory_format=layout)
+    labels = torch.randint(0, 202, (64,))
+    return sgd_step(model, lambda: torch.nn.functional.cross_entropy(model(images), labels))
 
 
 def detection_step(name: str, channels_last: bool) -> Callable[[], None]:
-    model = build_detector("ssdlite", name, 2, 320).train()
-    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model = build_detector("ssdlite", name, 2, 320).train().to(memory_format=memory_format(channels_last))
     images = [torch.rand(3, 320, 320) for _ in range(8)]
     targets = [dict(boxes=torch.tensor([[40.0, 60.0, 200.0, 260.0]]), labels=torch.tensor([1])) for _ in images]
-
-    def step() -> None:
-        loss = sum(model(images, targets).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+    return sgd_step(model, lambda: sum(model(images, targets).values()))
 
 
 def interleaved(steps: dict[bool, Callable[[], None]], rounds: int, per_round: int) -> dict:

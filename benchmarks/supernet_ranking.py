@@ -36,8 +36,8 @@ def held_out_scorer(supernet: torch.nn.Module, data: str) -> SupernetAccuracy:
     return SupernetAccuracy(supernet, data, 64, batch_size=128, calibration_batches=50, val_per_class=0)
 
 
-def spread_subnets(supernet: Any, count: int, seed: int, draws: int = 400) -> dict[str, Any]:
-    """``count`` sub-networks spread evenly in log-MACs: the largest, the smallest and, between them, the
+def spread_subnets(supernet: Any, count: int, seed: int, draws: int = 400) -> dict[str, tuple[float, Any]]:
+    """``count`` sub-networks (name: MACs in millions at 224 px, spec) spread evenly in log-MACs: the largest, the smallest and, between them, the
     nearest of ``draws`` seeded draws to each target (each draw leans every choice towards one end of
     its options by a random amount, so the draws cover the whole range, not only its middle)."""
     space, rng = supernet.space, random.Random(seed)
@@ -53,15 +53,15 @@ def spread_subnets(supernet: Any, count: int, seed: int, draws: int = 400) -> di
             params[name] = ordered[min(max(i, 0), len(ordered) - 1)]
         return space.spec_of(params)
 
-    ends = dict(largest=supernet.largest(), smallest=supernet.smallest())
-    low, high = macs(ends["smallest"]), macs(ends["largest"])
+    smallest, largest = supernet.smallest(), supernet.largest()
+    low, high = macs(smallest), macs(largest)
     pool = [(macs(spec), spec) for spec in (leaning_draw() for _ in range(draws))]
-    picks = {"smallest": ends["smallest"]}
+    picks = {"smallest": (low, smallest)}
     for k in range(1, count - 1):
         target = math.log(low) + k * (math.log(high) - math.log(low)) / (count - 1)
         i = min(range(len(pool)), key=lambda j: abs(math.log(pool[j][0]) - target))
-        picks[f"subnet_{k:02d}"] = pool.pop(i)[1]
-    picks["largest"] = ends["largest"]
+        picks[f"subnet_{k:02d}"] = pool.pop(i)
+    picks["largest"] = (high, largest)
     return picks
 
 
@@ -76,7 +76,7 @@ def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, scor
     """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
     short = dict(shipped_recipe(args, args.alone_epochs, args.alone_per_class), warmup_epochs=0.3, channels_last=True)
     out_rows = []
-    for name, spec in spread_subnets(supernet, args.rank_count, args.seed).items():
+    for name, (macs, spec) in spread_subnets(supernet, args.rank_count, args.seed).items():
         spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
         inherited = round(float(score(spec)), 2)
         folder = out / "alone" / name
@@ -85,7 +85,7 @@ def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, scor
             "resume": (folder / "last.pt").is_file()})
         t0 = time.perf_counter()
         alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
-        macs = round(profile(create_model(spec), 224).macs / 1e6, 1)
+        macs = round(macs, 1)
         out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone,
                              train_s=round(time.perf_counter() - t0, 1), spec=spec.to_dict()))
         print(f"{name:12s} {macs:7.1f} M MACs  inherited {inherited:6.2f}  alone {alone:6.2f}  "

@@ -22,7 +22,7 @@ from carve.train import (LoopState, amp_dtype, build_optimizer, build_scheduler,
 from carve.train.batchnorm import recalibrate_bn
 from carve.train.data import SkipCounter
 from carve.train.ddp import resolve_device
-from carve.train.engine import LossFn, epoch_row, load_trainable, resume, run_epoch, save
+from carve.train.engine import LossFn, epoch_row, load_trainable, memory_format, resume, run_epoch, save
 from carve.zoo import check_input_size
 
 from .config import DetectConfig
@@ -219,7 +219,7 @@ def detect(config: DetectConfig) -> DetectResult:
     model = build_detector(config.head, config.backbone, train_set.num_classes, config.img_size,
                            pretrained=config.pretrained, freeze=config.freeze, frozen_bn=config.frozen_bn,
                            expansion_tap=config.expansion_tap, fpn_channels=config.fpn_channels)
-    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    model.to(device, memory_format=memory_format(config.channels_last))
     prefix, adapter = find_backbone(model)
     spec = check_input_size(adapter.spec, config.img_size, "img_size")
     settings, info = config.peft_settings(), None

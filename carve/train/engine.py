@@ -78,6 +78,12 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout a model's weights and images train in (channels-last: faster CPU convolutions for
+    depthwise networks, the same function up to the order of floating-point sums)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -18,7 +18,7 @@ from .batchnorm import calibration_loader, recalibrate_bn
 from .config import TrainConfig
 from .data import SkipCounter, classes_of, eval_loader, set_epoch, train_loader
 from .distill import DistillLoss, load_teacher
-from .engine import (LoopState, LossFn, amp_dtype, epoch_row, plan_schedule, resume, run_epoch, save,
+from .engine import (LoopState, LossFn, amp_dtype, epoch_row, memory_format, plan_schedule, resume, run_epoch, save,
                      seed_everything)
 from .evaluation import evaluate
 from .mixing import BatchMixer
@@ -53,7 +53,7 @@ def classification_loss(model: nn.Module, criterion: nn.Module, mixer: BatchMixe
                         teacher: nn.Module | None = None, skips: SkipCounter | None = None,
                         channels_last: bool = False) -> LossFn:
     """The loss of one ``(images, targets, skipped)`` batch: mixed targets, optional KD teacher."""
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
 
     def loss_of(batch: Any) -> tuple[torch.Tensor, int, dict] | None:
         images, targets, skipped = batch
@@ -61,7 +61,7 @@ def classification_loss(model: nn.Module, criterion: nn.Module, mixer: BatchMixe
             skips.add(skipped)
         if images.numel() == 0:
             return None
-        images = images.to(state.device, non_blocking=True, memory_format=memory_format)
+        images = images.to(state.device, non_blocking=True, memory_format=layout)
         targets = targets.to(state.device, non_blocking=True)
         images, soft_targets = mixer(images, targets)
         with state.autocast():
@@ -143,7 +143,7 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     name = spec.name if spec is not None else type(model).__name__
     if config.sync_bn and dist.enabled:
         model = ddp.convert_sync_batchnorm(model, device)
-    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    model.to(device, memory_format=memory_format(config.channels_last))
     unwrapped = model
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -170,7 +170,7 @@ def fit(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None =
     criterion: nn.Module = label_loss
     if config.teacher:
         teacher = load_teacher(config.teacher, num_classes, config.small_input, pretrained=True).to(
-            device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+            device, memory_format=memory_format(config.channels_last))
         criterion = DistillLoss(label_loss, config.kd_alpha, config.kd_temperature)
     mixer = BatchMixer(num_classes, config.mixup_alpha, config.cutmix_alpha, config.mix_prob, config.switch_prob)
     skips = SkipCounter()
