@@ -112,3 +112,35 @@ def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, 
         rows.append(dict(subnet=name, inherited=inherited, alone=alone, gap=round(inherited - alone, 2)))
         print(f"{name:9s} inherited {inherited:6.2f}  alone ({args.inherit_epochs} epochs) {alone:6.2f}", flush=True)
     return dict(rows=rows, epochs=args.inherit_epochs, within_2_points=all(abs(r["gap"]) <= 2 for r in rows))
+
+
+def seed_noise(args: argparse.Namespace, ranking_part: dict, out: Path) -> dict:
+    """The ranking's trained-alone top-1 of ``--noise-subnets`` again with ``--noise-seeds``: how far the
+    seed alone moves a stand-alone figure, against the spread the ranking has to order."""
+    from carve.zoo import parse_spec
+
+    recorded = ranking_part["alone_recipe"]
+    if recorded["epochs"] != args.alone_epochs or recorded["train_per_class"] != args.alone_per_class:
+        raise SystemExit(f"--alone-epochs/--alone-per-class: the recorded ranking trained {recorded['epochs']} epochs "
+                         f"on {recorded['train_per_class']} images per class; pass those")
+    by_name = {r["subnet"]: r for r in ranking_part["rows"]}
+    unknown = [n for n in args.noise_subnets if n not in by_name]
+    if unknown:
+        raise SystemExit(f"--noise-subnets: {unknown} not in the ranking (expected some of {list(by_name)})")
+    rows = []
+    for name in args.noise_subnets:
+        spec = parse_spec(by_name[name]["spec"])
+        for seed in args.noise_seeds:
+            short = dict(shipped_recipe(argparse.Namespace(**{**vars(args), "seed": seed}), args.alone_epochs,
+                                        args.alone_per_class), warmup_epochs=0.3, channels_last=True)
+            folder = out / f"alone_seed{seed}" / name
+            tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
+                **short, "workers": args.workers, "resume": (folder / "last.pt").is_file()})
+            alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
+            rows.append(dict(subnet=name, seed=seed, alone=alone, recorded_seed=ranking_part["alone_recipe"]["seed"],
+                             recorded=by_name[name]["alone"], diff=round(alone - by_name[name]["alone"], 2)))
+            print(f"{name:12s} seed {seed}: alone {alone:6.2f}  (seed {rows[-1]['recorded_seed']}: "
+                  f"{rows[-1]['recorded']:6.2f})", flush=True)
+    alone = [r["alone"] for r in ranking_part["rows"]]
+    return dict(rows=rows, ranking_spread=round(max(alone) - min(alone), 2),
+                largest_seed_diff=max(abs(r["diff"]) for r in rows))

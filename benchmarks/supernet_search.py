@@ -33,6 +33,10 @@ top-1 with inherited weights against top-1 when each is trained alone from scrat
 recipe (the shipped weights' recipe cut to ``--alone-epochs`` on ``--alone-per-class`` images per
 class, warm-up 0.3 epoch, channels-last); Kendall tau. Each training resumes from its folder.
 
+noise (not run by default): the ranking's stand-alone training of ``--noise-subnets`` again with each
+of ``--noise-seeds``, the recipe otherwise the one the ranking recorded: how far the seed alone moves
+a trained-alone figure, against the spread of figures the ranking orders.
+
 Prints a table per part and writes JSON and a PNG to ``--results`` (JSON after every part).
 """
 
@@ -65,7 +69,7 @@ from carve.zoo.shipped import manifest
 from carve.zoo.supernet import SHIPPED_NAME, extract, load_supernet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from supernet_ranking import held_out_scorer, inheritance, ranking  # noqa: E402  (a sibling script)
+from supernet_ranking import held_out_scorer, inheritance, ranking, seed_noise  # noqa: E402  (a sibling script)
 
 TAG = "carve:tiny-imagenet"
 REFERENCE = "mobilenet_v3_large_100"
@@ -243,6 +247,12 @@ def plot(report: dict, path: Path) -> None:
             ax.scatter([x["alone"] for x in r["rows"]], [x["inherited"] for x in r["rows"]])
             for x in r["rows"]:
                 ax.annotate(x["subnet"], (x["alone"], x["inherited"]), fontsize=6)
+            inherited = {x["subnet"]: x["inherited"] for x in r["rows"]}
+            for i, x in enumerate(report.get("seed_noise", {}).get("rows", [])):
+                ax.plot([x["recorded"], x["alone"]], [inherited[x["subnet"]]] * 2, "C1-", marker="|",
+                        label="same network, another seed" if i == 0 else None)
+            if report.get("seed_noise"):
+                ax.legend(fontsize=7)
             ax.set(xlabel="top-1 trained alone (%)", ylabel="top-1 inherited (%)",
                    title=f"ranking: Kendall tau {r['kendall_tau']:.2f}")
         ax.grid(alpha=0.3)
@@ -256,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--supernet", default=TAG)
     p.add_argument("--data", default="../shared/data/tiny-imagenet")
     p.add_argument("--parts", nargs="+", default=["speed", "result", "ranking", "inheritance"],
-                   choices=["speed", "result", "ranking", "inheritance"])
+                   choices=["speed", "result", "ranking", "inheritance", "noise"])
     p.add_argument("--trials", type=int, default=300)
     p.add_argument("--table-samples", type=int, default=1500, help="random sub-networks whose parts the table holds")
     p.add_argument("--val-per-class", type=int, default=2, help="held-out images per class scoring a candidate")
@@ -282,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank-count", type=int, default=12)
     p.add_argument("--alone-epochs", type=int, default=1)
     p.add_argument("--alone-per-class", type=int, default=100)
+    p.add_argument("--noise-subnets", nargs="+", default=["subnet_05"], help="ranking sub-networks trained again")
+    p.add_argument("--noise-seeds", type=int, nargs="+", default=[1], help="the seeds they are trained again with")
     p.add_argument("--inherit-epochs", type=int, default=3, help="the supernet's epochs")
     p.add_argument("--inherit-per-class", type=int, default=0, help="their training images per class (0: all)")
     p.add_argument("--runtime", default="onnxruntime", help="the runtime every latency is measured in")
@@ -311,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         report["speed"] = dict(speed(args, out), command=command)
     else:  # the later parts alone: the search the JSON records (its study in --out)
         report.update({k: v for k, v in json.loads(json_path.read_text()).items()
-                       if k in ("speed", "result", "ranking", "inheritance")})
+                       if k in ("speed", "result", "ranking", "inheritance", "seed_noise")})
     found = report["speed"]
     print(f"latency table {found['table_s']:.0f} s; search: {found['candidates']} candidates in "
           f"{found['search_s']:.0f} s = {found['per_5_min']:.0f} per 5 min", flush=True)
@@ -326,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Kendall tau {report['ranking']['kendall_tau']:.3f}", flush=True)
     if "inheritance" in args.parts:
         run_part("inheritance", inheritance(args, supernet, out, scorer()))
+    if "noise" in args.parts:
+        if "ranking" not in report:
+            raise SystemExit("--parts noise: needs the ranking part's results (run --parts ranking first)")
+        run_part("seed_noise", seed_noise(args, report["ranking"], out))
     print(f"wrote {json_path} and .png")
     return 0
 
