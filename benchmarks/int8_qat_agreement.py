@@ -6,12 +6,12 @@ quantization noise spread over the whole network. QAT with the FP32 model as KD 
 quantized network to make the FP32 model's decisions, which is what agreement counts. For each
 model: PT2E INT8 (X86InductorQuantizer, compiled, what ``carve compress --quantize int8 --runtime
 torch`` ships) post-training, and after ``--qat-epochs`` of QAT for each ``--kd-weights`` value
-(``(1 - w) * cross-entropy + w * KD``; 0.5 is the CLI's), all calibrated on the same training
-images. Held-out top-1 and agreement with the FP32 model on the same held-out images (the shards'
+(``(1 - w) * cross-entropy + w * KD``; 0.5 is the CLI's), with ``--freeze-bn-stats`` also with the
+BatchNorm running statistics kept during QAT, all calibrated on the same training images. Held-out top-1 and agreement with the FP32 model on the same held-out images (the shards'
 held-out split, ``--eval-per-class`` per class, at the weights' 64 px).
 
     PYTHONPATH=. python benchmarks/int8_qat_agreement.py [--models carve_100 mobilenet_v3_large_100]
-        [--qat-epochs 1] [--qat-per-class 50] [--kd-weights 0.5 1.0] [--seed 0]
+        [--qat-epochs 1] [--qat-per-class 50] [--kd-weights 0.5 1.0] [--freeze-bn-stats] [--seed 0]
 
 Results: ``benchmarks/results/int8_qat_agreement.{json,md,png}``.
 """
@@ -49,15 +49,17 @@ def run_model(name: str, args: argparse.Namespace, calib: list, test: list) -> l
 
     model, trained = load(name, args.pretrained)
     fp32 = top1(model, test)[0]
-    variants = [("post-training", 0.0)] + [(f"QAT, KD weight {w:g}", w) for w in args.kd_weights]
+    frozen = [False, True] if args.freeze_bn_stats else [False]
+    variants = [("post-training", 0.0, False)] + [
+        (f"QAT, KD weight {w:g}" + (", BN statistics frozen" if f else ""), w, f) for w in args.kd_weights for f in frozen]
     rows = []
-    for label, kd_weight in variants:
+    for label, kd_weight, freeze in variants:
         torch.manual_seed(args.seed)
         kw = {}
         if label != "post-training":
             data = qat_data(args)
             kw = dict(qat_steps=args.qat_epochs * len(data), train_data=data, teacher=model, lr=args.qat_lr,
-                      kd_weight=kd_weight)
+                      kd_weight=kd_weight, freeze_bn_stats=freeze)
         t0 = time.perf_counter()
         int8, _ = quantize(model, calib=calib, runtime="torch", calib_images=sum(len(y) for _, y in calib), **kw)
         rows.append(dict(model=name, trained=trained, variant=label, kd_weight=kd_weight if kw else None,
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qat-lr", type=float, default=1e-4, help="SGD learning rate (the CLI's default)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--kd-weights", type=float, nargs="+", default=[0.5, 1.0])
+    ap.add_argument("--freeze-bn-stats", action="store_true",
+                    help="also each QAT variant with the BatchNorm running statistics kept (quantize_pt2e's freeze_bn_stats)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", default="benchmarks/results")

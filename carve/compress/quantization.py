@@ -84,12 +84,14 @@ class Int8Model(nn.Module):
 def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
                   calib_images: int = 128, qat_steps: int = 0, train_data: Iterable | None = None,
                   lr: float = 1e-4, compile: bool = True, keep_float: Sequence[str] = (),
-                  teacher: nn.Module | None = None, kd_weight: float = 0.5) -> tuple[nn.Module, ArchSpec]:
+                  teacher: nn.Module | None = None, kd_weight: float = 0.5,
+                  freeze_bn_stats: bool = False) -> tuple[nn.Module, ArchSpec]:
     """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing.
 
     ``keep_float``: glob patterns over module names (e.g. ``*.se``) left in FP32. ``qat_steps``:
     quantization-aware training steps on ``train_data`` (with ``teacher``: the loss is
     ``(1 - kd_weight) * cross-entropy + kd_weight * KD`` against the teacher's logits).
+    ``freeze_bn_stats``: QAT keeps the model's BatchNorm running statistics instead of re-estimating them.
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -121,6 +123,8 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
         graph = torch.export.export(base, (first,), dynamic_shapes=({0: batch},)).module()
         prepared = prepare_qat_pt2e(graph, quantizer)
         move_exported_model_to_train(prepared)
+        if freeze_bn_stats:
+            _freeze_bn_stats(prepared)
         opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
         if teacher is not None:
@@ -150,6 +154,20 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
         f"int8-pt2e(calib={len(images)}, qat={qat_steps}" + (f", float={list(keep)})" if keep else ")")]
     out.keep_float = list(keep)
     return out, spec
+
+
+def _freeze_bn_stats(graph: torch.fx.GraphModule) -> None:
+    """Momentum 0 on every training-mode batch norm of an exported graph: its running statistics stay."""
+    found = False
+    for node in graph.graph.nodes:
+        if node.target is torch.ops.aten.batch_norm.default:  # (x, w, b, mean, var, training, momentum, eps, cudnn)
+            node.args = node.args[:6] + (0.0,) + node.args[7:]
+            found = True
+        elif node.target is torch.ops.aten._native_batch_norm_legit.default:  # (x, w, b, mean, var, training, momentum, eps)
+            node.args = node.args[:6] + (0.0,) + node.args[7:]
+            found = True
+    if found:
+        graph.recompile()
 
 
 def _cycle(data: Iterable) -> Iterator:

@@ -182,6 +182,28 @@ def test_qat_trains_on_batches_with_the_fp32_model_as_teacher(trained_tiny):
     assert agree >= 0.7 and "qat=3" in qat.carve_steps[-1]
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_qat_can_keep_the_batchnorm_statistics(freeze):
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    from carve.compress.quantization import _freeze_bn_stats
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).train()
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
+    x = torch.randn(8, 3, 8, 8) * 3 + 1
+    prepared = prepare_qat_pt2e(torch.export.export(model, (x,)).module(), quantizer)
+    if freeze:
+        _freeze_bn_stats(prepared)
+    before = {k: v.clone() for k, v in prepared.named_buffers() if "running" in k}
+    assert len(before) == 2
+    prepared(x)
+    moved = [k for k, v in prepared.named_buffers() if k in before and not torch.equal(v, before[k])]
+    assert moved == ([] if freeze else sorted(before, key=list(before).index))
+
+
 def test_qat_settings_are_checked(capsys):
     from carve.cli import main
 
