@@ -72,19 +72,27 @@ def shipped_recipe(args: argparse.Namespace, epochs: int, per_class: int) -> dic
                                      seed=args.seed, train_per_class=per_class, val_per_class=0))
 
 
+def short_recipe(args: argparse.Namespace, seed: int) -> dict:
+    """The ranking's stand-alone recipe (TrainConfig fields) with ``seed``."""
+    shipped = shipped_recipe(argparse.Namespace(**{**vars(args), "seed": seed}), args.alone_epochs, args.alone_per_class)
+    return dict(shipped, warmup_epochs=0.3, channels_last=True)
+
+
+def train_alone(args: argparse.Namespace, spec: Any, folder: Path, seed: int) -> float:
+    """Held-out top-1 of ``spec`` trained from random initialisation with the short recipe, resuming ``folder``."""
+    tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
+        **short_recipe(args, seed), "workers": args.workers, "resume": (folder / "last.pt").is_file()})
+    return round(float(fit(tc, model=create_model(spec)).final_top1), 2)
+
+
 def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
     """Inherited against trained-alone top-1 of sub-networks spread over MACs."""
-    short = dict(shipped_recipe(args, args.alone_epochs, args.alone_per_class), warmup_epochs=0.3, channels_last=True)
     out_rows = []
     for name, (macs, spec) in spread_subnets(supernet, args.rank_count, args.seed).items():
         spec = supernet.fit_spec(spec).replace(name=f"rank_{name}")
         inherited = round(float(score(spec)), 2)
-        folder = out / "alone" / name
-        tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
-            **short, "workers": args.workers,
-            "resume": (folder / "last.pt").is_file()})
         t0 = time.perf_counter()
-        alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
+        alone = train_alone(args, spec, out / "alone" / name, args.seed)
         macs = round(macs, 1)
         out_rows.append(dict(subnet=name, macs_m=macs, inherited=inherited, alone=alone,
                              train_s=round(time.perf_counter() - t0, 1), spec=spec.to_dict()))
@@ -95,7 +103,7 @@ def ranking(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, scor
     return dict(rows=out_rows, kendall_tau=round(tau, 3),
                 tau_macs=dict(inherited=round(kendall_tau(by_macs, [r["inherited"] for r in out_rows]), 3),
                               alone=round(kendall_tau(by_macs, [r["alone"] for r in out_rows]), 3)),
-                alone_recipe=dict(short, init="random"))
+                alone_recipe=dict(short_recipe(args, args.seed), init="random"))
 
 
 def inheritance(args: argparse.Namespace, supernet: torch.nn.Module, out: Path, score: SupernetAccuracy) -> dict:
@@ -131,13 +139,8 @@ def seed_noise(args: argparse.Namespace, ranking_part: dict, out: Path) -> dict:
     for name in args.noise_subnets:
         spec = parse_spec(by_name[name]["spec"])
         for seed in args.noise_seeds:
-            short = dict(shipped_recipe(argparse.Namespace(**{**vars(args), "seed": seed}), args.alone_epochs,
-                                        args.alone_per_class), warmup_epochs=0.3, channels_last=True)
-            folder = out / f"alone_seed{seed}" / name
-            tc = TrainConfig(model=spec.name, out_dir=str(folder), **{
-                **short, "workers": args.workers, "resume": (folder / "last.pt").is_file()})
-            alone = round(float(fit(tc, model=create_model(spec)).final_top1), 2)
-            rows.append(dict(subnet=name, seed=seed, alone=alone, recorded_seed=ranking_part["alone_recipe"]["seed"],
+            alone = train_alone(args, spec, out / f"alone_seed{seed}" / name, seed)
+            rows.append(dict(subnet=name, seed=seed, alone=alone, recorded_seed=recorded["seed"],
                              recorded=by_name[name]["alone"], diff=round(alone - by_name[name]["alone"], 2)))
             print(f"{name:12s} seed {seed}: alone {alone:6.2f}  (seed {rows[-1]['recorded_seed']}: "
                   f"{rows[-1]['recorded']:6.2f})", flush=True)

@@ -158,15 +158,12 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
 
 def _freeze_bn_stats(graph: torch.fx.GraphModule) -> None:
     """Momentum 0 on every training-mode batch norm of an exported graph: its running statistics stay."""
-    found = False
-    for node in graph.graph.nodes:
-        if node.target is torch.ops.aten.batch_norm.default:  # (x, w, b, mean, var, training, momentum, eps, cudnn)
-            node.args = node.args[:6] + (0.0,) + node.args[7:]
-            found = True
-        elif node.target is torch.ops.aten._native_batch_norm_legit.default:  # (x, w, b, mean, var, training, momentum, eps)
-            node.args = node.args[:6] + (0.0,) + node.args[7:]
-            found = True
-    if found:
+    # both take (x, weight, bias, running_mean, running_var, training, momentum, eps, ...)
+    targets = (torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_norm_legit.default)
+    norms = [node for node in graph.graph.nodes if node.target in targets]
+    for node in norms:
+        node.args = node.args[:6] + (0.0,) + node.args[7:]
+    if norms:
         graph.recompile()
 
 
