@@ -55,6 +55,8 @@ class CompressConfig(Config):
     qat_epochs: int = setting(0, ">= 0", help="INT8 (runtime torch): quantization-aware training epochs on the "
                                               "training split, distilled from the FP32 model")
     qat_lr: float = setting(1e-4, "positive", help="learning rate of the quantization-aware training")
+    qat_freeze_bn: bool = setting(True, help="quantization-aware training keeps the model's BatchNorm running "
+                                             "statistics instead of re-estimating them from its batches")
     sensitivity: bool = setting(False, help="write sensitivity.json/.md/.png: top-1 lost per block when only it is "
                                             "INT8 or pruned (measured on the model the quantize step gets)")
     sensitivity_prune: list[float] = setting(default_factory=lambda: [0.25, 0.5], rule="in [0, 1)",
@@ -129,7 +131,7 @@ class CompressConfig(Config):
             if self.keep_float:
                 q["keep_float"] = list(self.keep_float)
             if self.qat_epochs:
-                q.update(qat_epochs=self.qat_epochs, qat_lr=self.qat_lr)
+                q.update(qat_epochs=self.qat_epochs, qat_lr=self.qat_lr, qat_freeze_bn=self.qat_freeze_bn)
             steps.append(("quantize", {**q, **pays}))
         if self.export:
             steps.append(("export", dict(formats=tuple(self.export))))

@@ -67,10 +67,13 @@ def quantize_step(model: nn.Module, spec: ArchSpec | None, trainable: nn.Module,
             table = sensitivity_table(model, trainable, runner, sens)
             report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
         qat_epochs, qat_lr = int(kw.pop("qat_epochs", 0)), float(kw.pop("qat_lr", 1e-4))
+        freeze_bn = bool(kw.pop("qat_freeze_bn", True))
         if qat_epochs:
             data = runner.qat_data(finetune or {})
-            kw.update(qat_steps=qat_epochs * len(data), train_data=data, teacher=model, lr=qat_lr)
-            notes.update(qat_epochs=qat_epochs, qat_steps=kw["qat_steps"], qat_teacher="fp32 model")
+            kw.update(qat_steps=qat_epochs * len(data), train_data=data, teacher=model, lr=qat_lr,
+                      freeze_bn_stats=freeze_bn)
+            notes.update(qat_epochs=qat_epochs, qat_steps=kw["qat_steps"], qat_teacher="fp32 model",
+                         qat_freeze_bn=freeze_bn)
         model, spec = quantize(model, spec, calib=runner.calib, runtime=rt, out_dir=runner.out_dir, **kw)
     if getattr(model, "keep_float", None):
         notes["keep_float"] = list(model.keep_float)

@@ -213,3 +213,28 @@ def test_qat_settings_are_checked(capsys):
     assert "qat_epochs" in err and "runtime='torch'" in err
     assert main(["compress", "mobilenet_v3_small_075", "--fold-bn", "--qat-epochs", "1", "--no-latency"]) == 2
     assert "qat_epochs" in capsys.readouterr().err
+
+
+def test_the_cli_qat_keeps_the_batchnorm_statistics_unless_told(trained_tiny, monkeypatch, capsys):
+    from carve.cli import main
+    from carve.compress import CompressConfig
+    from carve.compress import quantization
+
+    from .conftest import cifar_dir
+
+    real, seen = quantization.quantize_pt2e, []
+
+    def recording(*args, **kw):
+        seen.append(kw)
+        return real(*args, **{**kw, "compile": False})
+
+    monkeypatch.setattr(quantization, "quantize_pt2e", recording)
+    _, weights, _ = trained_tiny
+    assert main(["compress", str(weights), "--quantize", "int8", "--runtime", "torch", "--qat-epochs", "1",
+                 "--finetune", '{"train_per_class": 2, "batch_size": 10}', "--eval", str(cifar_dir()),
+                 "--eval-per-class", "2", "--calib-per-class", "1", "--no-latency", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][-1]
+    assert len(seen) == 1 and seen[0]["freeze_bn_stats"] is True and seen[0]["qat_steps"] == 2
+    assert row["notes"]["qat_freeze_bn"] is True and row["top1"] is not None
+    quantize_kw = dict(CompressConfig(quantize="int8", qat_epochs=1, qat_freeze_bn=False).plan())["quantize"]
+    assert quantize_kw["qat_freeze_bn"] is False
