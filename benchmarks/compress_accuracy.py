@@ -8,8 +8,9 @@ in that runtime at ``--input-size`` (224 px, batch 1; the three variants of a mo
 interleaved in one process, ``carve.compress.step_timing.time_together``). Top-1 is measured
 at the shards' native ``--img-size`` (64 px, what the weights were trained at) on the held-out split
 (``carve.train.shards``, 10 % of the samples chosen by key); calibration images come from the
-training split. The sensitivity table of each model (ONNX Runtime's, which orders the blocks for
-every runtime) is written next to the results by the ONNX Runtime run.
+training split. The sensitivity table of each model orders the blocks in the runtime's own INT8
+flow (ONNX Runtime's for OpenVINO; ``--table-runtime`` to choose) and is written next to the results
+by the run of its own flow.
 
 The accuracy-controlled variant is chosen on the same held-out images it is reported on (as
 accuracy-aware tools do with their validation set); give ``--control-per-class`` to choose it on
@@ -17,9 +18,11 @@ another part of the held-out split than the one reported (``--eval-per-class`` i
 first, then ``--control-per-class`` more).
 
     PYTHONPATH=. python benchmarks/compress_accuracy.py [--models mobilenet_v3_large_100 ...]
-        [--runtime onnxruntime|openvino] [--max-drop 1.0] [--eval-per-class 10] [--calib-per-class 2] [--threads 1]
+        [--runtime onnxruntime|openvino|torch] [--table-runtime onnxruntime|torch] [--max-drop 1.0]
+        [--eval-per-class 10] [--calib-per-class 2] [--threads 1]
 
-Results go to ``benchmarks/results/compress_accuracy[_RUNTIME].{json,md,png}`` (no suffix for ONNX Runtime).
+Results go to ``benchmarks/results/compress_accuracy[_RUNTIME][_table_TABLE].{json,md,png}`` (no
+suffix for ONNX Runtime; ``_table_`` when the table is not the runtime's own).
 
 Without shipped weights for a model it says so and measures the randomly initialised model, marked
 ``untrained`` in every output (its top-1 is chance and says nothing about INT8).
@@ -106,7 +109,7 @@ def latencies(fp32: torch.nn.Module, int8: list[torch.nn.Module], runtime: str, 
     """Median ms of the FP32 model in ``runtime`` and of each INT8 model (which runs in its own), interleaved."""
     from carve.compress.step_timing import TimedModel, time_together
 
-    timed = [TimedModel(fp32, runtime)] + [TimedModel(m, "eager") for m in int8]
+    timed = [TimedModel(fp32, "compile" if runtime == "torch" else runtime)] + [TimedModel(m, "eager") for m in int8]
     return [round(t.median_ms, 3) for t in time_together(timed, size, 3, threads)]
 
 
@@ -120,17 +123,22 @@ def run_model(name: str, args: argparse.Namespace, calib: list, test: list, cont
     t0 = time.perf_counter()
     fp32 = top1(model, test)[0]
     flow = dict(calibration=args.calibration) if args.runtime == "onnxruntime" else {}
+    if args.runtime != "torch":
+        flow["threads"] = args.threads
     plain, _ = quantize(model, calib=calib, runtime=args.runtime, out_dir=out / "plain", calib_images=len(calib) * 100,
-                        threads=args.threads, **flow)
+                        **flow)
     res, _ = controlled_int8(model, calib=calib, eval=control, out_dir=out / "controlled", max_drop=args.max_drop,
                              calib_images=len(calib) * 100, calibration=args.calibration, threads=args.threads,
-                             prune_ratios=tuple(args.prune_ratios), runtime=args.runtime)
-    if args.runtime == "onnxruntime":  # the table is ONNX Runtime's whatever the runtime: written once
-        res.table.write(Path(args.results), stem=f"compress_accuracy_sensitivity_{name}")
+                             prune_ratios=tuple(args.prune_ratios), runtime=args.runtime,
+                             table_runtime=args.table_runtime)
+    if res.table is not None and res.table.runtime == args.runtime:  # each flow's own table, written once
+        own = "" if args.runtime == "onnxruntime" else f"{args.runtime}_"
+        res.table.write(Path(args.results), stem=f"compress_accuracy_sensitivity_{own}{name}")
     fp32_ms, int8_ms, controlled_ms = latencies(model, [plain, res.model], args.runtime, args.input_size, args.threads)
     row = dict(model=name, trained=trained, fp32_top1=fp32, int8_top1=top1(plain, test)[0],
                controlled_top1=top1(res.model, test)[0], kept_float=res.keep_float, met_on_control=res.met,
-               variants_tried=len(res.trail), runtime=args.runtime, fp32_ms=fp32_ms, int8_ms=int8_ms,
+               variants_tried=len(res.trail), runtime=args.runtime,
+               table_runtime=res.table.runtime if res.table else None, fp32_ms=fp32_ms, int8_ms=int8_ms,
                controlled_ms=controlled_ms, seconds=round(time.perf_counter() - t0, 1))
     row["int8_speedup"] = round(row["fp32_ms"] / row["int8_ms"], 3)
     row["controlled_speedup"] = round(row["fp32_ms"] / row["controlled_ms"], 3)
@@ -178,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="held-out images per class the controlled variant is chosen on (0: the reported ones)")
     ap.add_argument("--calib-per-class", type=int, default=2)
     ap.add_argument("--calibration", default="percentile", choices=("minmax", "percentile", "entropy"))
-    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino"),
-                    help="INT8 flow and the runtime all three variants are timed in")
+    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino", "torch"),
+                    help="INT8 flow and the runtime all three variants are timed in (torch: PT2E, FP32 compiled)")
+    ap.add_argument("--table-runtime", default=None, choices=("onnxruntime", "torch"),
+                    help="INT8 flow the sensitivity table ordering the blocks is measured in (default: "
+                         "--runtime's own, ONNX Runtime's for OpenVINO)")
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--prune-ratios", type=float, nargs="*", default=[], help="also measure pruning sensitivity")
     ap.add_argument("--threads", type=int, default=1)
@@ -201,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=. python benchmarks/compress_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     stem = "compress_accuracy" + ("" if args.runtime == "onnxruntime" else f"_{args.runtime}")
+    if args.table_runtime and args.table_runtime != (args.runtime if args.runtime != "openvino" else "onnxruntime"):
+        stem += f"_table_{args.table_runtime}"
     (results / f"{stem}.json").write_text(json.dumps(dict(command=command, args=vars(args), rows=rows), indent=2))
     (results / f"{stem}.md").write_text(f"`{command}`\n\n{text}\n")
     plot(rows, results / f"{stem}.png")

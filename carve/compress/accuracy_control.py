@@ -1,8 +1,9 @@
 """Accuracy-controlled INT8: layers return to floating point, most sensitive first, until the
 held-out top-1 lost is at most ``max_drop`` points.
 
-The order comes from a sensitivity table (``carve.compress.sensitivity``, ONNX Runtime QDQ, one
-calibration shared by every variant). ONNX Runtime variants are re-quantizations of one export;
+The order comes from a sensitivity table (``carve.compress.sensitivity``) measured in the INT8 flow
+being controlled where the table has it (ONNX Runtime QDQ with one calibration shared by every
+variant; PT2E), in ONNX Runtime's for OpenVINO (``table_runtime``). ONNX Runtime variants are re-quantizations of one export;
 PT2E variants (``runtime="torch"``) are re-quantized with ``keep_float`` and evaluated without
 compiling, the kept one compiled at the end; OpenVINO variants (``runtime="openvino"``) are NNCF
 quantizations of one export with the FP32 blocks as its ignored scope. The speed gate (``keep_if_faster``) is the
@@ -25,7 +26,7 @@ from carve.latency.qdq import QdqGraph, ScopeError, check_patterns, matches
 from .openvino_int8 import OvModel, nncf_int8
 from .int8_inputs import QuantizeError, calibration_images as _images
 from .quantization import Int8Model, OrtModel, quantize_pt2e
-from .sensitivity import SensitivityTable, measure_sensitivity, top1
+from .sensitivity import TABLE_RUNTIMES, SensitivityTable, measure_sensitivity, top1
 
 
 FLOWS = {"onnxruntime": "ort", "torch": "pt2e", "openvino": "openvino"}  # runtime -> its INT8 flow's tag
@@ -69,21 +70,25 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
                     calibration: str = "percentile", granularity: str = "block",
                     prune_ratios: Sequence[float] = (), prunable: nn.Module | None = None,
                     table: SensitivityTable | None = None, threads: int | None = None,
-                    compile: bool = True,
+                    compile: bool = True, table_runtime: str | None = None,
                     speed_gate: Callable[[nn.Module], bool] | None = None) -> tuple[ControlResult, ArchSpec]:
     """INT8 of ``model`` losing at most ``max_drop`` top-1 points on ``eval`` (``(images, labels)``
     batches): quantize everything (but ``keep_float``); while the drop is larger, keep the next most
     sensitive unit of ``table`` (measured here when not given) in FP32. ``result.met`` is False when
     even all units in FP32 do not meet it (the last variant is returned, and says so).
 
-    ``speed_gate``: called once with the fully quantized variant, before the sensitivity table; False
-    returns that variant as it is (``result.too_slow``, no table, one variant in the trail).
+    ``table_runtime``: the INT8 flow the table is measured in when not given (default: ``runtime``'s
+    own, ONNX Runtime's for OpenVINO). ``speed_gate``: called once with the fully quantized variant,
+    before the sensitivity table; False returns that variant as it is (``result.too_slow``, no table,
+    one variant in the trail).
     """
     max_drop = check_max_drop(max_drop)
     if eval is None:
         raise QuantizeError("eval: accuracy control needs held-out (images, labels) batches to measure the drop")
     if runtime not in FLOWS:
         raise QuantizeError(f"runtime: expected one of {list(FLOWS)}, got {runtime!r}")
+    if table_runtime is None:
+        table_runtime = runtime if runtime in TABLE_RUNTIMES else "onnxruntime"
     spec = spec or getattr(model, "spec", None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +110,8 @@ def controlled_int8(model: nn.Module, spec: ArchSpec | None = None, calib: Itera
     too_slow = speed_gate is not None and not speed_gate(q)
     if table is None and not too_slow:
         table = measure_sensitivity(model, calib, eval, out, granularity=granularity, prune_ratios=prune_ratios,
-                                    prunable=prunable, threads=threads, graph=graph)
+                                    prunable=prunable, threads=threads, graph=graph, runtime=table_runtime,
+                                    calib_images=calib_images)
     fp32 = top1(model, eval)[0] if table is None else table.fp32_top1
     candidates = [] if too_slow else [u for u in table.ranked() if not any(matches(u, p) for p in keep)]
     trail: list[dict[str, Any]] = []

@@ -85,10 +85,12 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
                   calib_images: int = 128, qat_steps: int = 0, train_data: Iterable | None = None,
                   lr: float = 1e-4, compile: bool = True, keep_float: Sequence[str] = (),
                   teacher: nn.Module | None = None, kd_weight: float = 0.5,
-                  freeze_bn_stats: bool = False) -> tuple[nn.Module, ArchSpec]:
+                  freeze_bn_stats: bool = False, only: Sequence[str] | None = None) -> tuple[nn.Module, ArchSpec]:
     """INT8 for CPU through torchao PT2E + X86InductorQuantizer, compiled with inductor freezing.
 
-    ``keep_float``: glob patterns over module names (e.g. ``*.se``) left in FP32. ``qat_steps``:
+    ``keep_float``: glob patterns over module names (e.g. ``*.se``) left in FP32. ``only``: glob
+    patterns over module names; when given, only the matching modules are INT8 (less ``keep_float``),
+    everything else stays FP32 (how the sensitivity table quantizes one block at a time). ``qat_steps``:
     quantization-aware training steps on ``train_data`` (with ``teacher``: the loss is
     ``(1 - kd_weight) * cross-entropy + kd_weight * KD`` against the teacher's logits).
     ``freeze_bn_stats``: QAT keeps the model's BatchNorm running statistics instead of re-estimating them.
@@ -103,15 +105,21 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
     # post-training: quantize the deployed form (MobileOne: one conv per block); QAT trains the branches
     base = (copy.deepcopy(model) if qat_steps > 0 else copy.deepcopy(deployed(model))).eval()
     quantizer = X86InductorQuantizer()
-    quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=qat_steps > 0))
+    config = get_default_x86_inductor_quantization_config(is_qat=qat_steps > 0)
     names = [n for n, _ in base.named_modules() if n]
     try:
         keep = check_patterns(keep_float, names)
+        scope = None if only is None else check_patterns(only, names, "only")
     except ScopeError as exc:
         raise QuantizeError(str(exc)) from None
-    for name in names:
+    if scope is None:
+        quantizer.set_global(config)
+    for name in names:  # the first module-name entry a node falls under decides: FP32 ones go first
         if any(fnmatch.fnmatchcase(name, p) for p in keep):
             quantizer.set_module_name_qconfig(name, None)  # None: the module's ops stay FP32
+    for name in names if scope else ():
+        if any(fnmatch.fnmatchcase(name, p) for p in scope) and not any(fnmatch.fnmatchcase(name, p) for p in keep):
+            quantizer.set_module_name_qconfig(name, config)
     if qat_steps > 0:
         if train_data is None:
             raise QuantizeError("train_data: quantization-aware training needs (images, labels) batches")
@@ -151,7 +159,8 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
         converted = convert_pt2e(prepared)
     out = Int8Model(converted, example, compile=compile)
     out.carve_steps = list(getattr(model, "carve_steps", [])) + [
-        f"int8-pt2e(calib={len(images)}, qat={qat_steps}" + (f", float={list(keep)})" if keep else ")")]
+        f"int8-pt2e(calib={len(images)}, qat={qat_steps}" + (f", float={list(keep)}" if keep else "")
+        + (f", only={list(scope)})" if scope else ")")]
     out.keep_float = list(keep)
     return out, spec
 

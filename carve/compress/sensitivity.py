@@ -1,8 +1,9 @@
 """Sensitivity analysis: the held-out top-1 lost when only one block (or layer) is compressed.
 
 For every unit of the model (``blocks.<stage>.<block>``, the stem and the head layers, or every
-weighted layer): the top-1 drop when only that unit is INT8 (ONNX Runtime QDQ, every other node
-excluded, one shared calibration), and when only that unit's channel groups are pruned at a few
+weighted layer): the top-1 drop when only that unit is INT8 (in the INT8 flow of ``runtime``: ONNX
+Runtime QDQ with every other node excluded and one shared calibration, or PT2E with only that
+module annotated), and when only that unit's channel groups are pruned at a few
 ratios (``carve.compress.prune`` with per-group ratios, no finetuning). The units whose INT8 drop
 is largest are the ones to keep in floating point (``keep_float``, ``max_drop``).
 """
@@ -21,6 +22,8 @@ from .int8_inputs import QuantizeError, calibration_images as _images
 from .quantization import OrtModel
 
 GRANULARITIES = ("block", "layer")
+TABLE_RUNTIMES = ("onnxruntime", "torch")  # INT8 flows a table can be measured in
+FLOW_NAMES = dict(onnxruntime="ONNX Runtime QDQ", torch="PT2E (X86InductorQuantizer)")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class SensitivityTable:
     rows: list[SensitivityRow] = field(default_factory=list)
     prune_note: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    runtime: str = "onnxruntime"  # whose INT8 flow the rows are measured in
 
     def ranked(self) -> list[str]:
         """Units, the largest INT8 drop first (graph order among equals)."""
@@ -62,6 +66,7 @@ class SensitivityTable:
     def markdown(self) -> str:
         ratios = sorted({k for r in self.rows for k in r.prune_drop}, key=float)
         lines = [f"# INT8 and pruning sensitivity: {self.model}", "",
+                 f"INT8 through {FLOW_NAMES[self.runtime]}. "
                  f"Held-out top-1 on {self.images} images: FP32 {self.fp32_top1:.2f}, everything INT8 "
                  f"{self.int8_top1:.2f} ({self.fp32_top1 - self.int8_top1:+.2f} points lost). Each row compresses "
                  f"only its {self.granularity}; drop = FP32 top-1 minus that model's top-1.", "",
@@ -161,27 +166,43 @@ def _prune_drops(prunable: nn.Module | None, units: list[str], ratios: Sequence[
 def measure_sensitivity(model: nn.Module, calib: Iterable, eval: Iterable, out_dir: str | Path, *,
                 granularity: str = "block", prune_ratios: Sequence[float] = (0.25, 0.5), calib_images: int = 128,
                 calibration: str = "percentile", prunable: nn.Module | None = None, threads: int | None = None,
-                graph: QdqGraph | None = None) -> SensitivityTable:
+                graph: QdqGraph | None = None, runtime: str = "onnxruntime") -> SensitivityTable:
     """Measure, per unit, the held-out top-1 drop when only it is INT8 and when only it is pruned.
 
     ``calib``/``eval``: batches of images or ``(images, labels)``; ``eval`` gives the top-1.
     ``granularity``: "block" (``blocks.i.j``, stem, head layers) or "layer" (every conv/linear; INT8
     only). ``prunable``: the unfolded carve model to prune (default ``model`` when it has a spec and
-    BatchNorms). ``graph``: a ``QdqGraph`` of ``model`` already calibrated, to share its export.
+    BatchNorms). ``graph``: a ``QdqGraph`` of ``model`` already calibrated, to share its export (it
+    names the units in either runtime). ``runtime``: the INT8 flow measured, "onnxruntime" or "torch"
+    (PT2E; ``calibration`` applies to ONNX Runtime only).
     """
     if granularity not in GRANULARITIES:
         raise QuantizeError(f"granularity: expected one of {list(GRANULARITIES)}, got {granularity!r}")
+    if runtime not in TABLE_RUNTIMES:
+        raise QuantizeError(f"runtime: a sensitivity table is measured in one of {list(TABLE_RUNTIMES)}, "
+                            f"got {runtime!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    images = _images(calib, calib_images)
     if graph is None:
-        graph = QdqGraph(model, _images(calib, calib_images), out, calibration)
+        graph = QdqGraph(model, images, out, calibration)
     fp32, n = top1(model, eval)
-    full = top1(OrtModel(graph.quantize(out / "sensitivity_int8.onnx"), threads), eval)[0]
+
+    def int8_top1(only: list[str] | None) -> float:
+        if runtime == "torch":
+            from .quantization import quantize_pt2e
+
+            q = quantize_pt2e(model, calib=images, calib_images=len(images), only=only, compile=False)[0]
+            return top1(q, eval)[0]
+        path = graph.quantize(out / ("sensitivity_int8.onnx" if only is None else "sensitivity_variant.onnx"),
+                              only=only)
+        return top1(OrtModel(path, threads), eval)[0]
+
+    full = int8_top1(None)
     units = graph.units(granularity)
     rows = []
     for unit in units:
-        path = graph.quantize(out / "sensitivity_variant.onnx", only=[unit])
-        t = top1(OrtModel(path, threads), eval)[0]
+        t = int8_top1([unit])
         rows.append(SensitivityRow(unit=unit, nodes=len(graph.nodes_in([unit])), int8_top1=t, int8_drop=fp32 - t))
     (out / "sensitivity_variant.onnx").unlink(missing_ok=True)
     if prunable is None and any(k.endswith("running_var") for k in model.state_dict()):
@@ -195,7 +216,7 @@ def measure_sensitivity(model: nn.Module, calib: Iterable, eval: Iterable, out_d
         row.prune_drop = {k: fp32 - v for k, v in row.prune_top1.items()}
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     return SensitivityTable(model=name, granularity=granularity, fp32_top1=fp32, int8_top1=full, images=n, rows=rows,
-                            prune_note=note)
+                            prune_note=note, runtime=runtime)
 
 
-__all__ = ["GRANULARITIES", "SensitivityRow", "SensitivityTable", "measure_sensitivity", "top1"]
+__all__ = ["GRANULARITIES", "TABLE_RUNTIMES", "SensitivityRow", "SensitivityTable", "measure_sensitivity", "top1"]

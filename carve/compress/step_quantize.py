@@ -17,7 +17,7 @@ from .artefacts import file_size
 from .openvino_int8 import OvModel
 from .quantization import OrtModel, quantize
 from .report import CompressReport
-from .sensitivity import SensitivityTable, measure_sensitivity
+from .sensitivity import TABLE_RUNTIMES, SensitivityTable, measure_sensitivity
 from .step_gates import lost, pair_pays
 from .step_runner import StepRunner
 from .step_timing import Timing
@@ -45,7 +45,8 @@ def quantize_step(model: nn.Module, spec: ArchSpec | None, trainable: nn.Module,
     if max_drop is not None and precision == "int8" and not kw.get("qat_epochs"):
         left = max(0.0, max_drop - lost(report))
         step_drop = left if step_drop is None else min(step_drop, left)
-    sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity}
+    sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"),
+                                             "runtime": rt if rt in TABLE_RUNTIMES else "onnxruntime", **sensitivity}
     notes: dict[str, Any] = {}
     pair: list[Timing] = []  # filled by the speed gate on the fully quantized model
     too_slow: list[Timing] = []

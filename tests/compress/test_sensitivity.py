@@ -238,3 +238,37 @@ def test_the_cli_qat_keeps_the_batchnorm_statistics_unless_told(trained_tiny, mo
     assert row["notes"]["qat_freeze_bn"] is True and row["top1"] is not None
     quantize_kw = dict(CompressConfig(quantize="int8", qat_epochs=1, qat_freeze_bn=False).plan())["quantize"]
     assert quantize_kw["qat_freeze_bn"] is False
+
+
+@pytest.mark.slow
+def test_the_pt2e_table_quantizes_one_block_at_a_time_and_names_the_broken_one(trained_tiny, data, tmp_path):
+    model, _, _ = trained_tiny
+    broken = broken_stem(model)
+    calib, test = data
+    only, _ = quantize(broken, calib=calib, runtime="torch", calib_images=8, compile=False, only=["blocks.1.0"])
+    convs = [n for n in only.converted.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+    int8 = [n for n in convs if n.args[1].op == "call_function" and "dequantize" in str(n.args[1].target)]
+    assert int8 and all(any(k.startswith("blocks.1.0") for k, _ in n.meta["nn_module_stack"].values()) for n in int8)
+    assert len(int8) < len(convs)
+    table = measure_sensitivity(broken, calib, test, tmp_path, calib_images=40, prune_ratios=(), runtime="torch")
+    assert table.runtime == "torch" and "PT2E" in table.markdown()
+    assert table.fp32_top1 - table.int8_top1 >= 3, table.markdown()  # per-tensor activations: the stem hurts
+    assert table.ranked()[0] in ("stem", "blocks.0.0"), table.markdown()
+    assert all(math.isfinite(r.int8_drop) for r in table.rows) and len(table.rows) >= 6
+    with pytest.raises(QuantizeError, match="runtime"):
+        measure_sensitivity(broken, calib, test, tmp_path, runtime="openvino")
+
+
+@pytest.mark.slow
+def test_the_cli_table_is_measured_in_the_runs_int8_flow(trained_tiny, tmp_path, capsys):
+    from carve.cli import main
+
+    from .conftest import cifar_dir
+
+    _, weights, _ = trained_tiny
+    assert main(["compress", str(weights), "--sensitivity", "--sensitivity-prune", "0.5", "--eval", str(cifar_dir()),
+                 "--eval-per-class", "4", "--calib-per-class", "2", "--no-latency", "--out-dir", str(tmp_path),
+                 "--json"]) == 0  # runtime torch, the default
+    table = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert table["runtime"] == "torch" and table["images"] == 40 and table["rows"]
+    assert "PT2E" in (tmp_path / "sensitivity.md").read_text()
