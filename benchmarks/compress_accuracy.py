@@ -8,9 +8,9 @@ in that runtime at ``--input-size`` (224 px, batch 1; the three variants of a mo
 interleaved in one process, ``carve.compress.step_timing.time_together``). Top-1 is measured
 at the shards' native ``--img-size`` (64 px, what the weights were trained at) on the held-out split
 (``carve.train.shards``, 10 % of the samples chosen by key); calibration images come from the
-training split. The sensitivity table of each model orders the blocks in the runtime's own INT8
-flow (ONNX Runtime's for OpenVINO; ``--table-runtime`` to choose) and is written next to the results
-by the run of its own flow.
+training split. The sensitivity table of each model that orders the blocks is ONNX Runtime's for
+every runtime (``--table-runtime torch``: a PT2E table); it is written next to the results by the
+run of its own flow.
 
 The accuracy-controlled variant is chosen on the same held-out images it is reported on (as
 accuracy-aware tools do with their validation set); give ``--control-per-class`` to choose it on
@@ -21,8 +21,8 @@ first, then ``--control-per-class`` more).
         [--runtime onnxruntime|openvino|torch] [--table-runtime onnxruntime|torch] [--max-drop 1.0]
         [--eval-per-class 10] [--calib-per-class 2] [--threads 1]
 
-Results go to ``benchmarks/results/compress_accuracy[_RUNTIME][_table_TABLE].{json,md,png}`` (no
-suffix for ONNX Runtime; ``_table_`` when the table is not the runtime's own).
+Results go to ``benchmarks/results/compress_accuracy[_RUNTIME][_table_torch].{json,md,png}`` (no
+suffix for ONNX Runtime).
 
 Without shipped weights for a model it says so and measures the randomly initialised model, marked
 ``untrained`` in every output (its top-1 is chance and says nothing about INT8).
@@ -131,18 +131,27 @@ def run_model(name: str, args: argparse.Namespace, calib: list, test: list, cont
                              calib_images=len(calib) * 100, calibration=args.calibration, threads=args.threads,
                              prune_ratios=tuple(args.prune_ratios), runtime=args.runtime,
                              table_runtime=args.table_runtime)
-    if res.table is not None and res.table.runtime == args.runtime:  # each flow's own table, written once
+    if res.table is not None and res.table.runtime == args.runtime:  # each flow's table, by the run of that flow
         own = "" if args.runtime == "onnxruntime" else f"{args.runtime}_"
         res.table.write(Path(args.results), stem=f"compress_accuracy_sensitivity_{own}{name}")
-    fp32_ms, int8_ms, controlled_ms = latencies(model, [plain, res.model], args.runtime, args.input_size, args.threads)
+    fp32_ms, int8_ms, controlled_ms = latencies(model, [plain, res.model], args.runtime, args.input_size,
+                                                args.threads) if args.latency else (None, None, None)
     row = dict(model=name, trained=trained, fp32_top1=fp32, int8_top1=top1(plain, test)[0],
                controlled_top1=top1(res.model, test)[0], kept_float=res.keep_float, met_on_control=res.met,
                variants_tried=len(res.trail), runtime=args.runtime,
                table_runtime=res.table.runtime if res.table else None, fp32_ms=fp32_ms, int8_ms=int8_ms,
                controlled_ms=controlled_ms, seconds=round(time.perf_counter() - t0, 1))
-    row["int8_speedup"] = round(row["fp32_ms"] / row["int8_ms"], 3)
-    row["controlled_speedup"] = round(row["fp32_ms"] / row["controlled_ms"], 3)
+    if args.latency:
+        row["int8_speedup"] = round(row["fp32_ms"] / row["int8_ms"], 3)
+        row["controlled_speedup"] = round(row["fp32_ms"] / row["controlled_ms"], 3)
     return row
+
+
+def ms(r: dict, key: str, speedup: str | None = None) -> str:
+    """A latency cell: ms (and speed-up), or '-' when not timed."""
+    if r.get(key) is None:
+        return "-"
+    return f"{r[key]:.2f}" + (f" ({r[speedup]:.2f}x)" if speedup else "")
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
@@ -151,8 +160,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     for r in rows:
         mark = "" if r["trained"] else " (untrained)"
         lines.append(f"| {r['model']}{mark} | {r['fp32_top1']:.2f} | {r['int8_top1']:.2f} | {r['controlled_top1']:.2f} | "
-                     f"{', '.join(r['kept_float']) or '-'} | {r['fp32_ms']:.2f} | {r['int8_ms']:.2f} "
-                     f"({r['int8_speedup']:.2f}x) | {r['controlled_ms']:.2f} ({r['controlled_speedup']:.2f}x) |")
+                     f"{', '.join(r['kept_float']) or '-'} | {ms(r, 'fp32_ms')} | {ms(r, 'int8_ms', 'int8_speedup')} | "
+                     f"{ms(r, 'controlled_ms', 'controlled_speedup')} |")
     return "\n".join(lines)
 
 
@@ -168,7 +177,7 @@ def plot(rows: list[dict], path: Path) -> None:
                                         (f"{rows[0]['runtime']} latency (ms)",
                                          ("fp32_ms", "int8_ms", "controlled_ms")))):
         for i, key in enumerate(keys):
-            ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[key] for r in rows], 0.27,
+            ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[key] or 0.0 for r in rows], 0.27,
                    label=("FP32", "INT8", "controlled INT8")[i])
         ax.set_xticks(range(len(rows)), names, fontsize=8)
         ax.set_title(title)
@@ -188,10 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", default="percentile", choices=("minmax", "percentile", "entropy"))
     ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "openvino", "torch"),
                     help="INT8 flow and the runtime all three variants are timed in (torch: PT2E, FP32 compiled)")
-    ap.add_argument("--table-runtime", default=None, choices=("onnxruntime", "torch"),
-                    help="INT8 flow the sensitivity table ordering the blocks is measured in (default: "
-                         "--runtime's own, ONNX Runtime's for OpenVINO)")
+    ap.add_argument("--table-runtime", default="onnxruntime", choices=("onnxruntime", "torch"),
+                    help="INT8 flow the sensitivity table ordering the blocks is measured in")
     ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--no-latency", dest="latency", action="store_false", help="top-1 only (e.g. on a busy machine)")
     ap.add_argument("--prune-ratios", type=float, nargs="*", default=[], help="also measure pruning sensitivity")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-dir", default="runs/compress_accuracy")
@@ -212,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=. python benchmarks/compress_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     stem = "compress_accuracy" + ("" if args.runtime == "onnxruntime" else f"_{args.runtime}")
-    if args.table_runtime and args.table_runtime != (args.runtime if args.runtime != "openvino" else "onnxruntime"):
+    if args.table_runtime != "onnxruntime":
         stem += f"_table_{args.table_runtime}"
     (results / f"{stem}.json").write_text(json.dumps(dict(command=command, args=vars(args), rows=rows), indent=2))
     (results / f"{stem}.md").write_text(f"`{command}`\n\n{text}\n")

@@ -12,6 +12,7 @@ from carve.train.config import TrainConfig
 from .clustering import CLUSTER_BITS
 from .pruning import CRITERIA
 from .quantization import CALIBRATIONS, PRECISIONS, RUNTIMES
+from .sensitivity import TABLE_RUNTIMES
 from .stepwise import EXPORT_FORMATS
 
 # TrainConfig fields the KD finetuning after pruning sets itself
@@ -61,6 +62,10 @@ class CompressConfig(Config):
                                             "INT8 or pruned (measured on the model the quantize step gets)")
     sensitivity_prune: list[float] = setting(default_factory=lambda: [0.25, 0.5], rule="in [0, 1)",
                                              help="pruning ratios of the sensitivity table (empty: INT8 only)")
+    sensitivity_runtime: str = setting("onnxruntime", choices=TABLE_RUNTIMES,
+                                       help="INT8 flow the sensitivity table, and so accuracy control's order, is "
+                                            "measured in (onnxruntime: re-quantizations of one export; torch: "
+                                            "PT2E, one block at a time, about twice as long)")
     calibration: str = setting("percentile", choices=CALIBRATIONS, help="ONNX Runtime INT8: how activation "
                                                                         "ranges are set from the calibration images")
     keep_if_faster: float | None = setting(None, "positive", help="keep each step (prune, fold, lowrank, quantize) "
@@ -132,6 +137,8 @@ class CompressConfig(Config):
                 q["keep_float"] = list(self.keep_float)
             if self.qat_epochs:
                 q.update(qat_epochs=self.qat_epochs, qat_lr=self.qat_lr, qat_freeze_bn=self.qat_freeze_bn)
+            if self.quantize == "int8" and self.sensitivity_runtime != "onnxruntime":
+                q["table_runtime"] = self.sensitivity_runtime
             steps.append(("quantize", {**q, **pays}))
         if self.export:
             steps.append(("export", dict(formats=tuple(self.export))))

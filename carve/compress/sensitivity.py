@@ -87,10 +87,10 @@ class SensitivityTable:
         import matplotlib.pyplot as plt
 
         ratios = sorted({k for r in self.rows for k in r.prune_drop}, key=float)
-        panels = [("INT8 (only this unit)", [r.int8_drop for r in self.rows])]
+        panels = [(f"INT8 in {FLOW_NAMES[self.runtime]} (only this unit)", [r.int8_drop for r in self.rows])]
         panels += [(f"pruned {k} (only this unit)", [r.prune_drop.get(k, 0.0) for r in self.rows]) for k in ratios]
         names = [r.unit for r in self.rows]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 0.28 * len(names) + 1.5), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(6.5, 4.5 * len(panels)), 0.28 * len(names) + 1.5), squeeze=False)
         for ax, (title, values) in zip(axes[0], panels):
             ax.barh(range(len(values)), values, color=["tab:red" if v > 0 else "tab:blue" for v in values])
             ax.set_yticks(range(len(values)), names, fontsize=7)
@@ -98,7 +98,7 @@ class SensitivityTable:
             ax.axvline(0, color="black", linewidth=0.5)
             ax.set_xlabel("top-1 drop (points)")
             ax.set_title(title, fontsize=9)
-        fig.suptitle(f"{self.model}: sensitivity per {self.granularity} ({self.images} held-out images)")
+        fig.suptitle(f"{self.model}: sensitivity per {self.granularity} ({self.images} held-out images)", fontsize=10)
         fig.tight_layout()
         return save_figure(fig, path)
 

@@ -19,4 +19,5 @@ def compress(config: CompressConfig) -> CompressReport:
                     calib_per_class=c.calib_per_class, eval_per_class=c.eval_per_class, num_classes=c.num_classes,
                     small_input=c.small_input, threads=c.threads, latency=c.latency, max_drop=c.max_drop,
                     protocol=c.protocol,
-                    sensitivity=dict(prune_ratios=list(c.sensitivity_prune)) if c.sensitivity else None)
+                    sensitivity=dict(prune_ratios=list(c.sensitivity_prune), runtime=c.sensitivity_runtime)
+                    if c.sensitivity else None)

@@ -17,7 +17,7 @@ from .artefacts import file_size
 from .openvino_int8 import OvModel
 from .quantization import OrtModel, quantize
 from .report import CompressReport
-from .sensitivity import TABLE_RUNTIMES, SensitivityTable, measure_sensitivity
+from .sensitivity import SensitivityTable, measure_sensitivity
 from .step_gates import lost, pair_pays
 from .step_runner import StepRunner
 from .step_timing import Timing
@@ -45,8 +45,9 @@ def quantize_step(model: nn.Module, spec: ArchSpec | None, trainable: nn.Module,
     if max_drop is not None and precision == "int8" and not kw.get("qat_epochs"):
         left = max(0.0, max_drop - lost(report))
         step_drop = left if step_drop is None else min(step_drop, left)
-    sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"),
-                                             "runtime": rt if rt in TABLE_RUNTIMES else "onnxruntime", **sensitivity}
+    table_runtime = kw.pop("table_runtime", (sensitivity or {}).get("runtime", "onnxruntime"))
+    sens = None if sensitivity is None else {"calibration": kw.get("calibration", "percentile"), **sensitivity,
+                                             "runtime": table_runtime}
     notes: dict[str, Any] = {}
     pair: list[Timing] = []  # filled by the speed gate on the fully quantized model
     too_slow: list[Timing] = []
@@ -56,7 +57,8 @@ def quantize_step(model: nn.Module, spec: ArchSpec | None, trainable: nn.Module,
             kw["speed_gate"] = partial(pair_pays, runner.time, model, min_speedup, pair)
         res, spec = controlled_int8(model, spec, runner.calib, runner.eval, runner.out_dir, max_drop=step_drop,
                                     runtime=rt, prunable=trainable, threads=runner.threads,
-                                    prune_ratios=(sens or {}).get("prune_ratios", ()), **kw)
+                                    prune_ratios=(sens or {}).get("prune_ratios", ()), table_runtime=table_runtime,
+                                    **kw)
         model = res.model
         too_slow = pair if res.too_slow else []  # otherwise the kept variant is timed by the pipeline's gate
         notes.update(res.notes())

@@ -26,7 +26,6 @@ from .graph_pruning import is_detector
 from .pruning import check_ratio
 from .quantization import RUNTIMES
 from .report import CompressReport
-from .sensitivity import TABLE_RUNTIMES
 from .step_export import EXPORT_FORMATS, export_step
 from .step_gates import decisive_pair, pays, within
 from .step_prune import prune_step
@@ -134,8 +133,7 @@ def pipeline(model_or_ckpt: Any, steps: Sequence[str | tuple[str, dict]], calib:
     report.add(runner.row("original", original, spec, None))
     models = [original]  # the model of each row, timed together at the end
     if sensitivity is not None and not any(n == "quantize" for n, _ in plan):
-        own = runtime if runtime in TABLE_RUNTIMES else "onnxruntime"  # the table in the run's INT8 flow
-        table = sensitivity_table(original, original, runner, {"runtime": own, **sensitivity})
+        table = sensitivity_table(original, original, runner, sensitivity)
         report.files.update({f"sensitivity_{k}": v for k, v in table.files.items()})
     if compare_compiled and latency:
         from carve.latency import measure

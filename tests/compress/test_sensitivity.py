@@ -257,18 +257,24 @@ def test_the_pt2e_table_quantizes_one_block_at_a_time_and_names_the_broken_one(t
     assert all(math.isfinite(r.int8_drop) for r in table.rows) and len(table.rows) >= 6
     with pytest.raises(QuantizeError, match="runtime"):
         measure_sensitivity(broken, calib, test, tmp_path, runtime="openvino")
+    with pytest.raises(QuantizeError, match="table_runtime"):
+        controlled_int8(broken, calib=calib, eval=test, out_dir=tmp_path, table_runtime="openvino")
 
 
 @pytest.mark.slow
-def test_the_cli_table_is_measured_in_the_runs_int8_flow(trained_tiny, tmp_path, capsys):
+def test_the_cli_measures_the_table_in_the_int8_flow_asked_for(trained_tiny, tmp_path, capsys):
     from carve.cli import main
+    from carve.compress import CompressConfig
 
     from .conftest import cifar_dir
 
     _, weights, _ = trained_tiny
-    assert main(["compress", str(weights), "--sensitivity", "--sensitivity-prune", "0.5", "--eval", str(cifar_dir()),
-                 "--eval-per-class", "4", "--calib-per-class", "2", "--no-latency", "--out-dir", str(tmp_path),
-                 "--json"]) == 0  # runtime torch, the default
+    assert main(["compress", str(weights), "--sensitivity", "--sensitivity-prune", "0.5", "--sensitivity-runtime",
+                 "torch", "--eval", str(cifar_dir()), "--eval-per-class", "4", "--calib-per-class", "2",
+                 "--no-latency", "--out-dir", str(tmp_path), "--json"]) == 0
     table = json.loads((tmp_path / "sensitivity.json").read_text())
     assert table["runtime"] == "torch" and table["images"] == 40 and table["rows"]
     assert "PT2E" in (tmp_path / "sensitivity.md").read_text()
+    plan = dict(CompressConfig(quantize="int8", max_drop=1.0, sensitivity_runtime="torch").plan())
+    assert plan["quantize"]["table_runtime"] == "torch"
+    assert "table_runtime" not in dict(CompressConfig(quantize="int8", max_drop=1.0).plan())["quantize"]
