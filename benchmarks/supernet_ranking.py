@@ -146,4 +146,26 @@ def seed_noise(args: argparse.Namespace, ranking_part: dict, out: Path) -> dict:
                   f"{rows[-1]['recorded']:6.2f})", flush=True)
     alone = [r["alone"] for r in ranking_part["rows"]]
     return dict(rows=rows, ranking_spread=round(max(alone) - min(alone), 2),
-                largest_seed_diff=max(abs(r["diff"]) for r in rows))
+                largest_seed_diff=max(abs(r["diff"]) for r in rows), **seed_taus(ranking_part, rows))
+
+
+def seed_taus(ranking_part: dict, rows: list[dict]) -> dict:
+    """Over the sub-networks trained again (three or more): Kendall tau of each seed's stand-alone
+    order against the recorded seed's (the reference's own ceiling), and of the inherited order
+    against each seed's and against the seeds' mean."""
+    names = list(dict.fromkeys(r["subnet"] for r in rows))
+    if len(names) < 3:
+        return {}
+    by_name = {r["subnet"]: r for r in ranking_part["rows"]}
+    recorded, inherited = [by_name[n]["alone"] for n in names], [by_name[n]["inherited"] for n in names]
+    per_seed = {ranking_part["alone_recipe"]["seed"]: recorded}
+    for seed in dict.fromkeys(r["seed"] for r in rows):
+        got = {r["subnet"]: r["alone"] for r in rows if r["seed"] == seed}
+        per_seed[seed] = [got[n] for n in names]
+    mean = [sum(v[i] for v in per_seed.values()) / len(per_seed) for i in range(len(names))]
+    return dict(subnets=names,
+                tau_between_seeds={str(s): round(kendall_tau(recorded, v), 3) for s, v in per_seed.items()
+                                   if v is not recorded},
+                tau_inherited_per_seed={str(s): round(kendall_tau(inherited, v), 3) for s, v in per_seed.items()},
+                tau_inherited_seed_mean=round(kendall_tau(inherited, mean), 3),
+                seed_mean=[round(m, 2) for m in mean])

@@ -251,10 +251,16 @@ def plot(report: dict, path: Path) -> None:
             for i, x in enumerate(report.get("seed_noise", {}).get("rows", [])):
                 ax.plot([x["recorded"], x["alone"]], [inherited[x["subnet"]]] * 2, "C1-", marker="|",
                         label="same network, another seed" if i == 0 else None)
-            if report.get("seed_noise"):
+            noise = report.get("seed_noise", {})
+            title = f"ranking: Kendall tau {r['kendall_tau']:.2f}"
+            if noise.get("seed_mean"):
+                ax.scatter(noise["seed_mean"], [inherited[n] for n in noise["subnets"]], marker="x",
+                           color="C2", label="mean of the seeds")
+                title += (f"; vs seeds' mean {noise['tau_inherited_seed_mean']:.2f}"
+                          f"\n(seed vs seed {min(noise['tau_between_seeds'].values()):.2f})")
+            if noise:
                 ax.legend(fontsize=7)
-            ax.set(xlabel="top-1 trained alone (%)", ylabel="top-1 inherited (%)",
-                   title=f"ranking: Kendall tau {r['kendall_tau']:.2f}")
+            ax.set(xlabel="top-1 trained alone (%)", ylabel="top-1 inherited (%)", title=title)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -342,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         if "ranking" not in report:
             raise SystemExit("--parts noise: needs the ranking part's results (run --parts ranking first)")
         run_part("seed_noise", seed_noise(args, report["ranking"], out))
+        if "tau_inherited_seed_mean" in report["seed_noise"]:
+            noise = report["seed_noise"]
+            print(f"Kendall tau seed vs seed {noise['tau_between_seeds']}, inherited vs each seed "
+                  f"{noise['tau_inherited_per_seed']}, vs the seeds' mean {noise['tau_inherited_seed_mean']}",
+                  flush=True)
     print(f"wrote {json_path} and .png")
     return 0
 
