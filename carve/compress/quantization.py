@@ -35,13 +35,16 @@ PRECISIONS = ("int8", "fp16", "bf16")
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
+FREE_SIZE = {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}  # height and width, where the model allows
+
+
 def _export(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """``torch.export`` at batch 1 (the quantized graph is run image by image for larger batches)."""
-    return torch.export.export(model, (example,)).module()
+    """``torch.export`` at batch 1 (the quantized graph is run image by image for larger batches), any image size."""
+    return torch.export.export(model, (example,), dynamic_shapes=(FREE_SIZE,)).module()
 
 
 class Int8Model(nn.Module):
-    """A PT2E-quantized graph and its inductor-compiled (frozen) callable."""
+    """A PT2E-quantized graph and its inductor-compiled (frozen) callable, compiled again for each new image size."""
 
     def __init__(self, converted: nn.Module, example: torch.Tensor, compile: bool = True):
         super().__init__()
@@ -52,7 +55,7 @@ class Int8Model(nn.Module):
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # without freezing no INT8 kernels run
-            self._compiled = torch.compile(converted)
+            self._compiled = torch.compile(converted, dynamic=False)  # static kernels per size, as for one size
             with torch.no_grad():
                 self._compiled(example)
 
@@ -76,9 +79,15 @@ class Int8Model(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = self.converted if self._compiled is None else self._compiled
-        if x.shape[0] == 1:
-            return fn(x)
-        return torch.cat([fn(xi) for xi in x.split(1)])
+        try:
+            return fn(x) if x.shape[0] == 1 else torch.cat([fn(xi) for xi in x.split(1)])
+        except Exception as exc:
+            if x.shape[2:] == self.example.shape[2:]:
+                raise
+            size, got = ("x".join(map(str, t.shape[2:])) for t in (self.example, x))
+            raise QuantizeError(f"input: this INT8 graph, exported from {size} images, does not run at {got} "
+                                f"(its model fixes the size?); quantize with calibration images of the size it "
+                                f"will run at. {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterable | None = None,
@@ -128,7 +137,7 @@ def quantize_pt2e(model: nn.Module, spec: ArchSpec | None = None, calib: Iterabl
         base.train()
         first = next(iter(_cycle(train_data)))[0]
         batch = torch.export.Dim("batch", min=1, max=4096)  # trained on batches, run image by image
-        graph = torch.export.export(base, (first,), dynamic_shapes=({0: batch},)).module()
+        graph = torch.export.export(base, (first,), dynamic_shapes=({0: batch, **FREE_SIZE},)).module()
         prepared = prepare_qat_pt2e(graph, quantizer)
         move_exported_model_to_train(prepared)
         if freeze_bn_stats:
@@ -187,7 +196,8 @@ def _cycle(data: Iterable) -> Iterator:
 
 
 def package_aoti(model: Int8Model | nn.Module, path: str | Path, example: torch.Tensor | None = None) -> Path:
-    """Write an AOTInductor package (load with ``torch._inductor.aoti_load_package``; no compile at load)."""
+    """Write an AOTInductor package for ``example``'s shape, by default the calibration images' (load with
+    ``torch._inductor.aoti_load_package``; no compile at load)."""
     import torch._inductor.config as inductor_config
 
     path = Path(path)

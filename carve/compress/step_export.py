@@ -43,7 +43,7 @@ def export_step(model: nn.Module, out: Path, eval_data: Iterable | None, input_s
         path = to_program(graph, out / "model.pt2", input_size, in_channels)
         info.update(program=str(path), program_bytes=file_size(path))
     if "aoti" in formats and isinstance(model, Int8Model):
-        path = package_aoti(model, out / "model_int8_aoti.pt2")
+        path = package_aoti(model, out / "model_int8_aoti.pt2", torch.zeros(1, in_channels, input_size, input_size))
         info.update(aoti=str(path), aoti_bytes=file_size(path))
     if "coreml" in formats:
         if isinstance(model, QUANTIZED):

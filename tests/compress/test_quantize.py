@@ -38,6 +38,39 @@ def test_int8_pt2e_agrees_with_fp32_on_real_images(trained_tiny):
     assert graph_bytes(q) < 0.5 * state_size(model)  # int8 weights, not fp32 ones
 
 
+def test_int8_pt2e_runs_at_image_sizes_other_than_its_calibration(trained_tiny):
+    """Calibrated on 32 px images, the compiled INT8 graph runs at 48 px too and agrees with FP32 there."""
+    model, _, _ = trained_tiny
+    calib = cifar_batches("train", 5, 50)
+    q, _ = quantize(model, calib=calib, runtime="torch", calib_images=50)
+    test = [(torch.nn.functional.interpolate(x, size=48, mode="bilinear"), y) for x, y in cifar_batches("test", 2, 50)]
+    assert _agreement(model, q, test) >= 0.85
+
+
+@pytest.mark.slow
+def test_the_aoti_package_runs_at_the_size_it_was_packaged_for(trained_tiny, tmp_path):
+    """Calibrated at 32 px, packaged for 48 px: the loaded package computes what the graph does at 48 px."""
+    from carve.compress import package_aoti
+
+    model, _, _ = trained_tiny
+    q, _ = quantize(model, calib=cifar_batches("train", 1, 10), runtime="torch", calib_images=10, compile=False)
+    x = torch.nn.functional.interpolate(cifar_batches("test", 1, 4)[0][0][:1], size=48, mode="bilinear")
+    path = package_aoti(q, tmp_path / "int8.pt2", example=x)
+    with torch.no_grad():
+        got, want = torch._inductor.aoti_load_package(str(path))(x), q.converted(x)
+    assert got.shape == want.shape == (1, 10)
+    assert (got - want).abs().max() <= 0.05 * want.abs().max()
+
+
+def test_int8_pt2e_of_a_model_that_fixes_its_size_names_the_size_it_takes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 10)).eval()
+    q, _ = quantize(model, calib=[torch.randn(2, 3, 32, 32)], runtime="torch", calib_images=2, compile=False)
+    assert q(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(QuantizeError, match="exported from 32x32 images, does not run at 48x48"):
+        q(torch.randn(1, 3, 48, 48))
+
+
 def test_bf16_cast_runs_close():
     model = create_model("mobilenet_v3_small_075", num_classes=10).eval()
     b, _ = quantize(model, precision="bf16", device="cpu")
