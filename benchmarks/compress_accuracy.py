@@ -165,19 +165,18 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-FLOW_TITLES = {"torch": "PT2E INT8 vs torch.compile FP32:", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-
-
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from carve.compress.sensitivity import FLOW_NAMES
+
     names = [r["model"] + ("" if r["trained"] else "\n(untrained)") for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (title, keys) in zip(axes, (("held-out top-1 (%)", ("fp32_top1", "int8_top1", "controlled_top1")),
-                                        (f"{FLOW_TITLES.get(rows[0]['runtime'], rows[0]['runtime'])} latency (ms)",
+                                        (f"{FLOW_NAMES[rows[0]['runtime']]} latency (ms)",
                                          ("fp32_ms", "int8_ms", "controlled_ms")))):
         for i, key in enumerate(keys):
             ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[key] or 0.0 for r in rows], 0.27,

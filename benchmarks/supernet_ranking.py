@@ -158,14 +158,12 @@ def seed_taus(ranking_part: dict, rows: list[dict]) -> dict:
         return {}
     by_name = {r["subnet"]: r for r in ranking_part["rows"]}
     recorded, inherited = [by_name[n]["alone"] for n in names], [by_name[n]["inherited"] for n in names]
-    per_seed = {ranking_part["alone_recipe"]["seed"]: recorded}
-    for seed in dict.fromkeys(r["seed"] for r in rows):
-        got = {r["subnet"]: r["alone"] for r in rows if r["seed"] == seed}
-        per_seed[seed] = [got[n] for n in names]
-    mean = [sum(v[i] for v in per_seed.values()) / len(per_seed) for i in range(len(names))]
+    alone = {(r["seed"], r["subnet"]): r["alone"] for r in rows}
+    others = {seed: [alone[seed, n] for n in names] for seed in dict.fromkeys(r["seed"] for r in rows)}
+    per_seed = {ranking_part["alone_recipe"]["seed"]: recorded, **others}
+    mean = [sum(column) / len(per_seed) for column in zip(*per_seed.values())]
     return dict(subnets=names,
-                tau_between_seeds={str(s): round(kendall_tau(recorded, v), 3) for s, v in per_seed.items()
-                                   if v is not recorded},
+                tau_between_seeds={str(s): round(kendall_tau(recorded, v), 3) for s, v in others.items()},
                 tau_inherited_per_seed={str(s): round(kendall_tau(inherited, v), 3) for s, v in per_seed.items()},
                 tau_inherited_seed_mean=round(kendall_tau(inherited, mean), 3),
                 seed_mean=[round(m, 2) for m in mean])

@@ -348,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         if "ranking" not in report:
             raise SystemExit("--parts noise: needs the ranking part's results (run --parts ranking first)")
         run_part("seed_noise", seed_noise(args, report["ranking"], out))
-        if "tau_inherited_seed_mean" in report["seed_noise"]:
-            noise = report["seed_noise"]
+        noise = report["seed_noise"]
+        if "tau_inherited_seed_mean" in noise:
             print(f"Kendall tau seed vs seed {noise['tau_between_seeds']}, inherited vs each seed "
                   f"{noise['tau_inherited_per_seed']}, vs the seeds' mean {noise['tau_inherited_seed_mean']}",
                   flush=True)

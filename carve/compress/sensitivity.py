@@ -23,7 +23,7 @@ from .quantization import OrtModel
 
 GRANULARITIES = ("block", "layer")
 TABLE_RUNTIMES = ("onnxruntime", "torch")  # INT8 flows a table can be measured in
-FLOW_NAMES = dict(onnxruntime="ONNX Runtime QDQ", torch="PT2E (X86InductorQuantizer)")
+FLOW_NAMES = dict(onnxruntime="ONNX Runtime QDQ", torch="PT2E (X86InductorQuantizer)", openvino="OpenVINO (NNCF)")
 
 
 @dataclass
